@@ -1,0 +1,170 @@
+//! The capabilities the provisioning logic works through.
+//!
+//! Each trait is small and mirrors one host interface of the WIT world (or, for HTTP
+//! and time, what the guest gets from `wasi:http` and `wasi:clocks`). In the component
+//! they are implemented by `crate::component` over the imports; in unit tests by the
+//! in-memory fakes of `crate::testing`.
+
+pub use crate::bindings::openclaw::provisioner::fs::{DirEntry, EntryKind, EntryMeta, TreeStats};
+pub use crate::bindings::openclaw::provisioner::progress::Level;
+pub use crate::bindings::openclaw::provisioner::service::{
+    Installed, RunState, ServiceError, ServiceSpec, ServiceStatus,
+};
+pub use crate::bindings::openclaw::provisioner::types::{
+    CredentialLayout, FsError, ServiceBackend,
+};
+
+/// Files, confined by the host to its grants. Paths are absolute host paths.
+pub trait Files {
+    fn read(&self, path: &str) -> Result<Vec<u8>, FsError>;
+    fn write_atomic(&self, path: &str, contents: &[u8], mode: u32) -> Result<(), FsError>;
+    fn create_dir_all(&self, path: &str, mode: u32) -> Result<(), FsError>;
+    fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError>;
+    fn metadata(&self, path: &str) -> Result<Option<EntryMeta>, FsError>;
+    fn walk_tree(&self, path: &str) -> Result<Vec<String>, FsError>;
+    fn copy_tree(&self, source: &str, destination: &str) -> Result<TreeStats, FsError>;
+    fn remove_tree(&self, path: &str) -> Result<(), FsError>;
+    fn archive_tree(&self, source: &str, archive: &str) -> Result<TreeStats, FsError>;
+    fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError>;
+}
+
+/// Service control for `com.openclaw.<handle>` labels.
+pub trait Services {
+    fn backend(&self) -> ServiceBackend;
+    fn install(&self, spec: &ServiceSpec) -> Result<Installed, ServiceError>;
+    fn start(&self, label: &str) -> Result<(), ServiceError>;
+    fn stop(&self, label: &str) -> Result<(), ServiceError>;
+    fn restart(&self, label: &str) -> Result<(), ServiceError>;
+    fn uninstall(&self, label: &str) -> Result<(), ServiceError>;
+    fn status(&self, label: &str) -> Result<ServiceStatus, ServiceError>;
+}
+
+/// HTTP methods the provisioner uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Patch,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Patch => "PATCH",
+        }
+    }
+}
+
+/// One outgoing request. JSON bodies are sent with `Content-Type: application/json`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub url: String,
+    pub json_body: Option<Vec<u8>>,
+    /// Bound on connecting and on waiting for the first byte of the answer.
+    pub timeout_ms: u32,
+}
+
+/// An answer, whatever its status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// `Retry-After`, when the server sent one.
+    pub retry_after: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// A request that got no answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HttpError {
+    /// The host's allow-list refused it.
+    Denied,
+    /// No connection or no first byte within the timeout.
+    Timeout,
+    /// Nothing listens there.
+    ConnectionRefused,
+    /// Anything else, in words.
+    Other(String),
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Denied => f.write_str("denied by the host's HTTP grants"),
+            HttpError::Timeout => f.write_str("timed out"),
+            HttpError::ConnectionRefused => f.write_str("connection refused"),
+            HttpError::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Outgoing HTTP. `send_all` sends every request at once and waits for all of them,
+/// so N probes take about as long as the slowest one.
+pub trait Http {
+    fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, HttpError>>;
+
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, HttpError> {
+        self.send_all(std::slice::from_ref(request)).remove(0)
+    }
+}
+
+/// Time.
+pub trait Clock {
+    /// Milliseconds since the Unix epoch (UTC).
+    fn now_unix_ms(&self) -> u64;
+    /// Milliseconds on a monotonic clock, for measuring durations.
+    fn monotonic_ms(&self) -> u64;
+    fn sleep_ms(&self, ms: u64);
+}
+
+/// Local TCP ports.
+pub trait Ports {
+    fn in_use(&self, port: u16) -> bool;
+}
+
+/// Operator-facing progress lines.
+pub trait Progress {
+    fn emit(&self, level: Level, message: &str);
+}
+
+/// Random bytes (gateway tokens).
+pub trait Random {
+    fn fill(&self, buf: &mut [u8]);
+}
+
+/// Everything a command may use, bundled.
+#[derive(Clone, Copy)]
+pub struct Caps<'a> {
+    pub files: &'a dyn Files,
+    pub services: &'a dyn Services,
+    pub http: &'a dyn Http,
+    pub clock: &'a dyn Clock,
+    pub ports: &'a dyn Ports,
+    pub progress: &'a dyn Progress,
+    pub random: &'a dyn Random,
+}
+
+impl FsError {
+    /// The error in words, for messages (the generated `Display` is `Debug`-like).
+    pub fn message(&self) -> String {
+        match self {
+            FsError::Denied(why) => format!("denied: {why}"),
+            FsError::NotFound(why) => format!("not found: {why}"),
+            FsError::AlreadyExists(why) => format!("already exists: {why}"),
+            FsError::Io(why) => why.clone(),
+        }
+    }
+}
+
+impl ServiceError {
+    /// The error in words, for messages.
+    pub fn message(&self) -> String {
+        match self {
+            ServiceError::Denied(why) => format!("denied: {why}"),
+            ServiceError::NotInstalled(why) => format!("not installed: {why}"),
+            ServiceError::Failed(why) => why.clone(),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The provisioning logic of agent-provisioner.
+//!
+//! Everything here is plain Rust over the small capability traits of [`caps`], so it
+//! runs natively in unit tests against the fakes of `testing`. Built for
+//! `wasm32-wasip2`, [`component`] adapts the traits to the WIT imports and exports the
+//! commands of the `openclaw:provisioner/provisioner` world (`wit/provisioner.wit`).
+
+/// Types and imports generated from `wit/provisioner.wit`.
+pub mod bindings {
+    wit_bindgen::generate!({ path: "../wit", world: "provisioner", generate_all });
+}
+
+pub mod caps;
+pub mod commands;
+pub mod layout;
+pub mod secret;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+#[cfg(test)]
+pub mod testing;

@@ -1,0 +1,505 @@
+//! In-memory fakes of every capability, for native unit tests of the logic.
+
+use crate::caps::*;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// One node of the in-memory file system.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Node {
+    File { contents: Vec<u8>, mode: u32 },
+    Dir { mode: u32 },
+    Symlink { target: String },
+}
+
+/// An in-memory file system keyed by absolute path. Archives are stored as files whose
+/// contents are their entry names, one per line.
+#[derive(Default)]
+pub struct MemFs {
+    pub nodes: RefCell<BTreeMap<String, Node>>,
+    /// Paths (and everything under them) where every operation is denied.
+    pub denied: RefCell<Vec<String>>,
+    /// Operation names (`write-atomic:PATH`, `copy-tree:PATH`...) that fail with an I/O error.
+    pub failing: RefCell<BTreeSet<String>>,
+    /// Every mutating call, in order.
+    pub log: RefCell<Vec<String>>,
+}
+
+impl MemFs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a file (and its parent directories, mode 0755).
+    pub fn add_file(&self, path: &str, contents: &str) {
+        self.add_parents(path);
+        self.nodes.borrow_mut().insert(
+            path.to_string(),
+            Node::File { contents: contents.as_bytes().to_vec(), mode: 0o644 },
+        );
+    }
+
+    pub fn add_dir(&self, path: &str) {
+        self.add_parents(path);
+        self.nodes.borrow_mut().insert(path.to_string(), Node::Dir { mode: 0o755 });
+    }
+
+    pub fn file(&self, path: &str) -> Option<String> {
+        match self.nodes.borrow().get(path) {
+            Some(Node::File { contents, .. }) => Some(String::from_utf8_lossy(contents).into()),
+            _ => None,
+        }
+    }
+
+    pub fn mode(&self, path: &str) -> Option<u32> {
+        match self.nodes.borrow().get(path) {
+            Some(Node::File { mode, .. }) | Some(Node::Dir { mode }) => Some(*mode),
+            _ => None,
+        }
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        self.nodes.borrow().contains_key(path)
+    }
+
+    /// Paths under `root` (exclusive), sorted.
+    pub fn paths_under(&self, root: &str) -> Vec<String> {
+        let prefix = format!("{}/", root.trim_end_matches('/'));
+        self.nodes.borrow().keys().filter(|p| p.starts_with(&prefix)).cloned().collect()
+    }
+
+    pub fn fail(&self, op: &str, path: &str) {
+        self.failing.borrow_mut().insert(format!("{op}:{path}"));
+    }
+
+    fn add_parents(&self, path: &str) {
+        let mut nodes = self.nodes.borrow_mut();
+        let mut current = String::new();
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            current.push('/');
+            current.push_str(part);
+            nodes.entry(current.clone()).or_insert(Node::Dir { mode: 0o755 });
+        }
+    }
+
+    fn check(&self, op: &str, path: &str) -> Result<(), FsError> {
+        if self.denied.borrow().iter().any(|d| path == d || path.starts_with(&format!("{d}/"))) {
+            return Err(FsError::Denied(format!("{path}: outside the test grants")));
+        }
+        if self.failing.borrow().contains(&format!("{op}:{path}")) {
+            return Err(FsError::Io(format!("{path}: injected failure")));
+        }
+        Ok(())
+    }
+
+    fn parent(path: &str) -> &str {
+        path.rsplit_once('/').map(|(p, _)| if p.is_empty() { "/" } else { p }).unwrap_or("/")
+    }
+
+    fn require_dir(&self, path: &str) -> Result<(), FsError> {
+        if path == "/" {
+            return Ok(());
+        }
+        match self.nodes.borrow().get(path) {
+            Some(Node::Dir { .. }) => Ok(()),
+            Some(_) => Err(FsError::Io(format!("{path}: not a directory"))),
+            None => Err(FsError::NotFound(path.to_string())),
+        }
+    }
+
+    fn meta(node: &Node) -> EntryMeta {
+        match node {
+            Node::File { contents, mode } => {
+                EntryMeta { kind: EntryKind::File, size: contents.len() as u64, mode: *mode }
+            }
+            Node::Dir { mode } => EntryMeta { kind: EntryKind::Directory, size: 0, mode: *mode },
+            Node::Symlink { .. } => EntryMeta { kind: EntryKind::Symlink, size: 0, mode: 0o777 },
+        }
+    }
+
+    fn stats(&self, root: &str) -> TreeStats {
+        let nodes = self.nodes.borrow();
+        let mut stats = TreeStats { files: 0, directories: 0, bytes: 0 };
+        let mut count = |node: &Node| match node {
+            Node::File { contents, .. } => {
+                stats.files += 1;
+                stats.bytes += contents.len() as u64;
+            }
+            Node::Dir { .. } => stats.directories += 1,
+            Node::Symlink { .. } => {}
+        };
+        if let Some(node) = nodes.get(root) {
+            count(node);
+        }
+        let prefix = format!("{root}/");
+        nodes.iter().filter(|(p, _)| p.starts_with(&prefix)).for_each(|(_, n)| count(n));
+        stats
+    }
+}
+
+impl Files for MemFs {
+    fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
+        self.check("read", path)?;
+        match self.nodes.borrow().get(path) {
+            Some(Node::File { contents, .. }) => Ok(contents.clone()),
+            Some(_) => Err(FsError::Io(format!("{path}: not a file"))),
+            None => Err(FsError::NotFound(path.to_string())),
+        }
+    }
+
+    fn write_atomic(&self, path: &str, contents: &[u8], mode: u32) -> Result<(), FsError> {
+        self.check("write-atomic", path)?;
+        self.require_dir(Self::parent(path))?;
+        self.log.borrow_mut().push(format!("write {path} {mode:o}"));
+        self.nodes
+            .borrow_mut()
+            .insert(path.to_string(), Node::File { contents: contents.to_vec(), mode });
+        Ok(())
+    }
+
+    fn create_dir_all(&self, path: &str, mode: u32) -> Result<(), FsError> {
+        self.check("create-dir-all", path)?;
+        let mut current = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            current.push('/');
+            current.push_str(part);
+            let existing = self.nodes.borrow().get(&current).cloned();
+            match existing {
+                Some(Node::Dir { .. }) => {}
+                Some(_) => return Err(FsError::Io(format!("{current}: not a directory"))),
+                None => {
+                    self.log.borrow_mut().push(format!("mkdir {current} {mode:o}"));
+                    self.nodes.borrow_mut().insert(current.clone(), Node::Dir { mode });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
+        self.check("list-dir", path)?;
+        self.require_dir(path)?;
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        Ok(self
+            .nodes
+            .borrow()
+            .iter()
+            .filter_map(|(p, n)| {
+                let rest = p.strip_prefix(&prefix)?;
+                (!rest.contains('/')).then(|| DirEntry { name: rest.to_string(), meta: Self::meta(n) })
+            })
+            .collect())
+    }
+
+    fn metadata(&self, path: &str) -> Result<Option<EntryMeta>, FsError> {
+        self.check("metadata", path)?;
+        Ok(self.nodes.borrow().get(path).map(Self::meta))
+    }
+
+    fn walk_tree(&self, path: &str) -> Result<Vec<String>, FsError> {
+        self.check("walk-tree", path)?;
+        self.require_dir(path)?;
+        let prefix = format!("{path}/");
+        Ok(self
+            .nodes
+            .borrow()
+            .iter()
+            .filter_map(|(p, n)| {
+                let rest = p.strip_prefix(&prefix)?;
+                Some(if matches!(n, Node::Dir { .. }) { format!("{rest}/") } else { rest.to_string() })
+            })
+            .collect())
+    }
+
+    fn copy_tree(&self, source: &str, destination: &str) -> Result<TreeStats, FsError> {
+        self.check("copy-tree", source)?;
+        self.check("copy-tree", destination)?;
+        if self.exists(destination) {
+            return Err(FsError::AlreadyExists(destination.to_string()));
+        }
+        self.require_dir(Self::parent(destination))?;
+        let copied: Vec<(String, Node)> = {
+            let nodes = self.nodes.borrow();
+            let root = nodes.get(source).cloned().ok_or(FsError::NotFound(source.to_string()))?;
+            let prefix = format!("{source}/");
+            std::iter::once((destination.to_string(), root))
+                .chain(nodes.iter().filter_map(|(p, n)| {
+                    let rest = p.strip_prefix(&prefix)?;
+                    (!matches!(n, Node::Symlink { .. }))
+                        .then(|| (format!("{destination}/{rest}"), n.clone()))
+                }))
+                .collect()
+        };
+        self.log.borrow_mut().push(format!("copy {source} {destination}"));
+        self.nodes.borrow_mut().extend(copied);
+        Ok(self.stats(destination))
+    }
+
+    fn remove_tree(&self, path: &str) -> Result<(), FsError> {
+        self.check("remove-tree", path)?;
+        self.log.borrow_mut().push(format!("remove {path}"));
+        let prefix = format!("{path}/");
+        self.nodes.borrow_mut().retain(|p, _| p != path && !p.starts_with(&prefix));
+        Ok(())
+    }
+
+    fn archive_tree(&self, source: &str, archive: &str) -> Result<TreeStats, FsError> {
+        self.check("archive-tree", source)?;
+        self.check("archive-tree", archive)?;
+        if self.exists(archive) {
+            return Err(FsError::AlreadyExists(archive.to_string()));
+        }
+        self.require_dir(Self::parent(archive))?;
+        let name = source.rsplit('/').next().unwrap_or(source);
+        let mut entries = vec![format!("{name}/")];
+        entries.extend(self.walk_tree(source)?.into_iter().map(|e| format!("{name}/{e}")));
+        let stats = self.stats(source);
+        self.log.borrow_mut().push(format!("archive {source} {archive}"));
+        self.nodes.borrow_mut().insert(
+            archive.to_string(),
+            Node::File { contents: entries.join("\n").into_bytes(), mode: 0o600 },
+        );
+        Ok(stats)
+    }
+
+    fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError> {
+        let contents = self.read(archive)?;
+        Ok(String::from_utf8_lossy(&contents).lines().map(String::from).collect())
+    }
+}
+
+/// A service manager that records calls and keeps states in memory.
+pub struct FakeServices {
+    pub backend: ServiceBackend,
+    pub calls: RefCell<Vec<String>>,
+    pub installed: RefCell<HashMap<String, ServiceSpec>>,
+    pub running: RefCell<BTreeSet<String>>,
+    /// Calls (`start:LABEL`...) that fail.
+    pub failing: RefCell<BTreeSet<String>>,
+    /// Labels whose process exits right after start, with this code.
+    pub exits_at_once: RefCell<HashMap<String, i32>>,
+}
+
+impl Default for FakeServices {
+    fn default() -> Self {
+        Self {
+            backend: ServiceBackend::Direct,
+            calls: RefCell::default(),
+            installed: RefCell::default(),
+            running: RefCell::default(),
+            failing: RefCell::default(),
+            exits_at_once: RefCell::default(),
+        }
+    }
+}
+
+impl FakeServices {
+    fn call(&self, op: &str, label: &str) -> Result<(), ServiceError> {
+        self.calls.borrow_mut().push(format!("{op} {label}"));
+        if self.failing.borrow().contains(&format!("{op}:{label}")) {
+            return Err(ServiceError::Failed(format!("{op} {label}: injected failure")));
+        }
+        if op != "install" && !self.installed.borrow().contains_key(label) {
+            return Err(ServiceError::NotInstalled(label.to_string()));
+        }
+        Ok(())
+    }
+}
+
+impl Services for FakeServices {
+    fn backend(&self) -> ServiceBackend {
+        self.backend
+    }
+
+    fn install(&self, spec: &ServiceSpec) -> Result<Installed, ServiceError> {
+        self.call("install", &spec.label)?;
+        self.installed.borrow_mut().insert(spec.label.clone(), spec.clone());
+        Ok(Installed {
+            backend: self.backend,
+            label: spec.label.clone(),
+            definition_path: format!("/services/{}", spec.label),
+        })
+    }
+
+    fn start(&self, label: &str) -> Result<(), ServiceError> {
+        self.call("start", label)?;
+        if !self.exits_at_once.borrow().contains_key(label) {
+            self.running.borrow_mut().insert(label.to_string());
+        }
+        Ok(())
+    }
+
+    fn stop(&self, label: &str) -> Result<(), ServiceError> {
+        self.call("stop", label)?;
+        self.running.borrow_mut().remove(label);
+        Ok(())
+    }
+
+    fn restart(&self, label: &str) -> Result<(), ServiceError> {
+        self.call("restart", label)?;
+        self.running.borrow_mut().insert(label.to_string());
+        Ok(())
+    }
+
+    fn uninstall(&self, label: &str) -> Result<(), ServiceError> {
+        self.call("uninstall", label)?;
+        self.running.borrow_mut().remove(label);
+        self.installed.borrow_mut().remove(label);
+        Ok(())
+    }
+
+    fn status(&self, label: &str) -> Result<ServiceStatus, ServiceError> {
+        self.calls.borrow_mut().push(format!("status {label}"));
+        let installed = self.installed.borrow().contains_key(label);
+        let running = self.running.borrow().contains(label);
+        let exit = self.exits_at_once.borrow().get(label).copied();
+        Ok(ServiceStatus {
+            state: match (installed, running) {
+                (false, _) => RunState::NotInstalled,
+                (true, true) => RunState::Running,
+                (true, false) => RunState::Stopped,
+            },
+            pid: running.then_some(4242),
+            last_exit_code: exit,
+            uptime_seconds: running.then_some(5),
+            restarts: None,
+            detail: String::new(),
+        })
+    }
+}
+
+/// Scripted HTTP: a responder decides each answer; every request is recorded.
+pub struct FakeHttp {
+    pub requests: RefCell<Vec<HttpRequest>>,
+    #[allow(clippy::type_complexity)]
+    pub responder: Box<dyn Fn(&HttpRequest) -> Result<HttpResponse, HttpError>>,
+}
+
+impl FakeHttp {
+    pub fn new(responder: impl Fn(&HttpRequest) -> Result<HttpResponse, HttpError> + 'static) -> Self {
+        Self { requests: RefCell::default(), responder: Box::new(responder) }
+    }
+
+    /// `METHOD URL` of every request so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.requests.borrow().iter().map(|r| format!("{} {}", r.method.as_str(), r.url)).collect()
+    }
+}
+
+/// A JSON answer with `status`.
+pub fn json_response(status: u16, body: serde_json::Value) -> Result<HttpResponse, HttpError> {
+    Ok(HttpResponse { status, retry_after: None, body: body.to_string().into_bytes() })
+}
+
+impl Http for FakeHttp {
+    fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, HttpError>> {
+        requests
+            .iter()
+            .map(|r| {
+                self.requests.borrow_mut().push(r.clone());
+                (self.responder)(r)
+            })
+            .collect()
+    }
+}
+
+/// A clock that only moves when slept on.
+pub struct FakeClock {
+    pub now_ms: Cell<u64>,
+}
+
+impl Default for FakeClock {
+    fn default() -> Self {
+        // 2026-11-25T10:20:30Z
+        Self { now_ms: Cell::new(1_795_602_030_000) }
+    }
+}
+
+impl Clock for FakeClock {
+    fn now_unix_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+    fn monotonic_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+    fn sleep_ms(&self, ms: u64) {
+        self.now_ms.set(self.now_ms.get() + ms);
+    }
+}
+
+/// Ports in use, as a set.
+#[derive(Default)]
+pub struct FakePorts {
+    pub used: RefCell<BTreeSet<u16>>,
+}
+
+impl Ports for FakePorts {
+    fn in_use(&self, port: u16) -> bool {
+        self.used.borrow().contains(&port)
+    }
+}
+
+/// Progress lines, recorded.
+#[derive(Default)]
+pub struct RecordingProgress {
+    pub lines: RefCell<Vec<String>>,
+}
+
+impl Progress for RecordingProgress {
+    fn emit(&self, level: Level, message: &str) {
+        self.lines.borrow_mut().push(format!("{level:?}: {message}"));
+    }
+}
+
+/// Deterministic "random" bytes.
+#[derive(Default)]
+pub struct CountingRandom {
+    pub next: Cell<u8>,
+}
+
+impl Random for CountingRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.next.get();
+            self.next.set(self.next.get().wrapping_add(1));
+        }
+    }
+}
+
+/// One of each fake, ready to hand out as [`Caps`].
+pub struct World {
+    pub fs: MemFs,
+    pub services: FakeServices,
+    pub http: FakeHttp,
+    pub clock: FakeClock,
+    pub ports: FakePorts,
+    pub progress: RecordingProgress,
+    pub random: CountingRandom,
+}
+
+impl World {
+    pub fn new(http: FakeHttp) -> Self {
+        Self {
+            fs: MemFs::new(),
+            services: FakeServices::default(),
+            http,
+            clock: FakeClock::default(),
+            ports: FakePorts::default(),
+            progress: RecordingProgress::default(),
+            random: CountingRandom::default(),
+        }
+    }
+
+    pub fn caps(&self) -> Caps<'_> {
+        Caps {
+            files: &self.fs,
+            services: &self.services,
+            http: &self.http,
+            clock: &self.clock,
+            ports: &self.ports,
+            progress: &self.progress,
+            random: &self.random,
+        }
+    }
+}

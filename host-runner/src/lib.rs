@@ -1,0 +1,15 @@
+//! agent-provisioner's host: runs the provisioning component in a wasmtime sandbox that
+//! grants only scoped files, service control for sibling gateways, and HTTP to the Sesame
+//! API and sibling gateway ports. See `wit/provisioner.wit` for the contract.
+
+pub mod atomic;
+pub mod audit;
+pub mod bindings;
+pub mod engine;
+pub mod fs_cap;
+pub mod grants;
+pub mod http_gate;
+pub mod ports;
+pub mod runtime;
+pub mod secret;
+pub mod service;

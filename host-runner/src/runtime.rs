@@ -1,0 +1,247 @@
+//! Running one command of the component in a fresh, limited store.
+//!
+//! The store holds the capabilities (files, services, the HTTP gate), a memory cap and a
+//! wall-clock deadline. WASI gets no preopened directories, no environment, no sockets
+//! and no stdin; only stderr is passed through (for panic messages).
+
+use crate::bindings::{Level, Provisioner, commands};
+use crate::fs_cap::FsCap;
+use crate::http_gate::HttpGate;
+use crate::service::ServiceCap;
+use anyhow::{Result, anyhow};
+use wasmtime::error::Context as _;
+use std::time::{Duration, Instant};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Bounds on one guest call.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Wall-clock time for the whole call, host calls included.
+    pub deadline: Duration,
+    /// Linear memory of the guest, in bytes.
+    pub memory_bytes: usize,
+}
+
+/// Prints the guest's progress lines on stderr.
+pub struct ProgressSink {
+    pub quiet: bool,
+}
+
+impl ProgressSink {
+    fn emit(&self, level: Level, message: &str) {
+        if self.quiet && level != Level::Warning {
+            return;
+        }
+        match level {
+            Level::Step => eprintln!("==> {message}"),
+            Level::Info => eprintln!("    {message}"),
+            Level::Warning => eprintln!("warning: {message}"),
+        }
+    }
+}
+
+/// The capabilities a store holds.
+pub struct Capabilities {
+    pub fs: FsCap,
+    pub services: ServiceCap,
+    pub gate: HttpGate,
+    pub progress: ProgressSink,
+    pub audit: std::sync::Arc<crate::audit::Audit>,
+}
+
+/// The data of a store: WASI state plus our capabilities.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    caps: Capabilities,
+    limits: StoreLimits,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.caps.gate }
+    }
+}
+
+mod imports {
+    //! The WIT imports, delegated to the capabilities.
+    use super::HostState;
+    use crate::bindings::openclaw::provisioner::{fs, ports, progress, service, types};
+    use crate::bindings::*;
+
+    impl types::Host for HostState {}
+
+    impl fs::Host for HostState {
+        fn read(&mut self, path: String) -> Result<Vec<u8>, FsError> {
+            self.caps.fs.read(&path)
+        }
+        fn write_atomic(&mut self, path: String, contents: Vec<u8>, mode: u32) -> Result<(), FsError> {
+            self.caps.fs.write_atomic(&path, &contents, mode)
+        }
+        fn create_dir_all(&mut self, path: String, mode: u32) -> Result<(), FsError> {
+            self.caps.fs.create_dir_all(&path, mode)
+        }
+        fn list_dir(&mut self, path: String) -> Result<Vec<DirEntry>, FsError> {
+            self.caps.fs.list_dir(&path)
+        }
+        fn metadata(&mut self, path: String) -> Result<Option<EntryMeta>, FsError> {
+            self.caps.fs.metadata(&path)
+        }
+        fn walk_tree(&mut self, path: String) -> Result<Vec<String>, FsError> {
+            self.caps.fs.walk_tree(&path)
+        }
+        fn copy_tree(&mut self, source: String, destination: String) -> Result<TreeStats, FsError> {
+            self.caps.fs.copy_tree(&source, &destination)
+        }
+        fn remove_tree(&mut self, path: String) -> Result<(), FsError> {
+            self.caps.fs.remove_tree(&path)
+        }
+        fn archive_tree(&mut self, source: String, archive: String) -> Result<TreeStats, FsError> {
+            self.caps.fs.archive_tree(&source, &archive)
+        }
+        fn list_archive(&mut self, archive: String) -> Result<Vec<String>, FsError> {
+            self.caps.fs.list_archive(&archive)
+        }
+    }
+
+    impl service::Host for HostState {
+        fn backend(&mut self) -> ServiceBackend {
+            self.caps.services.backend()
+        }
+        fn install(&mut self, spec: ServiceSpec) -> Result<Installed, ServiceError> {
+            self.caps.services.install(spec)
+        }
+        fn start(&mut self, label: String) -> Result<(), ServiceError> {
+            self.caps.services.start(&label)
+        }
+        fn stop(&mut self, label: String) -> Result<(), ServiceError> {
+            self.caps.services.stop(&label)
+        }
+        fn restart(&mut self, label: String) -> Result<(), ServiceError> {
+            self.caps.services.restart(&label)
+        }
+        fn uninstall(&mut self, label: String) -> Result<(), ServiceError> {
+            self.caps.services.uninstall(&label)
+        }
+        fn status(&mut self, label: String) -> Result<ServiceStatus, ServiceError> {
+            self.caps.services.status(&label)
+        }
+    }
+
+    impl ports::Host for HostState {
+        fn in_use(&mut self, port: u16) -> bool {
+            crate::ports::in_use(port, &self.caps.audit)
+        }
+    }
+
+    impl progress::Host for HostState {
+        fn emit(&mut self, level: Level, message: String) {
+            self.caps.progress.emit(level, &message)
+        }
+    }
+}
+
+/// A command for the component.
+#[derive(Debug)]
+pub enum Command {
+    Plan(commands::ProvisionRequest),
+    Provision(commands::ProvisionRequest),
+    Start(String),
+    Stop(String),
+    Restart(String),
+    Deprovision(String),
+    Health(commands::HealthRequest),
+}
+
+/// What the component answered.
+#[derive(Debug)]
+pub enum Answer {
+    Plan(Result<commands::ProvisionPlan, commands::CommandError>),
+    Provision(Result<commands::ProvisionOutcome, commands::CommandError>),
+    Lifecycle(Result<commands::LifecycleOutcome, commands::CommandError>),
+    Health(Result<commands::HealthReport, commands::CommandError>),
+}
+
+/// A compiled component with its linker, ready to run commands.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    component: wasmtime::component::Component,
+}
+
+impl Sandbox {
+    pub fn new(engine: Engine, component: wasmtime::component::Component) -> Result<Self> {
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).context("linking wasi:http")?;
+        Provisioner::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).context("linking the provisioner imports")?;
+        Ok(Self { engine, linker, component })
+    }
+
+    /// Runs one command in a fresh store with `caps`, within `limits`.
+    pub async fn run(&self, caps: Capabilities, ctx: commands::Context, command: Command, limits: Limits) -> Result<Answer> {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr();
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            caps,
+            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let deadline = Instant::now() + limits.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+        });
+        let ticker = tokio::spawn({
+            let engine = self.engine.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    engine.increment_epoch();
+                }
+            }
+        });
+        let call = async {
+            let instance = Provisioner::instantiate_async(&mut store, &self.component, &self.linker)
+                .await
+                .context("instantiating the component")?;
+            let c = instance.openclaw_provisioner_commands();
+            let s = &mut store;
+            Ok::<_, wasmtime::Error>(match command {
+                Command::Plan(r) => Answer::Plan(c.call_plan(s, &ctx, &r).await?),
+                Command::Provision(r) => Answer::Provision(c.call_provision(s, &ctx, &r).await?),
+                Command::Start(h) => Answer::Lifecycle(c.call_start(s, &ctx, &h).await?),
+                Command::Stop(h) => Answer::Lifecycle(c.call_stop(s, &ctx, &h).await?),
+                Command::Restart(h) => Answer::Lifecycle(c.call_restart(s, &ctx, &h).await?),
+                Command::Deprovision(h) => Answer::Lifecycle(c.call_deprovision(s, &ctx, &h).await?),
+                Command::Health(r) => Answer::Health(c.call_health(s, &ctx, &r).await?),
+            })
+        };
+        // The epoch callback stops a guest that computes past the deadline; the timeout
+        // stops one that waits in a host call past it.
+        let result = tokio::time::timeout(limits.deadline + Duration::from_secs(1), call).await;
+        ticker.abort();
+        match result {
+            Err(_) => Err(anyhow!("the component ran past its deadline of {:?}", limits.deadline)),
+            Ok(Err(e)) if Instant::now() >= deadline => {
+                Err(anyhow!("the component ran past its deadline of {:?} ({e})", limits.deadline))
+            }
+            Ok(Err(e)) => Err(anyhow::Error::from(e).context("the component trapped")),
+            Ok(Ok(answer)) => Ok(answer),
+        }
+    }
+}
