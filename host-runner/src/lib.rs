@@ -2,13 +2,17 @@
 //! grants only scoped files, service control for sibling gateways, and HTTP to the Sesame
 //! API and sibling gateway ports. See `wit/provisioner.wit` for the contract.
 
+pub mod app;
 pub mod atomic;
 pub mod audit;
 pub mod bindings;
+pub mod cli;
 pub mod engine;
 pub mod fs_cap;
 pub mod grants;
 pub mod http_gate;
+pub mod lead_config;
+pub mod output;
 pub mod ports;
 pub mod runtime;
 pub mod secret;

@@ -1,1 +1,13 @@
-fn main() {}
+//! `agent-provisioner`: see `agent-provisioner --help`.
+
+use clap::Parser;
+use std::io::Write;
+
+fn main() {
+    let cli = host_runner::cli::Cli::parse();
+    let rendered = host_runner::app::run(cli);
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(rendered.stdout.as_bytes());
+    let _ = stdout.flush();
+    std::process::exit(rendered.exit_code);
+}

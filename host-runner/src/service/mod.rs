@@ -31,7 +31,26 @@ fn todo_err(label: &str) -> ServiceError {
     ServiceError::Denied(format!("{label}: the service capability is not built yet"))
 }
 
+/// Where a backend keeps its service definitions.
+pub fn definition_dir(backend: ServiceBackend, home: &std::path::Path) -> PathBuf {
+    match backend {
+        ServiceBackend::Launchd => home.join("Library/LaunchAgents"),
+        ServiceBackend::Systemd => home.join(".config/systemd/user"),
+        ServiceBackend::Direct => home.join(".local/state/agent-provisioner/services"),
+    }
+}
+
+/// Picks the backend for this machine (stub until the backends land).
+pub fn detect(_systemctl: &std::path::Path) -> anyhow::Result<ServiceBackend> {
+    anyhow::bail!("no service manager detected; pass --service-manager direct")
+}
+
 impl ServiceCap {
+    /// One line for the startup banner.
+    pub fn describe(&self) -> Vec<String> {
+        vec![format!("service: {:?} backend", self.config.backend)]
+    }
+
     pub fn new(config: ServiceConfig, audit: Arc<Audit>, gateway_ports: Arc<Mutex<BTreeSet<u16>>>) -> anyhow::Result<Self> {
         Ok(Self { config, audit, gateway_ports })
     }

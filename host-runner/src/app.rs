@@ -1,0 +1,256 @@
+//! From command-line arguments to a finished command: derive the grants, build the
+//! capabilities, load the component, run it, render the answer.
+
+use crate::audit::Audit;
+use crate::bindings::commands::{Context, HealthRequest, ProvisionRequest, Timing};
+use crate::bindings::{CredentialLayout, ServiceBackend};
+use crate::cli::{Cli, Command, Layout, Manager};
+use crate::fs_cap::FsCap;
+use crate::grants::{GrantConfig, Grants};
+use crate::http_gate::{HttpGate, Origin};
+use crate::output::{self, EXIT_FAILED, EXIT_INVALID, Rendered};
+use crate::runtime::{self, Capabilities, Limits, ProgressSink, Sandbox};
+use crate::service::{self, ServiceCap, ServiceConfig};
+use crate::{engine, lead_config};
+use anyhow::{Context as _, Result, anyhow, bail};
+use std::collections::BTreeSet;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The most task text the host accepts.
+const MAX_TASK_BYTES: u64 = 1 << 20;
+
+/// An error before the component ran: bad options or environment (exit 2).
+struct SetupError(anyhow::Error);
+
+/// Runs the command and returns what to print and the exit code.
+pub fn run(cli: Cli) -> Rendered {
+    let name = command_name(&cli.command);
+    let as_json = cli.global.json;
+    match prepare(&cli) {
+        Err(SetupError(e)) => output::host_error(name, EXIT_INVALID, &format!("{e:#}"), as_json),
+        Ok(None) => Rendered { stdout: String::new(), exit_code: output::EXIT_OK },
+        Ok(Some(prepared)) => match execute(&cli, prepared) {
+            Ok(answer) => output::render(name, &answer, as_json),
+            Err(e) => output::host_error(name, EXIT_FAILED, &format!("{e:#}"), as_json),
+        },
+    }
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Provision(p) if p.plan => "plan",
+        Command::Provision(_) => "provision",
+        Command::Start(_) => "start",
+        Command::Stop(_) => "stop",
+        Command::Restart(_) => "restart",
+        Command::Deprovision(_) => "deprovision",
+        Command::Health(_) => "health",
+        Command::Grants => "grants",
+    }
+}
+
+/// Everything needed to run the component.
+struct Prepared {
+    caps: Capabilities,
+    ctx: Context,
+    command: runtime::Command,
+}
+
+/// Derives grants and capabilities; `None` when the command is done (`grants`).
+fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
+    let g = &cli.global;
+    let setup = |e: anyhow::Error| SetupError(e);
+    let home = home_dir(g).map_err(setup)?;
+    let lead_home = absolute(g.lead_home.as_ref().unwrap_or(&home.join(".openclaw")), "--lead-home").map_err(setup)?;
+    if !lead_home.is_dir() {
+        return Err(setup(anyhow!("the lead home {} is not a directory (give --lead-home)", lead_home.display())));
+    }
+    let lead = lead_config::read(&lead_home, std::env::var("SESAME_API_KEY").ok()).map_err(setup)?;
+    let secrets: Vec<_> = lead.sesame_key.iter().cloned().collect();
+    let audit = Arc::new(match g.audit.as_deref() {
+        Some("none") => Audit::stderr_only(secrets),
+        Some(path) => Audit::open(Path::new(path), secrets, g.verbose).map_err(setup)?,
+        None => Audit::open(&lead_home.join("logs/agent-provisioner-audit.jsonl"), secrets, g.verbose).map_err(setup)?,
+    });
+    let backend = match g.service_manager {
+        Manager::Auto => service::detect(&g.systemctl).map_err(setup)?,
+        Manager::Launchd => ServiceBackend::Launchd,
+        Manager::Systemd => ServiceBackend::Systemd,
+        Manager::Direct => ServiceBackend::Direct,
+    };
+    let needs_openclaw = matches!(&cli.command, Command::Provision(p) if !p.plan)
+        || matches!(cli.command, Command::Start(_) | Command::Restart(_));
+    let openclaw_bin = resolve_openclaw(g.openclaw_bin.as_deref(), needs_openclaw).map_err(setup)?;
+    let gateway_ports = Arc::new(Mutex::new(BTreeSet::new()));
+    let services = ServiceCap::new(
+        ServiceConfig {
+            backend,
+            home: home.clone(),
+            lead_home: lead_home.clone(),
+            openclaw_bin: openclaw_bin.clone(),
+            launchctl: g.launchctl.clone(),
+            systemctl: g.systemctl.clone(),
+        },
+        audit.clone(),
+        gateway_ports.clone(),
+    )
+    .map_err(setup)?;
+    let service_dir = service::definition_dir(backend, &home);
+    let grants = Grants::new(GrantConfig { home: home.clone(), lead_home: lead_home.clone(), service_dir: Some(service_dir) })
+        .map_err(setup)?;
+    let origin = Origin::parse(&g.api_url).map_err(setup)?;
+    let gate = HttpGate::new(origin, lead.sesame_key.clone(), gateway_ports, audit.clone());
+
+    let mut banner: Vec<String> = grants.describe();
+    banner.extend(services.describe());
+    banner.extend(gate.describe());
+    banner.push(match (&lead.key_source, audit.path()) {
+        (Some(source), _) => format!("lead Sesame key: held by the host, from {source}"),
+        (None, _) => "lead Sesame key: none (set channels.sesame.apiKey or SESAME_API_KEY)".into(),
+    });
+    if let Some(path) = audit.path() {
+        banner.push(format!("audit log: {}", path.display()));
+    }
+    if matches!(cli.command, Command::Grants) {
+        banner.iter().for_each(|line| println!("{line}"));
+        return Ok(None);
+    }
+    if !g.quiet {
+        eprintln!("agent-provisioner: sandbox grants:");
+        banner.iter().for_each(|line| eprintln!("  {line}"));
+    }
+
+    let command = match &cli.command {
+        Command::Provision(p) => {
+            let request = ProvisionRequest { task_json: read_task(&p.task).map_err(setup)?, auto_port: p.auto_port };
+            if p.plan { runtime::Command::Plan(request) } else { runtime::Command::Provision(request) }
+        }
+        Command::Start(h) => runtime::Command::Start(h.handle.clone()),
+        Command::Stop(h) => runtime::Command::Stop(h.handle.clone()),
+        Command::Restart(h) => runtime::Command::Restart(h.handle.clone()),
+        Command::Deprovision(h) => runtime::Command::Deprovision(h.handle.clone()),
+        Command::Health(h) => runtime::Command::Health(HealthRequest { report: h.report, channel: h.channel.clone() }),
+        Command::Grants => unreachable!("handled above"),
+    };
+    let layout = match &cli.command {
+        Command::Provision(p) if p.credential_layout == Layout::Legacy => CredentialLayout::Legacy,
+        _ => CredentialLayout::EnvFile,
+    };
+    let t = &g.timing;
+    let ctx = Context {
+        home: text(&home),
+        lead_home: text(&lead_home),
+        lead_handle: lead.handle,
+        lead_workspace_id: lead.workspace_id,
+        api_url: g.api_url.trim_end_matches('/').to_string(),
+        host_name: host_name(),
+        host_os: if cfg!(target_os = "macos") { "darwin" } else { std::env::consts::OS }.to_string(),
+        host_arch: if cfg!(target_arch = "aarch64") { "arm64" } else { std::env::consts::ARCH }.to_string(),
+        openclaw_bin: text(&openclaw_bin),
+        service_backend: backend,
+        credential_layout: layout,
+        timing: Timing {
+            health_timeout_ms: t.health_timeout.saturating_mul(1000),
+            health_interval_ms: t.health_interval_ms,
+            probe_timeout_ms: t.probe_timeout_ms,
+            api_timeout_ms: t.api_timeout_ms,
+            api_attempts: t.api_attempts.max(1),
+            api_backoff_ms: t.api_backoff_ms,
+        },
+    };
+    let caps = Capabilities {
+        fs: FsCap::new(grants, audit.clone(), lead.sesame_key),
+        services,
+        gate,
+        progress: ProgressSink { quiet: g.quiet },
+        audit,
+    };
+    Ok(Some(Prepared { caps, ctx, command }))
+}
+
+/// Loads the component (through the cache) and runs the command.
+fn execute(cli: &Cli, prepared: Prepared) -> Result<runtime::Answer> {
+    let g = &cli.global;
+    let engine = engine::engine()?;
+    let custom;
+    let wasm: &[u8] = match &g.component {
+        Some(path) => {
+            custom = std::fs::read(path).with_context(|| format!("reading --component {}", path.display()))?;
+            &custom
+        }
+        None => engine::EMBEDDED_COMPONENT,
+    };
+    let cache_dir = match &g.cache_dir {
+        Some(dir) => dir.clone(),
+        None => engine::default_cache_dir(&home_dir(g)?),
+    };
+    let (component, _) = engine::load(&engine, wasm, Some(&cache_dir))?;
+    let sandbox = Sandbox::new(engine, component)?;
+    let limits = Limits { deadline: Duration::from_secs(g.deadline), memory_bytes: g.memory_limit << 20 };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(sandbox.run(prepared.caps, prepared.ctx, prepared.command, limits))
+}
+
+/// `--home`, else `$HOME`.
+fn home_dir(g: &crate::cli::Global) -> Result<PathBuf> {
+    let home = g.home.clone().or_else(|| std::env::var_os("HOME").map(PathBuf::from));
+    absolute(&home.ok_or_else(|| anyhow!("no home directory: set HOME or pass --home"))?, "--home")
+}
+
+fn absolute(path: &Path, option: &str) -> Result<PathBuf> {
+    let path = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) };
+    let text = path.to_str().ok_or_else(|| anyhow!("{option} {}: not valid UTF-8", path.display()))?;
+    if Path::new(text).components().any(|c| matches!(c, std::path::Component::ParentDir | std::path::Component::CurDir)) {
+        bail!("{option} {text}: give a path without `.` or `..`");
+    }
+    Ok(PathBuf::from(text.trim_end_matches('/')).components().collect())
+}
+
+fn text(path: &Path) -> String {
+    path.to_str().expect("paths are checked to be UTF-8").to_string()
+}
+
+/// `--openclaw-bin`, or `openclaw` found on PATH. Required only by commands that run it.
+fn resolve_openclaw(given: Option<&Path>, required: bool) -> Result<PathBuf> {
+    let found = match given {
+        Some(path) => Some(absolute(path, "--openclaw-bin")?).filter(|p| p.is_file()),
+        None => std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).map(|dir| dir.join("openclaw")).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .find(|candidate| candidate.is_file()),
+    };
+    match (found, given) {
+        (Some(path), _) => Ok(path),
+        (None, Some(path)) if required => bail!("--openclaw-bin {}: no such file", path.display()),
+        (None, None) if required => bail!("`openclaw` is not on PATH; install OpenClaw or pass --openclaw-bin"),
+        (None, given) => Ok(given.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("openclaw"))),
+    }
+}
+
+/// Reads the task from a file or stdin, refusing more than 1 MiB.
+fn read_task(source: &str) -> Result<String> {
+    let mut bytes = Vec::new();
+    let what = if source == "-" { "stdin".to_string() } else { source.to_string() };
+    let reader: Box<dyn std::io::Read> = if source == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(source).with_context(|| format!("--task {source}"))?)
+    };
+    reader.take(MAX_TASK_BYTES + 1).read_to_end(&mut bytes).with_context(|| format!("reading the task from {what}"))?;
+    if bytes.len() as u64 > MAX_TASK_BYTES {
+        bail!("task: {what} is larger than 1 MiB; that is not a provisioning task");
+    }
+    String::from_utf8(bytes).map_err(|_| anyhow!("task: {what} is not UTF-8 text"))
+}
+
+fn host_name() -> String {
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
+}

@@ -1,0 +1,189 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  done (provisioned, started, healthy, ...)
+  1  failed part-way and rolled back (the message says what failed and what was undone)
+  2  invalid input or refused; nothing was changed
+  3  the agent is running, but reporting to Sesame failed after retries
+
+Every file, service and HTTP decision of the sandbox is appended to the audit log
+(--audit, default <lead home>/logs/agent-provisioner-audit.jsonl); denials are also printed.";
+
+/// Provisions and manages sibling OpenClaw agents on this host, from a sandboxed
+/// WebAssembly component that can reach only the OpenClaw homes, the sibling services
+/// and the Sesame API.
+#[derive(Debug, Parser)]
+#[command(name = "agent-provisioner", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Provision a sibling from a "Provision agent: ..." task (or show the plan).
+    Provision(ProvisionArgs),
+    /// Start a sibling's gateway service.
+    Start(HandleArg),
+    /// Stop a sibling's gateway service.
+    Stop(HandleArg),
+    /// Stop, wait for the port to close, start, and wait for health.
+    Restart(HandleArg),
+    /// Stop and remove a sibling: its service, and its home (archived and verified first).
+    Deprovision(HandleArg),
+    /// Check every registered sibling's health, concurrently.
+    Health(HealthArgs),
+    /// Print what the sandbox grants on this host, and exit.
+    Grants,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// The task: a file, or `-` for stdin. The whole task object, its notes object, or
+    /// the notes string are all accepted.
+    #[arg(long, value_name = "FILE|-")]
+    pub task: String,
+    /// Validate and print every file, service action and Sesame call; change nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// When the task's port is taken, use the next free one instead of failing.
+    #[arg(long)]
+    pub auto_port: bool,
+    /// Where provider keys go: `.env` (current OpenClaw) or the legacy auth.json layout.
+    #[arg(long, value_enum, default_value_t = Layout::EnvFile)]
+    pub credential_layout: Layout,
+}
+
+#[derive(Debug, Args)]
+pub struct HandleArg {
+    /// The sibling's handle.
+    pub handle: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Set each member's status on Sesame (`online`/`error`).
+    #[arg(long)]
+    pub report: bool,
+    /// With --report: post one summary message to this Sesame channel.
+    #[arg(long, value_name = "CHANNEL_ID", requires = "report")]
+    pub channel: Option<String>,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The user's home directory; every grant is derived from it [default: $HOME].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// The lead's OpenClaw home [default: <home>/.openclaw].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub lead_home: Option<PathBuf>,
+    /// The Sesame API origin.
+    #[arg(long, global = true, default_value = "https://api.sesame.space", value_name = "URL")]
+    pub api_url: String,
+    /// The service manager that runs sibling gateways.
+    #[arg(long, global = true, value_enum, default_value_t = Manager::Auto)]
+    pub service_manager: Manager,
+    /// The openclaw executable services run [default: `openclaw` on PATH].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub openclaw_bin: Option<PathBuf>,
+    /// The launchctl to use (tests use a recording stand-in).
+    #[arg(long, global = true, default_value = "launchctl", value_name = "PATH")]
+    pub launchctl: PathBuf,
+    /// The systemctl to use (tests use a recording stand-in).
+    #[arg(long, global = true, default_value = "systemctl", value_name = "PATH")]
+    pub systemctl: PathBuf,
+    /// The audit log, or `none` [default: <lead home>/logs/agent-provisioner-audit.jsonl].
+    #[arg(long, global = true, value_name = "FILE|none")]
+    pub audit: Option<String>,
+    /// Print one JSON document on stdout (for the calling agent) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only warnings and denials on stderr.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    /// Also print allowed capability decisions on stderr.
+    #[arg(long, global = true)]
+    pub verbose: bool,
+    /// Where the compiled component is cached [default: $XDG_CACHE_HOME or <home>/.cache].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Run this component instead of the built-in one (same world; for testing).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub component: Option<PathBuf>,
+    /// Wall-clock limit for the whole command, in seconds.
+    #[arg(long, global = true, default_value_t = 600, value_name = "SECS")]
+    pub deadline: u64,
+    /// Memory limit of the component, in MiB.
+    #[arg(long, global = true, default_value_t = 256, value_name = "MIB")]
+    pub memory_limit: usize,
+    #[command(flatten)]
+    pub timing: Timing,
+}
+
+/// Bounds and intervals (defaults follow the spec).
+#[derive(Debug, Args)]
+pub struct Timing {
+    /// How long to wait for a new gateway to answer, in seconds.
+    #[arg(long, global = true, default_value_t = 60, value_name = "SECS")]
+    pub health_timeout: u32,
+    /// Pause between health polls, in milliseconds.
+    #[arg(long, global = true, default_value_t = 500, value_name = "MS")]
+    pub health_interval_ms: u32,
+    /// Timeout of one health probe, in milliseconds.
+    #[arg(long, global = true, default_value_t = 2000, value_name = "MS")]
+    pub probe_timeout_ms: u32,
+    /// Timeout of one Sesame request, in milliseconds.
+    #[arg(long, global = true, default_value_t = 15000, value_name = "MS")]
+    pub api_timeout_ms: u32,
+    /// Attempts per Sesame request (429, 5xx and timeouts are retried).
+    #[arg(long, global = true, default_value_t = 4, value_name = "N")]
+    pub api_attempts: u32,
+    /// First retry delay in milliseconds; doubles per attempt (Retry-After wins).
+    #[arg(long, global = true, default_value_t = 500, value_name = "MS")]
+    pub api_backoff_ms: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Manager {
+    Auto,
+    Launchd,
+    Systemd,
+    Direct,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Layout {
+    EnvFile,
+    Legacy,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed_and_documents_exit_codes() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("3  the agent is running"), "{help}");
+    }
+
+    #[test]
+    fn provision_takes_the_task_from_stdin() {
+        let cli = Cli::try_parse_from(["agent-provisioner", "--home", "/h", "provision", "--task", "-", "--plan", "--json"]).unwrap();
+        match cli.command {
+            Command::Provision(p) => assert!(p.plan && p.task == "-"),
+            other => panic!("{other:?}"),
+        }
+        assert!(cli.global.json);
+    }
+}

@@ -1,0 +1,223 @@
+//! What a command prints, and its exit code.
+//!
+//! Text for people on stdout, or (`--json`) one JSON document for the calling agent:
+//! `{"command", "ok", "exit_code", ...}` plus the command's result or its `error`.
+
+use crate::bindings::commands::*;
+use crate::bindings::RunState;
+use crate::runtime::Answer;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+
+/// Exit codes (documented in `--help` and the README).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_INVALID: i32 = 2;
+pub const EXIT_UNREPORTED: i32 = 3;
+
+/// A finished command: what to print and how to exit.
+pub struct Rendered {
+    pub stdout: String,
+    pub exit_code: i32,
+}
+
+/// Renders the component's answer to `command`.
+pub fn render(command: &str, answer: &Answer, as_json: bool) -> Rendered {
+    let (result, exit_code, text): (Result<Value, &CommandError>, i32, String) = match answer {
+        Answer::Plan(Ok(plan)) => (Ok(json!({ "plan": plan })), EXIT_OK, plan_text(plan)),
+        Answer::Provision(Ok(outcome)) => {
+            let code = if outcome.unreported.is_empty() { EXIT_OK } else { EXIT_UNREPORTED };
+            (Ok(json!({ "outcome": outcome })), code, provision_text(outcome))
+        }
+        Answer::Lifecycle(Ok(outcome)) => {
+            let code = if outcome.unreported.is_empty() { EXIT_OK } else { EXIT_UNREPORTED };
+            (Ok(json!({ "outcome": outcome })), code, lifecycle_text(outcome))
+        }
+        Answer::Health(Ok(report)) => {
+            let code = if report.unreported.is_empty() { EXIT_OK } else { EXIT_UNREPORTED };
+            (Ok(json!({ "health": report })), code, health_text(report))
+        }
+        Answer::Plan(Err(e)) | Answer::Provision(Err(e)) | Answer::Lifecycle(Err(e)) | Answer::Health(Err(e)) => {
+            (Err(e), error_code(e), String::new())
+        }
+    };
+    let stdout = match (as_json, result) {
+        (true, Ok(mut body)) => {
+            body["command"] = json!(command);
+            body["ok"] = json!(true);
+            body["exit_code"] = json!(exit_code);
+            format!("{body}\n")
+        }
+        (true, Err(e)) => document(command, exit_code, error_json(e)),
+        (false, Ok(_)) => text,
+        (false, Err(e)) => format!("{}\n", error_text(command, e)),
+    };
+    Rendered { stdout, exit_code }
+}
+
+/// A host-side failure (bad option, missing lead home, trap, deadline...).
+pub fn host_error(command: &str, exit_code: i32, message: &str, as_json: bool) -> Rendered {
+    let stdout = if as_json {
+        document(command, exit_code, json!({ "kind": "host", "message": message }))
+    } else {
+        String::new()
+    };
+    if !as_json {
+        eprintln!("agent-provisioner {command}: {message}");
+    }
+    Rendered { stdout, exit_code }
+}
+
+fn document(command: &str, exit_code: i32, error: Value) -> String {
+    format!("{}\n", json!({ "command": command, "ok": false, "exit_code": exit_code, "error": error }))
+}
+
+fn error_code(error: &CommandError) -> i32 {
+    match error {
+        CommandError::InvalidInput(_) | CommandError::Refused(_) => EXIT_INVALID,
+        CommandError::Failed(_) => EXIT_FAILED,
+    }
+}
+
+fn error_json(error: &CommandError) -> Value {
+    match error {
+        CommandError::InvalidInput(f) => json!({ "kind": "invalid-input", "field": f.field, "message": f.message }),
+        CommandError::Refused(message) => json!({ "kind": "refused", "message": message }),
+        CommandError::Failed(f) => json!({
+            "kind": "failed", "step": f.step, "message": f.message,
+            "rollback": to_value(&f.rollback), "archive": f.archive,
+        }),
+    }
+}
+
+fn to_value(value: &impl Serialize) -> Value {
+    serde_json::to_value(value).expect("results serialize")
+}
+
+fn error_text(command: &str, error: &CommandError) -> String {
+    match error {
+        CommandError::InvalidInput(f) => format!("{command}: invalid {}: {}\nNothing was changed.", f.field, f.message),
+        CommandError::Refused(message) => format!("{command}: refused: {message}\nNothing was changed."),
+        CommandError::Failed(f) => {
+            let mut out = format!("{command} failed at step {}: {}\nRolled back:\n", f.step, f.message);
+            for step in &f.rollback {
+                let mark = if step.ok { "ok  " } else { "FAIL" };
+                let _ = writeln!(out, "  [{mark}] {}: {}", step.action, step.detail);
+            }
+            if let Some(archive) = &f.archive {
+                let _ = writeln!(out, "The partial home was archived to {archive}.");
+            }
+            out.trim_end().to_string()
+        }
+    }
+}
+
+fn plan_text(plan: &ProvisionPlan) -> String {
+    let mut out = format!(
+        "Plan for {} — nothing has been changed.\n  home:    {}\n  port:    {}\n  service: {}\n\nFiles:\n",
+        plan.handle, plan.oc_home, plan.port, plan.label
+    );
+    for f in &plan.files {
+        let detail = match (&f.source, f.secret) {
+            (Some(source), _) => format!("  <- {source}"),
+            (None, true) => format!("  ({} bytes, holds secrets: not shown)", f.size),
+            (None, false) if f.action == "file" => format!("  ({} bytes)", f.size),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "  {:<5} {:04o}  {}{detail}", f.action, f.mode, f.path);
+    }
+    out.push_str("\nService:\n");
+    for s in &plan.services {
+        let _ = writeln!(out, "  {:<9} {}  {}", s.action, s.label, s.detail);
+    }
+    out.push_str("\nSesame calls:\n");
+    for c in &plan.calls {
+        let body = c.body.as_deref().map(|b| format!("  {b}")).unwrap_or_default();
+        let _ = writeln!(out, "  [{}] {} {}{body}", c.purpose, c.method, c.url);
+    }
+    warnings(&mut out, &plan.warnings);
+    out
+}
+
+fn provision_text(o: &ProvisionOutcome) -> String {
+    let mut out = format!(
+        "Provisioned {}: running as {} on port {}.\n  home:  {}\n  vault: {}\n  sesame channel: {}\n",
+        o.handle,
+        o.label,
+        o.port,
+        o.oc_home,
+        o.vault_id,
+        if o.sesame_authenticated { "authenticated" } else { "not confirmed in the log" }
+    );
+    let steps: Vec<String> = o.steps.iter().map(|s| format!("{} {} ms", s.step, s.millis)).collect();
+    let _ = writeln!(out, "  steps: {}", steps.join(", "));
+    unreported(&mut out, &o.unreported);
+    warnings(&mut out, &o.warnings);
+    out
+}
+
+fn lifecycle_text(o: &LifecycleOutcome) -> String {
+    let pid = o.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    let mut out = format!("{} {}: {}{pid}\n", o.action, o.handle, state_word(o.state));
+    if let (Some(archive), Some(stats)) = (&o.archive, &o.archived) {
+        let _ = writeln!(
+            out,
+            "  archived to {archive} ({} files, {} directories, {} bytes; verified)",
+            stats.files, stats.directories, stats.bytes
+        );
+    }
+    unreported(&mut out, &o.unreported);
+    warnings(&mut out, &o.warnings);
+    out
+}
+
+fn health_text(report: &HealthReport) -> String {
+    let mut out = format!("{:<20} {:>6}  {:<13} {:>8}  {:<7} {}\n", "SIBLING", "PORT", "SERVICE", "PID", "HEALTHY", "PROBE");
+    for s in &report.siblings {
+        let pid = s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "{:<20} {:>6}  {:<13} {:>8}  {:<7} {} ({} ms){}",
+            s.handle,
+            s.port,
+            state_word(s.state),
+            pid,
+            if s.healthy { "yes" } else { "NO" },
+            s.probe,
+            s.probe_millis,
+            if s.sesame_authenticated { ", sesame ok" } else { "" }
+        );
+        for problem in &s.problems {
+            let _ = writeln!(out, "    problem: {problem}");
+        }
+    }
+    if report.siblings.is_empty() {
+        out.push_str("(no registered siblings)\n");
+    }
+    unreported(&mut out, &report.unreported);
+    out
+}
+
+fn state_word(state: RunState) -> &'static str {
+    match state {
+        RunState::Running => "running",
+        RunState::Stopped => "stopped",
+        RunState::NotInstalled => "not installed",
+    }
+}
+
+fn unreported(out: &mut String, items: &[String]) {
+    if !items.is_empty() {
+        out.push_str("Not reported to Sesame (after retries):\n");
+        items.iter().for_each(|i| {
+            let _ = writeln!(out, "  - {i}");
+        });
+    }
+}
+
+fn warnings(out: &mut String, items: &[String]) {
+    items.iter().for_each(|w| {
+        let _ = writeln!(out, "warning: {w}");
+    });
+}
