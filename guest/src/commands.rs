@@ -19,3 +19,9 @@ pub fn lifecycle(_caps: Caps, _ctx: &Context, action: &str, _handle: &str) -> Re
 pub fn health(_caps: Caps, _ctx: &Context, _request: &HealthRequest) -> Result<HealthReport, CommandError> {
     Err(not_yet("health"))
 }
+pub fn members(_caps: Caps, _ctx: &Context) -> Result<Vec<FamilyMember>, CommandError> {
+    Err(not_yet("list"))
+}
+pub fn ports(_caps: Caps, _ctx: &Context, _range_start: u16) -> Result<PortReport, CommandError> {
+    Err(not_yet("ports"))
+}

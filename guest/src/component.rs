@@ -244,4 +244,10 @@ impl wit::Guest for Component {
     fn health(ctx: wit::Context, request: wit::HealthRequest) -> Result<wit::HealthReport, wit::CommandError> {
         commands::health(caps(), &ctx, &request)
     }
+    fn members(ctx: wit::Context) -> Result<Vec<wit::FamilyMember>, wit::CommandError> {
+        commands::members(caps(), &ctx)
+    }
+    fn ports(ctx: wit::Context, range_start: u16) -> Result<wit::PortReport, wit::CommandError> {
+        commands::ports(caps(), &ctx, range_start)
+    }
 }

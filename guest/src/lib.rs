@@ -12,8 +12,13 @@ pub mod bindings {
 
 pub mod caps;
 pub mod commands;
+pub mod health;
 pub mod layout;
+pub mod port_plan;
+pub mod sesame;
+pub mod registry;
 pub mod secret;
+pub mod timestamp;
 
 #[cfg(target_arch = "wasm32")]
 mod component;

@@ -48,6 +48,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::Restart(_) => "restart",
         Command::Deprovision(_) => "deprovision",
         Command::Health(_) => "health",
+        Command::List => "list",
+        Command::Ports(_) => "ports",
         Command::Grants => "grants",
     }
 }
@@ -125,7 +127,11 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
 
     let command = match &cli.command {
         Command::Provision(p) => {
-            let request = ProvisionRequest { task_json: read_task(&p.task).map_err(setup)?, auto_port: p.auto_port };
+            let request = ProvisionRequest {
+                task_json: read_task(&p.task).map_err(setup)?,
+                auto_port: p.auto_port,
+                port_range_start: p.port_range_start,
+            };
             if p.plan { runtime::Command::Plan(request) } else { runtime::Command::Provision(request) }
         }
         Command::Start(h) => runtime::Command::Start(h.handle.clone()),
@@ -133,6 +139,8 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         Command::Restart(h) => runtime::Command::Restart(h.handle.clone()),
         Command::Deprovision(h) => runtime::Command::Deprovision(h.handle.clone()),
         Command::Health(h) => runtime::Command::Health(HealthRequest { report: h.report, channel: h.channel.clone() }),
+        Command::List => runtime::Command::Members,
+        Command::Ports(p) => runtime::Command::Ports(p.range_start),
         Command::Grants => unreachable!("handled above"),
     };
     let layout = match &cli.command {

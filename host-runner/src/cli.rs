@@ -39,6 +39,10 @@ pub enum Command {
     Deprovision(HandleArg),
     /// Check every registered sibling's health, concurrently.
     Health(HealthArgs),
+    /// List the registered siblings, checked against the disk.
+    List,
+    /// Show the ports each sibling's gateway claims and the next free base.
+    Ports(PortsArgs),
     /// Print what the sandbox grants on this host, and exit.
     Grants,
 }
@@ -55,9 +59,19 @@ pub struct ProvisionArgs {
     /// When the task's port is taken, use the next free one instead of failing.
     #[arg(long)]
     pub auto_port: bool,
+    /// Where --auto-port starts looking for a free base port.
+    #[arg(long, default_value_t = 18790, value_name = "PORT")]
+    pub port_range_start: u16,
     /// Where provider keys go: `.env` (current OpenClaw) or the legacy auth.json layout.
     #[arg(long, value_enum, default_value_t = Layout::EnvFile)]
     pub credential_layout: Layout,
+}
+
+#[derive(Debug, Args)]
+pub struct PortsArgs {
+    /// Where the search for the next free base starts.
+    #[arg(long, default_value_t = 18790, value_name = "PORT")]
+    pub range_start: u16,
 }
 
 #[derive(Debug, Args)]

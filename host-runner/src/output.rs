@@ -38,7 +38,14 @@ pub fn render(command: &str, answer: &Answer, as_json: bool) -> Rendered {
             let code = if report.unreported.is_empty() { EXIT_OK } else { EXIT_UNREPORTED };
             (Ok(json!({ "health": report })), code, health_text(report))
         }
-        Answer::Plan(Err(e)) | Answer::Provision(Err(e)) | Answer::Lifecycle(Err(e)) | Answer::Health(Err(e)) => {
+        Answer::Members(Ok(members)) => (Ok(json!({ "members": members })), EXIT_OK, members_text(members)),
+        Answer::Ports(Ok(report)) => (Ok(json!({ "ports": report })), EXIT_OK, ports_text(report)),
+        Answer::Plan(Err(e))
+        | Answer::Provision(Err(e))
+        | Answer::Lifecycle(Err(e))
+        | Answer::Health(Err(e))
+        | Answer::Members(Err(e))
+        | Answer::Ports(Err(e)) => {
             (Err(e), error_code(e), String::new())
         }
     };
@@ -196,6 +203,33 @@ fn health_text(report: &HealthReport) -> String {
         out.push_str("(no registered siblings)\n");
     }
     unreported(&mut out, &report.unreported);
+    out
+}
+
+fn members_text(members: &[FamilyMember]) -> String {
+    let mut out = format!("{:<20} {:>6}  {:<8} {:<8} {:<22} {}\n", "SIBLING", "PORT", "BACKEND", "STATUS", "CREATED", "HOME");
+    for m in members {
+        let _ = writeln!(out, "{:<20} {:>6}  {:<8} {:<8} {:<22} {}", m.handle, m.port, m.backend, m.status, m.created_at, m.oc_home);
+        for problem in &m.problems {
+            let _ = writeln!(out, "    problem: {problem}");
+        }
+    }
+    if members.is_empty() {
+        out.push_str("(no registered siblings)\n");
+    }
+    out
+}
+
+fn ports_text(report: &PortReport) -> String {
+    let mut out = format!("{:<20} {:>6}  {:<26} {}\n", "SIBLING", "BASE", "CLAIMS", "LISTENING");
+    for c in &report.claims {
+        let listening: Vec<String> = c.listening.iter().map(u16::to_string).collect();
+        let _ = writeln!(out, "{:<20} {:>6}  {:<26} {}", c.handle, c.base, c.ranges, if listening.is_empty() { "-".into() } else { listening.join(", ") });
+    }
+    match report.next_free {
+        Some(port) => { let _ = writeln!(out, "next free base: {port}"); }
+        None => out.push_str("next free base: none left in the range\n"),
+    }
     out
 }
 

@@ -161,6 +161,8 @@ pub enum Command {
     Restart(String),
     Deprovision(String),
     Health(commands::HealthRequest),
+    Members,
+    Ports(u16),
 }
 
 /// What the component answered.
@@ -170,6 +172,8 @@ pub enum Answer {
     Provision(Result<commands::ProvisionOutcome, commands::CommandError>),
     Lifecycle(Result<commands::LifecycleOutcome, commands::CommandError>),
     Health(Result<commands::HealthReport, commands::CommandError>),
+    Members(Result<Vec<commands::FamilyMember>, commands::CommandError>),
+    Ports(Result<commands::PortReport, commands::CommandError>),
 }
 
 /// A compiled component with its linker, ready to run commands.
@@ -229,6 +233,8 @@ impl Sandbox {
                 Command::Restart(h) => Answer::Lifecycle(c.call_restart(s, &ctx, &h).await?),
                 Command::Deprovision(h) => Answer::Lifecycle(c.call_deprovision(s, &ctx, &h).await?),
                 Command::Health(r) => Answer::Health(c.call_health(s, &ctx, &r).await?),
+                Command::Members => Answer::Members(c.call_members(s, &ctx).await?),
+                Command::Ports(start) => Answer::Ports(c.call_ports(s, &ctx, start).await?),
             })
         };
         // The epoch callback stops a guest that computes past the deadline; the timeout

@@ -1,0 +1,278 @@
+//! Is a sibling's gateway up? Probing, waiting for a new one, and saying why not.
+//!
+//! A gateway answers `GET /healthz` with 200 once it is live (older ones only serve their
+//! web UI at `/`, which is the fallback). While waiting, the service's state and its
+//! `stderr.log` are watched so a gateway that exits, or reports its port taken, fails
+//! fast with the spec's diagnosis instead of after the whole timeout.
+
+use crate::caps::{Caps, Files, Http, HttpError, HttpRequest, Level, Method, RunState};
+use crate::layout::SiblingLayout;
+
+/// The line a gateway logs once its Sesame channel is connected.
+pub const SESAME_AUTHENTICATED: &str = "[sesame] Authenticated successfully";
+
+/// How many bytes of a log's end are examined.
+const LOG_TAIL_BYTES: usize = 64 * 1024;
+
+/// The outcome of one probe.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    pub healthy: bool,
+    /// In words: `200 OK`, `HTTP 503`, `timed out`, `connection refused`...
+    pub words: String,
+    pub millis: u64,
+}
+
+/// `http://127.0.0.1:<port><path>`.
+pub fn url(port: u16, path: &str) -> String {
+    format!("http://127.0.0.1:{port}{path}")
+}
+
+/// Probes every port at once (`/healthz`, then `/` where `/healthz` is 404), so N probes
+/// take about one timeout, not N.
+pub fn probe_all(http: &dyn Http, clock: &dyn crate::caps::Clock, ports: &[u16], timeout_ms: u32) -> Vec<Probe> {
+    let get = |port: u16, path: &str| HttpRequest { method: Method::Get, url: url(port, path), json_body: None, timeout_ms };
+    let started = clock.monotonic_ms();
+    let first = http.send_all(&ports.iter().map(|&p| get(p, "/healthz")).collect::<Vec<_>>());
+    let first_ms = clock.monotonic_ms() - started;
+    let fallback: Vec<usize> =
+        first.iter().enumerate().filter(|(_, r)| matches!(r, Ok(resp) if resp.status == 404)).map(|(i, _)| i).collect();
+    let second = http.send_all(&fallback.iter().map(|&i| get(ports[i], "/")).collect::<Vec<_>>());
+    let total_ms = clock.monotonic_ms() - started;
+    let mut results: Vec<Probe> = first.into_iter().map(|r| describe(r, first_ms)).collect();
+    for (index, response) in fallback.into_iter().zip(second) {
+        results[index] = describe(response, total_ms);
+    }
+    results
+}
+
+fn describe(response: Result<crate::caps::HttpResponse, HttpError>, millis: u64) -> Probe {
+    match response {
+        Ok(r) if r.status == 200 => Probe { healthy: true, words: "200 OK".into(), millis },
+        Ok(r) => Probe { healthy: false, words: format!("HTTP {}", r.status), millis },
+        Err(e) => Probe { healthy: false, words: e.to_string(), millis },
+    }
+}
+
+/// The end of a log file (empty when it cannot be read).
+pub fn log_tail(files: &dyn Files, path: &str) -> String {
+    let bytes = files.read(path).unwrap_or_default();
+    let start = bytes.len().saturating_sub(LOG_TAIL_BYTES);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+/// Whether the gateway's stdout shows the Sesame channel authenticated.
+pub fn sesame_authenticated(files: &dyn Files, layout: &SiblingLayout) -> bool {
+    log_tail(files, &layout.stdout_log).contains(SESAME_AUTHENTICATED)
+}
+
+/// The spec's diagnosis of a gateway that did not come up, most likely cause first:
+/// port conflict, missing provider key, invalid config, missing extension.
+pub fn diagnose(files: &dyn Files, layout: &SiblingLayout, port: u16, exit_code: Option<i32>) -> String {
+    let stderr = log_tail(files, &layout.stderr_log);
+    let lower = stderr.to_lowercase();
+    let exited = exit_code.map(|c| format!("the gateway exited with code {c}")).unwrap_or_else(|| "the gateway".into());
+    let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty()).map(str::trim).unwrap_or("");
+    let quote = |line: &str| if line.is_empty() { String::new() } else { format!(" (stderr: {})", bounded(line)) };
+    if lower.contains("already in use") || lower.contains("eaddrinuse") {
+        let line = stderr.lines().find(|l| l.to_lowercase().contains("in use")).unwrap_or(last_line);
+        return format!("port conflict: port {port} (or a port the gateway also claims) is already in use{}", quote(line));
+    }
+    if lower.contains("no api key found") {
+        let line = stderr.lines().find(|l| l.to_lowercase().contains("no api key")).unwrap_or(last_line);
+        return format!("missing provider credentials: {exited}{}", quote(line));
+    }
+    if lower.contains("invalid config") || lower.contains("config validation") || exit_code == Some(78) {
+        return format!("invalid openclaw.json: {exited}{}", quote(last_line));
+    }
+    let extension = crate::layout::join(&layout.extensions_sesame, "dist/index.js");
+    if lower.contains("cannot find module") || !matches!(files.metadata(&extension), Ok(Some(_))) {
+        return format!("missing Sesame extension ({extension}): {exited}{}", quote(last_line));
+    }
+    format!("{exited} without answering on port {port}{}", quote(last_line))
+}
+
+fn bounded(line: &str) -> String {
+    let mut text: String = line.chars().take(240).collect();
+    if text.len() < line.len() {
+        text.push('…');
+    }
+    text
+}
+
+/// What a healthy new gateway looked like.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Healthy {
+    pub waited_ms: u64,
+    pub sesame_authenticated: bool,
+}
+
+/// Waits until the gateway of `label` answers on `port`, within the context's timeout.
+/// Fails fast, with [`diagnose`], when the service stops running or its stderr reports
+/// the port taken. Shows progress every few seconds.
+pub fn wait_healthy(
+    caps: &Caps,
+    label: &str,
+    port: u16,
+    layout: &SiblingLayout,
+    timing: &crate::commands::Timing,
+) -> Result<Healthy, String> {
+    let started = caps.clock.monotonic_ms();
+    let deadline = started + u64::from(timing.health_timeout_ms);
+    let mut next_note = started + 5_000;
+    loop {
+        let probe = probe_all(caps.http, caps.clock, &[port], timing.probe_timeout_ms).remove(0);
+        let now = caps.clock.monotonic_ms();
+        if probe.healthy {
+            return Ok(Healthy {
+                waited_ms: now - started,
+                sesame_authenticated: wait_for_sesame(caps, layout, timing),
+            });
+        }
+        let status = caps.services.status(label).map_err(|e| format!("service status of {label}: {}", e.message()))?;
+        if status.state != RunState::Running {
+            return Err(diagnose(caps.files, layout, port, status.last_exit_code));
+        }
+        let stderr = log_tail(caps.files, &layout.stderr_log).to_lowercase();
+        if stderr.contains("already in use") || stderr.contains("eaddrinuse") {
+            return Err(diagnose(caps.files, layout, port, None));
+        }
+        if now >= deadline {
+            let why = diagnose(caps.files, layout, port, None);
+            return Err(format!(
+                "no answer on {} within {} s (last probe: {}); {why}",
+                url(port, "/healthz"),
+                timing.health_timeout_ms / 1000,
+                probe.words
+            ));
+        }
+        if now >= next_note {
+            caps.progress.emit(
+                Level::Info,
+                &format!("waiting for the gateway on port {port}: {} s, last probe {}", (now - started) / 1000, probe.words),
+            );
+            next_note = now + 5_000;
+        }
+        caps.clock.sleep_ms(u64::from(timing.health_interval_ms).min(deadline.saturating_sub(now)).max(1));
+    }
+}
+
+/// The Sesame line may follow the first 200 by a moment: look for a few intervals.
+fn wait_for_sesame(caps: &Caps, layout: &SiblingLayout, timing: &crate::commands::Timing) -> bool {
+    for attempt in 0..6 {
+        if sesame_authenticated(caps.files, layout) {
+            return true;
+        }
+        if attempt < 5 {
+            caps.clock.sleep_ms(u64::from(timing.health_interval_ms));
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caps::{HttpResponse, ServiceSpec, Services};
+    use crate::commands::Timing;
+    use crate::testing::*;
+    use std::cell::Cell;
+
+    const TIMING: Timing = Timing {
+        health_timeout_ms: 60_000,
+        health_interval_ms: 500,
+        probe_timeout_ms: 2000,
+        api_timeout_ms: 1000,
+        api_attempts: 3,
+        api_backoff_ms: 10,
+    };
+
+    fn ok(status: u16) -> Result<HttpResponse, HttpError> {
+        Ok(HttpResponse { status, retry_after: None, body: vec![] })
+    }
+
+    fn world(http: FakeHttp) -> (World, SiblingLayout) {
+        let world = World::new(http);
+        let layout = SiblingLayout::new("/h/.openclaw-nova");
+        world.fs.add_file(&layout.stdout_log, "");
+        world.fs.add_file(&layout.stderr_log, "");
+        world.fs.add_file(&format!("{}/dist/index.js", layout.extensions_sesame), "");
+        let spec = ServiceSpec {
+            label: "com.openclaw.nova".into(),
+            program: "/bin/openclaw".into(),
+            args: vec![],
+            environment: vec![],
+            working_directory: layout.root.clone(),
+            stdout_log: layout.stdout_log.clone(),
+            stderr_log: layout.stderr_log.clone(),
+            port: 18790,
+            keep_alive: true,
+        };
+        world.services.install(&spec).unwrap();
+        world.services.start("com.openclaw.nova").unwrap();
+        (world, layout)
+    }
+
+    #[test]
+    fn waits_until_healthz_answers_and_sees_sesame() {
+        let n = Cell::new(0);
+        let (world, layout) = world(FakeHttp::new(move |r| {
+            assert_eq!(r.url, "http://127.0.0.1:18790/healthz");
+            n.set(n.get() + 1);
+            if n.get() < 4 { Err(HttpError::ConnectionRefused) } else { ok(200) }
+        }));
+        world.fs.add_file(&layout.stdout_log, "[gateway] up\n[sesame] Authenticated successfully\n");
+        let healthy = wait_healthy(&world.caps(), "com.openclaw.nova", 18790, &layout, &TIMING).unwrap();
+        assert_eq!(healthy, Healthy { waited_ms: 1500, sesame_authenticated: true });
+    }
+
+    #[test]
+    fn falls_back_to_the_web_ui_when_healthz_is_missing() {
+        let (world, _) = world(FakeHttp::new(|r| if r.url.ends_with("/healthz") { ok(404) } else { ok(200) }));
+        let probes = probe_all(&world.http, &world.clock, &[18790], 100);
+        assert!(probes[0].healthy);
+        assert_eq!(world.http.lines(), ["GET http://127.0.0.1:18790/healthz", "GET http://127.0.0.1:18790/"]);
+    }
+
+    #[test]
+    fn an_exited_gateway_fails_fast_with_the_diagnosis() {
+        let (world, layout) = world(FakeHttp::new(|_| Err(HttpError::ConnectionRefused)));
+        world.services.stop("com.openclaw.nova").unwrap();
+        world.services.exits_at_once.borrow_mut().insert("com.openclaw.nova".into(), 78);
+        world.fs.add_file(&layout.stderr_log, "Invalid config at /h/.openclaw-nova/openclaw.json: gateway.mode: required\n");
+        let err = wait_healthy(&world.caps(), "com.openclaw.nova", 18790, &layout, &TIMING).unwrap_err();
+        assert!(err.starts_with("invalid openclaw.json: the gateway exited with code 78"), "{err}");
+        assert_eq!(world.http.lines().len(), 1);
+    }
+
+    #[test]
+    fn a_port_conflict_in_stderr_fails_fast_even_while_running() {
+        let (world, layout) = world(FakeHttp::new(|_| Err(HttpError::ConnectionRefused)));
+        world.fs.add_file(&layout.stderr_log, "Error: Port 18790 is already in use\n");
+        let err = wait_healthy(&world.caps(), "com.openclaw.nova", 18790, &layout, &TIMING).unwrap_err();
+        assert!(err.starts_with("port conflict: port 18790"), "{err}");
+        assert!(err.contains("Port 18790 is already in use"), "{err}");
+    }
+
+    #[test]
+    fn gives_up_at_the_timeout_and_reports_progress() {
+        let (world, layout) = world(FakeHttp::new(|_| Err(HttpError::Timeout)));
+        let err = wait_healthy(&world.caps(), "com.openclaw.nova", 18790, &layout, &TIMING).unwrap_err();
+        assert!(err.starts_with("no answer on http://127.0.0.1:18790/healthz within 60 s (last probe: timed out)"), "{err}");
+        assert!(world.progress.lines.borrow().iter().any(|l| l.contains("waiting for the gateway on port 18790")));
+    }
+
+    #[test]
+    fn diagnosis_order_follows_the_spec() {
+        let (world, layout) = world(FakeHttp::new(|_| ok(200)));
+        let d = |stderr: &str, code| {
+            world.fs.add_file(&layout.stderr_log, stderr);
+            diagnose(&world.fs, &layout, 18790, code)
+        };
+        assert!(d("No API key found for provider anthropic\n", Some(1)).starts_with("missing provider credentials"));
+        assert!(d("boom\n", Some(78)).starts_with("invalid openclaw.json"));
+        assert!(d("whatever\n", Some(1)).starts_with("the gateway exited with code 1 without answering"));
+        world.fs.remove_tree(&layout.extensions_sesame).unwrap();
+        assert!(d("whatever\n", Some(1)).starts_with("missing Sesame extension"));
+    }
+}

@@ -1,0 +1,136 @@
+//! Port planning. A current OpenClaw gateway on port `base` also claims `base+1` (MCP
+//! Apps), `base+2` (browser control) and `base+11..=base+110` (browser debugging), so two
+//! siblings collide unless their claimed sets are disjoint — consecutive ports do not work.
+
+use crate::caps::Ports;
+use crate::registry::Registry;
+use std::ops::RangeInclusive;
+
+/// The default start of the range `--auto-port` searches.
+pub const DEFAULT_RANGE_START: u16 = 18790;
+/// The highest base whose claimed ports still fit below 65536.
+pub const MAX_BASE: u16 = u16::MAX - 110;
+
+/// The port ranges a gateway on `base` claims.
+pub fn claimed(base: u16) -> [RangeInclusive<u32>; 2] {
+    let b = u32::from(base);
+    [b..=b + 2, b + 11..=b + 110]
+}
+
+fn overlaps(a: u16, b: u16) -> bool {
+    claimed(a).iter().any(|x| claimed(b).iter().any(|y| x.start() <= y.end() && y.start() <= x.end()))
+}
+
+/// Why a base port cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    /// Something already listens on this port (one the new gateway would claim).
+    Listening { port: u16 },
+    /// A registered sibling's claimed ports overlap the new gateway's.
+    Sibling { handle: String, base: u16 },
+}
+
+impl Conflict {
+    pub fn describe(&self, base: u16) -> String {
+        match self {
+            Conflict::Listening { port } if *port == base => format!("port {port} is already in use"),
+            Conflict::Listening { port } => {
+                format!("port {port}, which a gateway on {base} also claims, is already in use")
+            }
+            Conflict::Sibling { handle, base: theirs } => format!(
+                "sibling {handle}'s gateway on {theirs} claims {}; a gateway on {base} claims {} (OpenClaw gateways need their claimed ports disjoint)",
+                describe_claim(*theirs),
+                describe_claim(base)
+            ),
+        }
+    }
+}
+
+/// `18790-18792, 18801-18900`.
+pub fn describe_claim(base: u16) -> String {
+    claimed(base).iter().map(|r| format!("{}-{}", r.start(), r.end())).collect::<Vec<_>>().join(", ")
+}
+
+/// Everything that keeps `base` from being used by `handle` (its own registry entry, if
+/// any, does not count).
+pub fn conflicts(base: u16, handle: &str, registry: &Registry, ports: &dyn Ports) -> Vec<Conflict> {
+    let mut found: Vec<Conflict> = registry
+        .siblings
+        .iter()
+        .filter(|m| m.handle != handle && overlaps(m.port, base))
+        .map(|m| Conflict::Sibling { handle: m.handle.clone(), base: m.port })
+        .collect();
+    if base > MAX_BASE {
+        return found;
+    }
+    found.extend(
+        claimed(base)
+            .into_iter()
+            .flatten()
+            .map(|p| p as u16)
+            .filter(|&p| ports.in_use(p))
+            .map(|port| Conflict::Listening { port }),
+    );
+    found
+}
+
+/// The first base from `start` up whose claimed ports are clear of every sibling and
+/// every listening socket.
+pub fn next_free(start: u16, handle: &str, registry: &Registry, ports: &dyn Ports) -> Option<u16> {
+    (start.max(1024)..=MAX_BASE).find(|&base| {
+        // Cheap registry test first; sockets only for candidates that pass it.
+        !registry.siblings.iter().any(|m| m.handle != handle && overlaps(m.port, base))
+            && conflicts(base, handle, registry, ports).is_empty()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::member;
+    use crate::testing::FakePorts;
+
+    fn registry(members: &[(&str, u16)]) -> Registry {
+        Registry { version: 1, siblings: members.iter().map(|(h, p)| member(h, *p)).collect() }
+    }
+
+    #[test]
+    fn claimed_ports_follow_openclaw() {
+        assert_eq!(describe_claim(18790), "18790-18792, 18801-18900");
+    }
+
+    #[test]
+    fn consecutive_ports_collide_with_a_sibling() {
+        let ports = FakePorts::default();
+        let r = registry(&[("amy", 18790)]);
+        let found = conflicts(18791, "new", &r, &ports);
+        assert_eq!(found, [Conflict::Sibling { handle: "amy".into(), base: 18790 }]);
+        assert!(found[0].describe(18791).contains("18790-18792, 18801-18900"));
+        assert!(conflicts(18791, "amy", &r, &ports).is_empty(), "a sibling never conflicts with itself");
+    }
+
+    #[test]
+    fn auto_port_keeps_clear_of_every_claimed_range() {
+        let ports = FakePorts::default();
+        let r = registry(&[("amy", 18790)]);
+        assert_eq!(next_free(18790, "new", &r, &ports), Some(18901));
+        let r = registry(&[("amy", 18790), ("bob", 18901)]);
+        assert_eq!(next_free(18790, "new", &r, &ports), Some(19012));
+    }
+
+    #[test]
+    fn listening_sockets_count_on_every_claimed_port() {
+        let ports = FakePorts::default();
+        ports.used.borrow_mut().insert(18850);
+        let found = conflicts(18790, "new", &registry(&[]), &ports);
+        assert_eq!(found, [Conflict::Listening { port: 18850 }]);
+        assert!(found[0].describe(18790).starts_with("port 18850, which a gateway on 18790 also claims"));
+        assert_eq!(next_free(18790, "new", &registry(&[]), &ports), Some(18840));
+    }
+
+    #[test]
+    fn no_base_fits_above_the_top() {
+        let ports = FakePorts::default();
+        assert_eq!(next_free(MAX_BASE + 1, "new", &registry(&[]), &ports), None);
+    }
+}
