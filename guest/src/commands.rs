@@ -2,26 +2,35 @@
 
 pub use crate::bindings::exports::openclaw::provisioner::commands::*;
 use crate::caps::Caps;
+use crate::lifecycle::{self, Action};
+use crate::{family, plan, provision as provisioning};
 
-fn not_yet(what: &str) -> CommandError {
-    CommandError::Refused(format!("{what} is not built yet"))
+/// Validates the task and returns the plan; changes nothing.
+pub fn plan(caps: Caps, ctx: &Context, request: &ProvisionRequest) -> Result<ProvisionPlan, CommandError> {
+    Ok(plan::to_record(&plan::build(&caps, ctx, request)?, ctx))
 }
 
-pub fn plan(_caps: Caps, _ctx: &Context, _request: &ProvisionRequest) -> Result<ProvisionPlan, CommandError> {
-    Err(not_yet("plan"))
+/// Provisions a sibling, or rolls back completely.
+pub fn provision(caps: Caps, ctx: &Context, request: &ProvisionRequest) -> Result<ProvisionOutcome, CommandError> {
+    provisioning::provision(&caps, ctx, request)
 }
-pub fn provision(_caps: Caps, _ctx: &Context, _request: &ProvisionRequest) -> Result<ProvisionOutcome, CommandError> {
-    Err(not_yet("provision"))
+
+/// Starts, stops, restarts or deprovisions a registered sibling.
+pub fn lifecycle(caps: Caps, ctx: &Context, action: Action, handle: &str) -> Result<LifecycleOutcome, CommandError> {
+    lifecycle::run(&caps, ctx, action, handle)
 }
-pub fn lifecycle(_caps: Caps, _ctx: &Context, action: &str, _handle: &str) -> Result<LifecycleOutcome, CommandError> {
-    Err(not_yet(action))
+
+/// Checks every registered sibling.
+pub fn health(caps: Caps, ctx: &Context, request: &HealthRequest) -> Result<HealthReport, CommandError> {
+    family::health(&caps, ctx, request)
 }
-pub fn health(_caps: Caps, _ctx: &Context, _request: &HealthRequest) -> Result<HealthReport, CommandError> {
-    Err(not_yet("health"))
+
+/// The registry, checked against the disk.
+pub fn members(caps: Caps, ctx: &Context) -> Result<Vec<FamilyMember>, CommandError> {
+    family::members(&caps, ctx)
 }
-pub fn members(_caps: Caps, _ctx: &Context) -> Result<Vec<FamilyMember>, CommandError> {
-    Err(not_yet("list"))
-}
-pub fn ports(_caps: Caps, _ctx: &Context, _range_start: u16) -> Result<PortReport, CommandError> {
-    Err(not_yet("ports"))
+
+/// The ports the siblings claim.
+pub fn ports(caps: Caps, ctx: &Context, range_start: u16) -> Result<PortReport, CommandError> {
+    family::ports(&caps, ctx, range_start)
 }

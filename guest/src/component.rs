@@ -5,6 +5,7 @@ use crate::bindings::exports::openclaw::provisioner::commands as wit;
 use crate::bindings::openclaw::provisioner::{fs, ports, progress, service};
 use crate::caps::*;
 use crate::commands;
+use crate::lifecycle::Action;
 use waki::bindings::wasi::http::outgoing_handler;
 use waki::bindings::wasi::http::types::{
     ErrorCode, FutureIncomingResponse, Headers, Method as WasiMethod, OutgoingBody,
@@ -230,16 +231,16 @@ impl wit::Guest for Component {
         commands::provision(caps(), &ctx, &request)
     }
     fn start(ctx: wit::Context, handle: String) -> Result<wit::LifecycleOutcome, wit::CommandError> {
-        commands::lifecycle(caps(), &ctx, "start", &handle)
+        commands::lifecycle(caps(), &ctx, Action::Start, &handle)
     }
     fn stop(ctx: wit::Context, handle: String) -> Result<wit::LifecycleOutcome, wit::CommandError> {
-        commands::lifecycle(caps(), &ctx, "stop", &handle)
+        commands::lifecycle(caps(), &ctx, Action::Stop, &handle)
     }
     fn restart(ctx: wit::Context, handle: String) -> Result<wit::LifecycleOutcome, wit::CommandError> {
-        commands::lifecycle(caps(), &ctx, "restart", &handle)
+        commands::lifecycle(caps(), &ctx, Action::Restart, &handle)
     }
     fn deprovision(ctx: wit::Context, handle: String) -> Result<wit::LifecycleOutcome, wit::CommandError> {
-        commands::lifecycle(caps(), &ctx, "deprovision", &handle)
+        commands::lifecycle(caps(), &ctx, Action::Deprovision, &handle)
     }
     fn health(ctx: wit::Context, request: wit::HealthRequest) -> Result<wit::HealthReport, wit::CommandError> {
         commands::health(caps(), &ctx, &request)

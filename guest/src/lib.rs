@@ -11,14 +11,22 @@ pub mod bindings {
 }
 
 pub mod caps;
+pub mod config;
 pub mod commands;
+pub mod family;
 pub mod health;
 pub mod layout;
+pub mod lead;
+pub mod lifecycle;
+pub mod plan;
 pub mod port_plan;
+pub mod provision;
 pub mod sesame;
 pub mod registry;
 pub mod secret;
+pub mod task;
 pub mod timestamp;
+pub mod workspace;
 
 #[cfg(target_arch = "wasm32")]
 mod component;

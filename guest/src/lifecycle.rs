@@ -1,0 +1,174 @@
+//! Lifecycle commands for a registered sibling: start, stop, restart, deprovision.
+
+use crate::caps::{Caps, Level, RunState, ServiceError};
+use crate::commands::{CommandError, Context, Failure, FieldError, LifecycleOutcome, RollbackStep};
+use crate::health;
+use crate::layout::{LeadLayout, SiblingLayout};
+use crate::provision::{archive_and_remove, retry_policy};
+use crate::registry::{Member, Registry};
+use crate::sesame::{Call, Sesame};
+use crate::task;
+
+/// How long a stopped gateway may take to release its port.
+const PORT_CLOSE_TIMEOUT_MS: u64 = 15_000;
+const PORT_POLL_MS: u64 = 250;
+
+/// A lifecycle action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+    Deprovision,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+            Action::Deprovision => "deprovision",
+        }
+    }
+}
+
+/// Finds `handle` in the registry, refusing the lead, unknown handles and a corrupt registry.
+pub fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<(Registry, Member), CommandError> {
+    task::validate_handle(handle, None)
+        .map_err(|message| CommandError::InvalidInput(FieldError { field: "handle".into(), message }))?;
+    if ctx.lead_handle.as_deref() == Some(handle) {
+        return Err(CommandError::Refused(format!("{handle} is the lead itself, not a sibling")));
+    }
+    let registry = Registry::load(caps.files, &LeadLayout::new(&ctx.lead_home)).map_err(CommandError::Refused)?;
+    let member = registry.find(handle).cloned().ok_or_else(|| {
+        CommandError::Refused(format!("{handle} is not a registered sibling (see `agent-provisioner list`)"))
+    })?;
+    Ok((registry, member))
+}
+
+/// Runs `action` on the registered sibling `handle`.
+pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<LifecycleOutcome, CommandError> {
+    let (mut registry, member) = registered(caps, ctx, handle)?;
+    let layout = SiblingLayout::new(&member.oc_home);
+    let label = member.label.as_str();
+    let failed = |step: &str, message: String, rollback: Vec<RollbackStep>| {
+        CommandError::Failed(Failure { step: step.into(), message, rollback, archive: None })
+    };
+    let service = |result: Result<(), ServiceError>, step: &str| result.map_err(|e| failed(step, format!("{label}: {}", e.message()), vec![]));
+    let mut outcome = LifecycleOutcome {
+        handle: handle.into(),
+        label: label.into(),
+        action: action.name().into(),
+        state: RunState::Stopped,
+        pid: None,
+        archive: None,
+        archived: None,
+        unreported: vec![],
+        warnings: vec![],
+    };
+    match action {
+        Action::Stop => {
+            service(caps.services.stop(label), "stop")?;
+            wait_port_closed(caps, member.port).map_err(|m| failed("stop", m, vec![]))?;
+        }
+        Action::Start | Action::Restart => {
+            if action == Action::Restart {
+                caps.progress.emit(Level::Step, &format!("stopping {label}"));
+                service(caps.services.stop(label), "restart")?;
+                wait_port_closed(caps, member.port).map_err(|m| failed("restart", m, vec![]))?;
+            }
+            caps.progress.emit(Level::Step, &format!("starting {label}"));
+            service(caps.services.start(label), action.name())?;
+            if let Err(why) = health::wait_healthy(caps, label, member.port, &layout, &ctx.timing) {
+                // Never leave a gateway that does not come up crash-looping.
+                let stopped = caps.services.stop(label);
+                let step = RollbackStep {
+                    action: "stop the service".into(),
+                    ok: stopped.is_ok(),
+                    detail: stopped.map(|_| format!("{label} stopped")).unwrap_or_else(|e| e.message()),
+                };
+                return Err(failed("health", why, vec![step]));
+            }
+        }
+        Action::Deprovision => return deprovision(caps, ctx, &mut registry, &member, outcome),
+    }
+    let status = caps.services.status(label).map_err(|e| failed("status", e.message(), vec![]))?;
+    outcome.state = status.state;
+    outcome.pid = status.pid;
+    let word = if status.state == RunState::Running { "online" } else { "stopped" };
+    if let Err(e) = set_status(caps, ctx, &mut registry, handle, word) {
+        outcome.warnings.push(e);
+    }
+    Ok(outcome)
+}
+
+/// Waits until nothing listens on `port` any more.
+fn wait_port_closed(caps: &Caps, port: u16) -> Result<(), String> {
+    let started = caps.clock.monotonic_ms();
+    while caps.ports.in_use(port) {
+        if caps.clock.monotonic_ms() - started >= PORT_CLOSE_TIMEOUT_MS {
+            return Err(format!("port {port} is still in use {} s after the stop", PORT_CLOSE_TIMEOUT_MS / 1000));
+        }
+        caps.clock.sleep_ms(PORT_POLL_MS);
+    }
+    Ok(())
+}
+
+fn set_status(caps: &Caps, ctx: &Context, registry: &mut Registry, handle: &str, status: &str) -> Result<(), String> {
+    let Some(member) = registry.find(handle).cloned() else { return Ok(()) };
+    registry.upsert(Member { status: status.into(), ..member });
+    registry.save(caps.files, &LeadLayout::new(&ctx.lead_home))
+}
+
+/// Stop; remove the service definition; archive the home, verify the archive, remove the
+/// home; drop the registry entry; tell Sesame the member is `deprovisioned`.
+fn deprovision(
+    caps: &Caps,
+    ctx: &Context,
+    registry: &mut Registry,
+    member: &Member,
+    mut outcome: LifecycleOutcome,
+) -> Result<LifecycleOutcome, CommandError> {
+    let label = member.label.as_str();
+    let failed = |step: &str, message: String, done: Vec<RollbackStep>| {
+        CommandError::Failed(Failure { step: step.into(), message, rollback: done, archive: None })
+    };
+    let mut done = Vec::new();
+    caps.progress.emit(Level::Step, &format!("stopping and removing {label}"));
+    match caps.services.stop(label) {
+        Ok(()) | Err(ServiceError::NotInstalled(_)) => {}
+        Err(e) => return Err(failed("stop", format!("{label}: {}", e.message()), done)),
+    }
+    match caps.services.uninstall(label) {
+        Ok(()) => done.push(RollbackStep { action: "remove the service".into(), ok: true, detail: format!("{label} removed") }),
+        Err(ServiceError::NotInstalled(_)) => outcome.warnings.push(format!("{label} was not installed")),
+        Err(e) => return Err(failed("service", format!("{label}: {}", e.message()), done)),
+    }
+    match caps.files.metadata(&member.oc_home) {
+        Ok(Some(_)) => {
+            caps.progress.emit(Level::Step, &format!("archiving {}", member.oc_home));
+            let archived = archive_and_remove(caps, ctx, &member.handle, &member.oc_home)
+                .map_err(|e| failed("archive", e, done.clone()))?;
+            outcome.archived = Some(archived.stats);
+            outcome.archive = Some(archived.path);
+        }
+        Ok(None) => outcome.warnings.push(format!("the home {} was already gone", member.oc_home)),
+        Err(e) => return Err(failed("archive", e.message(), done)),
+    }
+    registry.remove(&member.handle);
+    registry
+        .save(caps.files, &LeadLayout::new(&ctx.lead_home))
+        .map_err(|e| failed("registry", e, done.clone()))?;
+    let sesame = Sesame::new(caps.http, caps.clock, caps.progress, &ctx.api_url, retry_policy(ctx));
+    let call = Call::SetMemberStatus {
+        family_id: member.family_id.clone(),
+        principal_id: member.principal_id.clone(),
+        status: "deprovisioned",
+    };
+    if let Err(e) = sesame.send(&call) {
+        outcome.unreported.push(e.to_string());
+    }
+    outcome.state = RunState::NotInstalled;
+    Ok(outcome)
+}

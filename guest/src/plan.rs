@@ -1,0 +1,389 @@
+//! The provisioning plan: every file, service action and Sesame call of a provision,
+//! decided before anything is touched. `plan` shows it; `provision` carries it out, so
+//! the plan lists exactly what a real run does.
+
+use crate::caps::{Caps, FsError, ServiceSpec};
+use crate::commands::{CommandError, Context, FieldError, PlannedCall, PlannedFile, PlannedService, ProvisionPlan, ProvisionRequest};
+use crate::layout::{LeadLayout, SiblingLayout, join};
+use crate::port_plan::{self, Conflict};
+use crate::registry::Registry;
+use crate::secret::Secret;
+use crate::sesame::Call;
+use crate::task::{Task, TaskEnv};
+use crate::workspace::{WorkspaceFile, WorkspaceVars};
+use crate::{config, lead, task, workspace};
+use crate::bindings::openclaw::provisioner::types::CredentialLayout;
+
+/// Which step a file belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Config,
+    Workspace,
+}
+
+/// One file-system effect.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FileOp {
+    Dir { path: String, mode: u32 },
+    Write { path: String, mode: u32, contents: Vec<u8>, secret: bool },
+    Copy { source: String, destination: String },
+}
+
+/// Everything a provision does, decided up front.
+pub struct Provisioning {
+    pub task: Task,
+    pub layout: SiblingLayout,
+    pub port: u16,
+    pub label: String,
+    pub files: Vec<(Step, FileOp)>,
+    pub service: ServiceSpec,
+    pub vault_name: String,
+    /// Conflicts of the task's own port (with `auto-port`, the port was moved off them).
+    pub conflicts: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Every secret the provision handles, for scrubbing messages.
+    pub secrets: Vec<Secret>,
+}
+
+/// `com.openclaw.<handle>`.
+pub fn label(handle: &str) -> String {
+    format!("com.openclaw.{handle}")
+}
+
+/// Builds the plan: validates the task, reads the lead's context and the registry, and
+/// picks the port. Port conflicts without `auto-port` are kept in `conflicts` for the
+/// caller to judge (a plan shows them, a provision refuses).
+pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<Provisioning, CommandError> {
+    let env = TaskEnv { home: &ctx.home, lead_home: &ctx.lead_home, lead_handle: ctx.lead_handle.as_deref() };
+    let task = task::parse(&request.task_json, &env, caps.files).map_err(CommandError::InvalidInput)?;
+    let lead_layout = LeadLayout::new(&ctx.lead_home);
+    let registry = Registry::load(caps.files, &lead_layout).map_err(CommandError::Refused)?;
+    if registry.find(&task.handle).is_some() {
+        return Err(CommandError::Refused(format!(
+            "{} is already a registered sibling; deprovision it first (`agent-provisioner deprovision {}`)",
+            task.handle, task.handle
+        )));
+    }
+    let mut warnings = Vec::new();
+    let found = port_plan::conflicts(task.gateway_port, &task.handle, &registry, caps.ports);
+    let conflicts: Vec<String> = found.iter().map(|c: &Conflict| c.describe(task.gateway_port)).collect();
+    let port = if !found.is_empty() && request.auto_port {
+        let start = request.port_range_start;
+        let free = port_plan::next_free(start, &task.handle, &registry, caps.ports).ok_or_else(|| {
+            CommandError::InvalidInput(FieldError {
+                field: "gatewayPort".into(),
+                message: format!("no free base port from {start} up ({})", conflicts.join("; ")),
+            })
+        })?;
+        warnings.push(format!("gatewayPort {} is taken ({}); using {free}", task.gateway_port, conflicts.join("; ")));
+        free
+    } else {
+        task.gateway_port
+    };
+
+    let lead = lead::read(caps.files, &lead_layout);
+    warnings.extend(lead.warnings.iter().cloned());
+    let layout = SiblingLayout::new(&task.oc_home);
+    let token = Secret::new(config::gateway_token(caps.random));
+    let mut secrets = vec![task.sesame_api_key.clone(), token.clone()];
+    let mut files: Vec<(Step, FileOp)> = Vec::new();
+    let mut add = |step: Step, op: FileOp| files.push((step, op));
+
+    add(Step::Config, FileOp::Dir { path: layout.root.clone(), mode: 0o700 });
+    add(Step::Config, FileOp::Dir { path: layout.agent_dir.clone(), mode: 0o700 });
+    // OpenClaw refuses a channel no installed plugin provides: configure Sesame only
+    // when its plugin is copied from the lead.
+    let sesame_plugin = lead.has_sesame_extension;
+    if !sesame_plugin {
+        warnings.push(format!(
+            "the lead has no Sesame plugin in {}; the sibling's gateway will run without the Sesame channel",
+            lead_layout.extensions_sesame
+        ));
+    }
+    let openclaw_json = config::openclaw_json(&config::ConfigParams {
+        port,
+        gateway_token: token.expose(),
+        workspace: &layout.workspace,
+        model: task.model.as_deref(),
+        sesame: sesame_plugin.then_some((&task.sesame_api_key, ctx.api_url.as_str())),
+    });
+    add(Step::Config, FileOp::Write {
+        path: layout.config.clone(),
+        mode: 0o600,
+        contents: pretty(&openclaw_json),
+        secret: true,
+    });
+    let llm_key = credentials(caps, &task, &lead_layout)?;
+    secrets.push(llm_key.clone());
+    match ctx.credential_layout {
+        CredentialLayout::EnvFile => add(Step::Config, FileOp::Write {
+            path: layout.env_file.clone(),
+            mode: 0o600,
+            contents: config::env_file(task.provider.env_var(), &llm_key).into_bytes(),
+            secret: true,
+        }),
+        CredentialLayout::Legacy => {
+            add(Step::Config, FileOp::Write {
+                path: layout.auth_json.clone(),
+                mode: 0o600,
+                contents: pretty(&config::legacy_auth_json(task.provider.as_str(), &llm_key)),
+                secret: true,
+            });
+            if lead.has_auth_profiles {
+                add(Step::Config, FileOp::Copy { source: lead_layout.auth_profiles.clone(), destination: layout.auth_profiles.clone() });
+            }
+        }
+    }
+    let copies = [
+        (sesame_plugin, &lead_layout.extensions_sesame, &layout.extensions_sesame),
+        (skill_present(caps, &lead_layout.skills_sesame, &mut warnings), &lead_layout.skills_sesame, &layout.skills_sesame),
+    ];
+    for (present, source, destination) in copies {
+        if present {
+            let parent = destination.rsplit_once('/').map(|(p, _)| p.to_string()).expect("absolute");
+            add(Step::Config, FileOp::Dir { path: parent, mode: 0o700 });
+            add(Step::Config, FileOp::Copy { source: source.clone(), destination: destination.clone() });
+        }
+    }
+    add(Step::Config, FileOp::Dir { path: layout.memory.clone(), mode: 0o700 });
+    add(Step::Config, FileOp::Dir { path: layout.logs.clone(), mode: 0o700 });
+
+    let vault_name = format!("{}-main", task.handle);
+    let siblings: Vec<String> = registry.siblings.iter().map(|m| format!("{} ({})", m.handle, m.display_name)).collect();
+    let vars = WorkspaceVars::new(&workspace_params(ctx, &task, port, &vault_name, &siblings), &lead, task.personality_seed.as_deref());
+    let rendered: Vec<WorkspaceFile> = workspace::render_all(&vars, &lead)
+        .map_err(|e| CommandError::Refused(format!("rendering the workspace templates failed: {e}")))?;
+    for file in rendered {
+        add(Step::Workspace, FileOp::Write {
+            path: join(&layout.workspace, file.name),
+            mode: 0o644,
+            contents: file.contents.into_bytes(),
+            secret: false,
+        });
+    }
+
+    let label = label(&task.handle);
+    let service = ServiceSpec {
+        label: label.clone(),
+        program: ctx.openclaw_bin.clone(),
+        args: ["--profile", &task.handle, "gateway", "run", "--port", &port.to_string()].map(String::from).to_vec(),
+        environment: vec![
+            ("OPENCLAW_STATE_DIR".into(), layout.root.clone()),
+            ("OPENCLAW_CONFIG_PATH".into(), layout.config.clone()),
+            ("OPENCLAW_NO_AUTO_UPDATE".into(), "1".into()),
+        ],
+        working_directory: layout.root.clone(),
+        stdout_log: layout.stdout_log.clone(),
+        stderr_log: layout.stderr_log.clone(),
+        port,
+        keep_alive: true,
+    };
+    Ok(Provisioning {
+        conflicts: if request.auto_port { Vec::new() } else { conflicts },
+        task,
+        layout,
+        port,
+        label,
+        files,
+        service,
+        vault_name,
+        warnings,
+        secrets,
+    })
+}
+
+fn pretty(value: &serde_json::Value) -> Vec<u8> {
+    let mut text = serde_json::to_string_pretty(value).expect("JSON serializes");
+    text.push('\n');
+    text.into_bytes()
+}
+
+/// The sibling's LLM key: the task's own, or the lead's when inheriting.
+fn credentials(caps: &Caps, task: &Task, lead: &LeadLayout) -> Result<Secret, CommandError> {
+    if let Some(key) = &task.llm_api_key {
+        return Ok(key.clone());
+    }
+    let invalid = |message: String| CommandError::InvalidInput(FieldError { field: "llmApiKey".into(), message });
+    match lead::provider_key(caps.files, lead, task.provider) {
+        Ok(Some(key)) => Ok(key),
+        Ok(None) => Err(invalid(format!(
+            "is null and the lead has no {} to inherit (in {} or its legacy auth.json); give the key in the task",
+            task.provider.env_var(),
+            lead.env_file
+        ))),
+        Err(why) => Err(invalid(format!("is null and the lead's key cannot be inherited: {why}"))),
+    }
+}
+
+/// Whether the lead has the Sesame skill to copy (a warning when it has not).
+fn skill_present(caps: &Caps, path: &str, warnings: &mut Vec<String>) -> bool {
+    match caps.files.metadata(path) {
+        Ok(Some(_)) => true,
+        Ok(None) => {
+            warnings.push(format!("the lead has no Sesame skill at {path}; the sibling will run without it"));
+            false
+        }
+        Err(e) => {
+            warnings.push(format!("cannot look at the lead's Sesame skill: {}", e.message()));
+            false
+        }
+    }
+}
+
+fn workspace_params<'a>(
+    ctx: &'a Context,
+    task: &'a Task,
+    port: u16,
+    vault_name: &'a str,
+    siblings: &'a [String],
+) -> workspace::Params<'a> {
+    workspace::Params {
+        handle: &task.handle,
+        display_name: &task.display_name,
+        principal_id: &task.principal_id,
+        workspace_id: ctx.lead_workspace_id.as_deref(),
+        family_name: &task.family_name,
+        host_name: &ctx.host_name,
+        host_os: &ctx.host_os,
+        host_arch: &ctx.host_arch,
+        api_url: &ctx.api_url,
+        dm_channel_id: task.dm_channel_id.as_deref(),
+        onboarding_channel_id: task.onboarding_channel_id.as_deref(),
+        human_principal_id: task.human.as_ref().map(|h| h.principal_id.as_str()),
+        human_name: task.human.as_ref().and_then(|h| h.name.as_deref()),
+        human_handle: task.human.as_ref().and_then(|h| h.handle.as_deref()),
+        human_role: task.human.as_ref().and_then(|h| h.role.as_deref()),
+        vault_name,
+        gateway_port: port,
+        siblings,
+    }
+}
+
+/// The Sesame calls of the vault step; member adds use `vault_id` once it is known.
+pub fn vault_calls(p: &Provisioning, vault_id: &str) -> (Call, Vec<Call>) {
+    let create = Call::CreateVault {
+        name: p.vault_name.clone(),
+        description: format!("{} credentials vault", p.task.display_name),
+    };
+    let mut members = vec![Call::AddVaultMember {
+        vault_id: vault_id.into(),
+        principal_id: p.task.principal_id.clone(),
+        role: "owner",
+    }];
+    if let Some(human) = &p.task.human {
+        members.push(Call::AddVaultMember { vault_id: vault_id.into(), principal_id: human.principal_id.clone(), role: "admin" });
+    }
+    (create, members)
+}
+
+/// The success report (spec step 6), skipping what the task has no id for.
+pub fn report_calls(p: &Provisioning, sesame_connected: bool, host_name: &str) -> Vec<Call> {
+    let t = &p.task;
+    let mut calls = vec![Call::SetMemberStatus { family_id: t.family_id.clone(), principal_id: t.principal_id.clone(), status: "online" }];
+    if let Some(task_id) = &t.task_id {
+        let sesame = if sesame_connected { "Sesame connected" } else { "Sesame connection not yet confirmed" };
+        calls.push(Call::TaskActivity {
+            task_id: task_id.clone(),
+            kind: "progress",
+            message: format!("Agent {} is online on port {}. {sesame}, vault created.", t.handle, p.port),
+        });
+        calls.push(Call::SetTaskStatus { task_id: task_id.clone(), status: "done" });
+    }
+    if let Some(channel) = &t.onboarding_channel_id {
+        calls.push(Call::PostMessage {
+            channel_id: channel.clone(),
+            content: format!(
+                "Welcome! I've provisioned {} (@{}) on {host_name}. {} is online and will introduce itself here shortly.",
+                t.display_name, t.handle, t.display_name
+            ),
+            intent: "chat",
+        });
+    }
+    calls
+}
+
+/// The rollback report (spec rollback steps 3-5), skipping what the task has no id for.
+pub fn rollback_calls(task: &Task, what: &str) -> Vec<Call> {
+    let mut calls = vec![Call::SetMemberStatus { family_id: task.family_id.clone(), principal_id: task.principal_id.clone(), status: "error" }];
+    if let Some(task_id) = &task.task_id {
+        calls.push(Call::TaskActivity {
+            task_id: task_id.clone(),
+            kind: "blocker",
+            message: format!(
+                "Provisioning failed: {what}. Workspace archived to ~/.openclaw-archives/. Member status set to error."
+            ),
+        });
+    }
+    if let Some(channel) = &task.onboarding_channel_id {
+        calls.push(Call::PostMessage {
+            channel_id: channel.clone(),
+            content: format!(
+                "⚠️ Provisioning of {} failed: {what}. Everything was rolled back; the partial workspace is archived on the host.",
+                task.handle
+            ),
+            intent: "error",
+        });
+    }
+    calls
+}
+
+/// The plan as the WIT record `plan` returns.
+pub fn to_record(p: &Provisioning, ctx: &Context) -> ProvisionPlan {
+    let files = p
+        .files
+        .iter()
+        .map(|(_, op)| match op {
+            FileOp::Dir { path, mode } => PlannedFile { path: path.clone(), action: "dir".into(), mode: *mode, size: 0, source: None, secret: false },
+            FileOp::Write { path, mode, contents, secret } => PlannedFile {
+                path: path.clone(),
+                action: "file".into(),
+                mode: *mode,
+                size: contents.len() as u64,
+                source: None,
+                secret: *secret,
+            },
+            FileOp::Copy { source, destination } => PlannedFile {
+                path: destination.clone(),
+                action: "copy".into(),
+                mode: 0,
+                size: 0,
+                source: Some(source.clone()),
+                secret: false,
+            },
+        })
+        .collect();
+    let command = std::iter::once(p.service.program.as_str()).chain(p.service.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
+    let services = vec![
+        PlannedService { action: "install".into(), label: p.label.clone(), detail: format!("{command} (logs in {})", p.layout.logs) },
+        PlannedService { action: "start".into(), label: p.label.clone(), detail: format!("{:?} backend", ctx.service_backend).to_lowercase() },
+        PlannedService {
+            action: "wait".into(),
+            label: p.label.clone(),
+            detail: format!("until http://127.0.0.1:{}/healthz answers 200 (at most {} s)", p.port, ctx.timing.health_timeout_ms / 1000),
+        },
+    ];
+    let url = |call: &Call| format!("{}/api/v1{}", ctx.api_url, call.request().1);
+    let planned = |call: &Call, purpose: &str| PlannedCall {
+        method: call.request().0.as_str().into(),
+        url: url(call),
+        body: Some(call.request().2.to_string()),
+        purpose: purpose.into(),
+    };
+    let (create, members) = vault_calls(p, "<vault-id>");
+    let mut calls = vec![planned(&create, "vault")];
+    calls.extend(members.iter().map(|c| planned(c, "vault")));
+    calls.extend(report_calls(p, true, &ctx.host_name).iter().map(|c| planned(c, "report")));
+    calls.extend(rollback_calls(&p.task, "<reason>").iter().map(|c| planned(c, "rollback, only on failure")));
+    let mut warnings = p.warnings.clone();
+    warnings.extend(p.conflicts.iter().map(|c| format!("port conflict: {c}; provision will refuse unless --auto-port is given")));
+    ProvisionPlan { handle: p.task.handle.clone(), oc_home: p.layout.root.clone(), port: p.port, label: p.label.clone(), files, services, calls, warnings }
+}
+
+/// Applies one file operation.
+pub fn apply(caps: &Caps, op: &FileOp) -> Result<(), FsError> {
+    match op {
+        FileOp::Dir { path, mode } => caps.files.create_dir_all(path, *mode),
+        FileOp::Write { path, mode, contents, .. } => caps.files.write_atomic(path, contents, *mode),
+        FileOp::Copy { source, destination } => caps.files.copy_tree(source, destination).map(|_| ()),
+    }
+}
