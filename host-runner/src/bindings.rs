@@ -7,7 +7,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "provisioner",
     exports: { default: async },
-    additional_derives: [serde::Serialize],
+    additional_derives: [serde::Serialize, PartialEq],
 });
 
 pub use openclaw::provisioner::fs::{DirEntry, EntryKind, EntryMeta, TreeStats};

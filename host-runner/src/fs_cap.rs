@@ -1,11 +1,24 @@
-//! The `fs` capability: file operations confined to the grants.
-//! (Stub: built by the fs-capability work.)
+//! The `fs` capability: the WIT file operations, confined to the [`Grants`].
+//!
+//! Each call resolves its path to a grant (or is denied, naming the grants), checks the
+//! grant allows the operation, and then works only through a directory capability opened
+//! at the grant's root. Every decision is audited once. Reads from the lead's home never
+//! return, and copies never carry, a file holding the lead's Sesame key.
 
-use crate::audit::Audit;
-use crate::bindings::{DirEntry, EntryMeta, FsError, TreeStats};
-use crate::grants::Grants;
+use crate::archive;
+use crate::atomic;
+use crate::audit::{Audit, Decision};
+use crate::bindings::{DirEntry, EntryKind, EntryMeta, FsError, TreeStats};
+use crate::grants::{Grants, Kind, Resolved, create_dir_exact, is_service_name};
 use crate::secret::Secret;
+use cap_std::fs::{Dir, FileType, Metadata, OpenOptions, PermissionsExt as _};
+use cap_std::fs::OpenOptionsExt as _;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The largest file `read` returns.
+const MAX_READ: u64 = 64 << 20;
 
 /// File operations for the guest, checked against [`Grants`] on every call.
 pub struct FsCap {
@@ -14,46 +27,359 @@ pub struct FsCap {
     lead_secret: Option<Secret>,
 }
 
-fn todo_err(path: &str) -> FsError {
-    FsError::Denied(format!("{path}: the fs capability is not built yet"))
+type Fs<T> = Result<T, FsError>;
+
+/// Maps an I/O error on `path` to the WIT error.
+fn io_error(path: &str, e: io::Error) -> FsError {
+    match e.kind() {
+        io::ErrorKind::NotFound => FsError::NotFound(path.to_string()),
+        io::ErrorKind::AlreadyExists => FsError::AlreadyExists(path.to_string()),
+        io::ErrorKind::PermissionDenied if e.to_string().contains("outside of the filesystem") => {
+            FsError::Denied(format!("{path}: a symlink or `..` leads outside the grant"))
+        }
+        _ => FsError::Io(format!("{path}: {e}")),
+    }
+}
+
+fn kind_of(file_type: FileType) -> EntryKind {
+    if file_type.is_symlink() {
+        EntryKind::Symlink
+    } else if file_type.is_dir() {
+        EntryKind::Directory
+    } else if file_type.is_file() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    }
+}
+
+fn meta(m: &Metadata) -> EntryMeta {
+    let kind = kind_of(m.file_type());
+    EntryMeta { kind, size: if kind == EntryKind::File { m.len() } else { 0 }, mode: m.permissions().mode() & 0o7777 }
+}
+
+/// `relative` or `.` for the root itself.
+fn rel(r: &Resolved) -> &Path {
+    if r.relative.as_os_str().is_empty() { Path::new(".") } else { &r.relative }
 }
 
 impl FsCap {
     pub fn new(grants: Grants, audit: Arc<Audit>, lead_secret: Option<Secret>) -> Self {
         Self { grants, audit, lead_secret }
     }
+
     pub fn grants(&self) -> &Grants {
         &self.grants
     }
-    pub fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
-        let _ = (&self.audit, &self.lead_secret);
-        Err(todo_err(path))
+
+    /// Resolves `path` for `op`, auditing a denial; `write` asks for a writable grant.
+    fn check(&self, op: &str, path: &str, write: bool) -> Fs<Resolved> {
+        let resolved = self.grants.resolve(path).map_err(|why| self.deny(op, path, why))?;
+        if write && !resolved.writable {
+            return Err(self.deny(op, path, format!("{path}: the {} grant does not allow writing", resolved.describe())));
+        }
+        Ok(resolved)
     }
-    pub fn write_atomic(&self, path: &str, _contents: &[u8], _mode: u32) -> Result<(), FsError> {
-        Err(todo_err(path))
+
+    fn deny(&self, op: &str, target: &str, why: String) -> FsError {
+        self.audit.record("fs", op, target, Decision::Denied, &why);
+        FsError::Denied(why)
     }
-    pub fn create_dir_all(&self, path: &str, _mode: u32) -> Result<(), FsError> {
-        Err(todo_err(path))
+
+    fn allow(&self, op: &str, target: &str, r: &Resolved) {
+        self.audit.record("fs", op, target, Decision::Allowed, &r.describe());
     }
-    pub fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
-        Err(todo_err(path))
+
+    /// The lead's key must not leave the host through `bytes` read from `r`.
+    fn guard(&self, op: &str, path: &str, r: &Resolved, bytes: &[u8]) -> Fs<()> {
+        let holds_key = self.lead_secret.as_ref().is_some_and(|s| contains(bytes, s.expose().as_bytes()));
+        if r.kind == Kind::LeadHome && holds_key {
+            return Err(self.deny(op, path, format!("{path} holds the lead's Sesame key, which only the host may read")));
+        }
+        Ok(())
     }
-    pub fn metadata(&self, path: &str) -> Result<Option<EntryMeta>, FsError> {
-        Err(todo_err(path))
+
+    /// The root of `r`'s grant; `None` when a creatable root does not exist yet.
+    fn root(&self, path: &str, r: &Resolved) -> Fs<Option<Dir>> {
+        match r.open_root(None) {
+            Ok(dir) => Ok(Some(dir)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if r.kind != Kind::LeadHome && r.kind != Kind::ServiceDir && is_symlink_error(&e) => {
+                Err(self.deny("open", path, format!("{}: the grant's root is a symlink; not following it", r.root.display())))
+            }
+            Err(e) => Err(io_error(&r.root.display().to_string(), e)),
+        }
     }
-    pub fn walk_tree(&self, path: &str) -> Result<Vec<String>, FsError> {
-        Err(todo_err(path))
+
+    fn existing_root(&self, path: &str, r: &Resolved) -> Fs<Dir> {
+        self.root(path, r)?.ok_or_else(|| FsError::NotFound(path.to_string()))
     }
-    pub fn copy_tree(&self, source: &str, _destination: &str) -> Result<TreeStats, FsError> {
-        Err(todo_err(source))
+
+    pub fn read(&self, path: &str) -> Fs<Vec<u8>> {
+        let r = self.check("read", path, false)?;
+        let dir = self.existing_root(path, &r)?;
+        let mut file = dir.open(rel(&r)).map_err(|e| io_error(path, e))?;
+        let m = file.metadata().map_err(|e| io_error(path, e))?;
+        if !m.is_file() {
+            return Err(FsError::Io(format!("{path}: not a file")));
+        }
+        if m.len() > MAX_READ {
+            return Err(FsError::Io(format!("{path}: {} bytes is more than the 64 MiB read limit", m.len())));
+        }
+        let mut bytes = Vec::with_capacity(m.len() as usize);
+        file.read_to_end(&mut bytes).map_err(|e| io_error(path, e))?;
+        self.guard("read", path, &r, &bytes)?;
+        self.allow("read", path, &r);
+        Ok(bytes)
     }
-    pub fn remove_tree(&self, path: &str) -> Result<(), FsError> {
-        Err(todo_err(path))
+
+    pub fn write_atomic(&self, path: &str, contents: &[u8], mode: u32) -> Fs<()> {
+        let r = self.check("write-atomic", path, true)?;
+        if r.relative.as_os_str().is_empty() {
+            return Err(FsError::Io(format!("{path}: is a grant's root directory, not a file")));
+        }
+        let dir = self.existing_root(path, &r)?;
+        self.allow("write-atomic", path, &r);
+        atomic::write(&dir, &r.relative, contents, mode & 0o7777).map_err(|e| io_error(path, e))
     }
-    pub fn archive_tree(&self, source: &str, _archive: &str) -> Result<TreeStats, FsError> {
-        Err(todo_err(source))
+
+    pub fn create_dir_all(&self, path: &str, mode: u32) -> Fs<()> {
+        let r = self.check("create-dir-all", path, true)?;
+        let dir = r.open_root(Some(mode & 0o7777)).map_err(|e| io_error(path, e))?;
+        self.allow("create-dir-all", path, &r);
+        let mut current = PathBuf::new();
+        for component in r.relative.components() {
+            current.push(component);
+            match create_dir_exact(&dir, &current, mode & 0o7777) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let m = dir.symlink_metadata(&current).map_err(|e| io_error(path, e))?;
+                    if !m.is_dir() {
+                        return Err(FsError::Io(format!("{path}: {} exists and is not a directory", current.display())));
+                    }
+                }
+                Err(e) => return Err(io_error(path, e)),
+            }
+        }
+        Ok(())
     }
-    pub fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError> {
-        Err(todo_err(archive))
+
+    pub fn list_dir(&self, path: &str) -> Fs<Vec<DirEntry>> {
+        let r = self.check("list-dir", path, false)?;
+        let dir = self.existing_root(path, &r)?.open_dir(rel(&r)).map_err(|e| io_error(path, e))?;
+        let mut entries = Vec::new();
+        for entry in dir.entries().map_err(|e| io_error(path, e))? {
+            let entry = entry.map_err(|e| io_error(path, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if r.kind == Kind::ServiceDir && r.relative.as_os_str().is_empty() && !is_service_name(&name) {
+                continue;
+            }
+            let m = dir.symlink_metadata(&name).map_err(|e| io_error(path, e))?;
+            entries.push(DirEntry { name, meta: meta(&m) });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        self.allow("list-dir", path, &r);
+        Ok(entries)
+    }
+
+    pub fn metadata(&self, path: &str) -> Fs<Option<EntryMeta>> {
+        let r = self.check("metadata", path, false)?;
+        self.allow("metadata", path, &r);
+        if r.relative.as_os_str().is_empty() && r.kind != Kind::LeadHome && r.kind != Kind::ServiceDir {
+            // A creatable root: report what is there without following a symlink.
+            let parent = r.open_root_parent().map_err(|e| io_error(path, e))?;
+            let name = r.root.file_name().expect("roots have names");
+            return match parent.symlink_metadata(name) {
+                Ok(m) => Ok(Some(meta(&m))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io_error(path, e)),
+            };
+        }
+        let Some(dir) = self.root(path, &r)? else { return Ok(None) };
+        match dir.symlink_metadata(rel(&r)) {
+            Ok(m) => Ok(Some(meta(&m))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(path, e)),
+        }
+    }
+
+    pub fn walk_tree(&self, path: &str) -> Fs<Vec<String>> {
+        let r = self.check("walk-tree", path, false)?;
+        let dir = self.existing_root(path, &r)?.open_dir(rel(&r)).map_err(|e| io_error(path, e))?;
+        let mut out = Vec::new();
+        walk(&dir, "", &mut out).map_err(|e| io_error(path, e))?;
+        self.allow("walk-tree", path, &r);
+        Ok(out)
+    }
+
+    pub fn copy_tree(&self, source: &str, destination: &str) -> Fs<TreeStats> {
+        let target = format!("{source} -> {destination}");
+        let from = self.check("copy-tree", source, false)?;
+        let to = self.check("copy-tree", destination, true)?;
+        if to.relative.as_os_str().is_empty() {
+            return Err(FsError::Io(format!("{destination}: cannot copy onto a grant's root")));
+        }
+        let src_root = self.existing_root(source, &from)?;
+        let dst_root = self.existing_root(destination, &to)?;
+        if dst_root.symlink_metadata(&to.relative).is_ok() {
+            return Err(FsError::AlreadyExists(destination.to_string()));
+        }
+        if src_root.symlink_metadata(rel(&from)).is_ok_and(|m| m.is_symlink()) {
+            return Err(self.deny("copy-tree", &target, format!("{source} is a symlink; copies never follow symlinks")));
+        }
+        let mut stats = TreeStats { files: 0, directories: 0, bytes: 0 };
+        let result = self.copy_entry(&src_root, rel(&from), &dst_root, &to.relative, &from, source, &mut stats);
+        if let Err(e) = result {
+            let _ = dst_root.remove_dir_all(&to.relative).or_else(|_| dst_root.remove_file(&to.relative));
+            return Err(e);
+        }
+        self.allow("copy-tree", &target, &to);
+        Ok(stats)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy_entry(
+        &self,
+        src: &Dir,
+        src_rel: &Path,
+        dst: &Dir,
+        dst_rel: &Path,
+        from: &Resolved,
+        source: &str,
+        stats: &mut TreeStats,
+    ) -> Fs<()> {
+        let shown = |p: &Path| format!("{source}/{}", p.display());
+        let m = src.symlink_metadata(src_rel).map_err(|e| io_error(&shown(src_rel), e))?;
+        if m.is_symlink() {
+            return Ok(());
+        }
+        let mode = m.permissions().mode() & 0o7777;
+        if m.is_dir() {
+            create_dir_exact(dst, dst_rel, mode).map_err(|e| io_error(&shown(src_rel), e))?;
+            stats.directories += 1;
+            let mut names: Vec<String> = src
+                .read_dir(src_rel)
+                .map_err(|e| io_error(&shown(src_rel), e))?
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<io::Result<_>>()
+                .map_err(|e| io_error(&shown(src_rel), e))?;
+            names.sort();
+            for name in names {
+                self.copy_entry(src, &src_rel.join(&name), dst, &dst_rel.join(&name), from, source, stats)?;
+            }
+        } else if m.is_file() {
+            let bytes = src.read(src_rel).map_err(|e| io_error(&shown(src_rel), e))?;
+            self.guard("copy-tree", &shown(src_rel), from, &bytes)?;
+            let mut options = OpenOptions::new();
+            options.write(true).create_new(true).mode(mode);
+            let mut file = dst.open_with(dst_rel, &options).map_err(|e| io_error(&shown(src_rel), e))?;
+            file.write_all(&bytes).map_err(|e| io_error(&shown(src_rel), e))?;
+            file.set_permissions(cap_std::fs::Permissions::from_mode(mode)).map_err(|e| io_error(&shown(src_rel), e))?;
+            stats.files += 1;
+            stats.bytes += bytes.len() as u64;
+        }
+        Ok(())
+    }
+
+    pub fn remove_tree(&self, path: &str) -> Fs<()> {
+        let r = self.check("remove-tree", path, true)?;
+        if r.relative.as_os_str().is_empty() {
+            if r.kind != Kind::SiblingHome {
+                return Err(self.deny("remove-tree", path, format!("{path}: the root of the {} grant cannot be removed", r.describe())));
+            }
+            self.allow("remove-tree", path, &r);
+            let parent = r.open_root_parent().map_err(|e| io_error(path, e))?;
+            return remove(&parent, Path::new(r.root.file_name().expect("named")), path);
+        }
+        self.allow("remove-tree", path, &r);
+        match self.root(path, &r)? {
+            None => Ok(()),
+            Some(dir) => remove(&dir, &r.relative, path),
+        }
+    }
+
+    pub fn archive_tree(&self, source: &str, archive: &str) -> Fs<TreeStats> {
+        let target = format!("{source} -> {archive}");
+        let from = self.check("archive-tree", source, false)?;
+        let to = self.check("archive-tree", archive, true)?;
+        let (dst_parent, name) = match (to.relative.parent(), to.relative.file_name()) {
+            (Some(parent), Some(name)) => (parent.to_path_buf(), name.to_string_lossy().into_owned()),
+            _ => return Err(FsError::Io(format!("{archive}: not a file path inside a grant"))),
+        };
+        let src = self.existing_root(source, &from)?.open_dir(rel(&from)).map_err(|e| io_error(source, e))?;
+        let dst_root = self.existing_root(archive, &to)?;
+        let dst = if dst_parent.as_os_str().is_empty() { dst_root } else { dst_root.open_dir(&dst_parent).map_err(|e| io_error(archive, e))? };
+        if dst.symlink_metadata(&name).is_ok() {
+            return Err(FsError::AlreadyExists(archive.to_string()));
+        }
+        let root_name = Path::new(source).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
+        let temp = format!(".{name}.tmp-{}", std::process::id());
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).mode(0o600);
+        let result = (|| {
+            let file = dst.open_with(&temp, &options)?;
+            let mut writer = io::BufWriter::new(file);
+            let stats = archive::write(&src, &root_name, &mut writer)?;
+            let file = writer.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            dst.rename(&temp, &dst, &name)?;
+            Ok(stats)
+        })();
+        match result {
+            Ok(stats) => {
+                self.allow("archive-tree", &target, &to);
+                Ok(stats)
+            }
+            Err(e) => {
+                let _ = dst.remove_file(&temp);
+                Err(io_error(&target, e))
+            }
+        }
+    }
+
+    pub fn list_archive(&self, archive: &str) -> Fs<Vec<String>> {
+        let r = self.check("list-archive", archive, false)?;
+        let file = self.existing_root(archive, &r)?.open(rel(&r)).map_err(|e| io_error(archive, e))?;
+        let names = archive::list(io::BufReader::new(file)).map_err(|e| FsError::Io(format!("{archive}: not a readable .tar.gz ({e})")))?;
+        self.allow("list-archive", archive, &r);
+        Ok(names)
     }
 }
+
+fn is_symlink_error(e: &io::Error) -> bool {
+    // `open_dir_nofollow` on a symlink fails with ELOOP or ENOTDIR.
+    matches!(e.raw_os_error(), Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() || code == rustix::io::Errno::NOTDIR.raw_os_error())
+}
+
+fn remove(dir: &Dir, relative: &Path, path: &str) -> Fs<()> {
+    match dir.symlink_metadata(relative) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error(path, e)),
+        Ok(m) if m.is_dir() => dir.remove_dir_all(relative).map_err(|e| io_error(path, e)),
+        Ok(_) => dir.remove_file(relative).map_err(|e| io_error(path, e)),
+    }
+}
+
+fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
+    let mut entries: Vec<(String, FileType)> = dir
+        .entries()?
+        .map(|e| e.and_then(|e| Ok((e.file_name().to_string_lossy().into_owned(), e.file_type()?))))
+        .collect::<io::Result<_>>()?;
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, kind) in entries {
+        if kind.is_dir() {
+            out.push(format!("{prefix}{name}/"));
+            walk(&dir.open_dir(&name)?, &format!("{prefix}{name}/"), out)?;
+        } else {
+            out.push(format!("{prefix}{name}"));
+        }
+    }
+    Ok(())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests;

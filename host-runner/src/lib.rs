@@ -3,6 +3,7 @@
 //! API and sibling gateway ports. See `wit/provisioner.wit` for the contract.
 
 pub mod app;
+pub mod archive;
 pub mod atomic;
 pub mod audit;
 pub mod bindings;

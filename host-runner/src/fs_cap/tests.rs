@@ -1,0 +1,232 @@
+use super::*;
+use crate::grants::GrantConfig;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+
+const LEAD_KEY: &str = "sk_sesame_lead_secret_0001";
+
+/// A temp home with a lead home, a sibling home, a service dir and an outside dir.
+struct Fixture {
+    _temp: tempfile::TempDir,
+    home: PathBuf,
+    outside: PathBuf,
+    fs: FsCap,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let home = temp.path().join("home");
+        let outside = temp.path().join("outside");
+        for dir in [
+            home.join(".openclaw/workspace"),
+            home.join(".openclaw/extensions/sesame/dist"),
+            home.join(".openclaw-victim/logs"),
+            home.join(".ssh"),
+            home.join(".config/systemd/user"),
+            outside.clone(),
+        ] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(home.join(".openclaw/workspace/USER.md"), "Alex\n").unwrap();
+        std::fs::write(home.join(".openclaw/openclaw.json"), format!("{{\"apiKey\": \"{LEAD_KEY}\"}}")).unwrap();
+        std::fs::write(home.join(".openclaw/extensions/sesame/dist/index.js"), "// plugin\n").unwrap();
+        std::fs::write(home.join(".ssh/authorized_keys"), "ssh-ed25519 good\n").unwrap();
+        std::fs::write(home.join(".config/systemd/user/openclaw-victim.service"), "[Unit]\n").unwrap();
+        std::fs::write(home.join(".config/systemd/user/sshd.service"), "[Unit]\n").unwrap();
+        std::fs::write(outside.join("secret.txt"), "outside secret\n").unwrap();
+        symlink(&outside, home.join(".openclaw-victim/escape")).unwrap();
+        let grants = Grants::new(GrantConfig {
+            home: home.clone(),
+            lead_home: home.join(".openclaw"),
+            service_dir: Some(home.join(".config/systemd/user")),
+        })
+        .unwrap();
+        let audit = Arc::new(Audit::stderr_only(vec![]));
+        let fs = FsCap::new(grants, audit, Secret::new(LEAD_KEY));
+        Self { _temp: temp, home, outside, fs }
+    }
+
+    fn p(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.home.display())
+    }
+
+    /// Every file under the temp dir with its contents, to show nothing changed.
+    fn snapshot(&self) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        for root in [&self.home, &self.outside] {
+            for entry in walkdir(root) {
+                let text = std::fs::read_to_string(&entry).ok();
+                out.push((entry.display().to_string(), text));
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn walkdir(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    if root.is_dir() && !root.is_symlink() {
+        for entry in std::fs::read_dir(root).unwrap() {
+            out.extend(walkdir(&entry.unwrap().path()));
+        }
+    }
+    out
+}
+
+fn mode(path: &str) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn denied<T: std::fmt::Debug>(result: Fs<T>, needle: &str) {
+    match result {
+        Err(FsError::Denied(why)) => assert!(why.contains(needle), "{why:?} should mention {needle:?}"),
+        other => panic!("expected a denial mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn hostile_writes_are_denied_and_change_nothing() {
+    let f = Fixture::new();
+    let before = f.snapshot();
+    denied(f.fs.write_atomic(&f.p(".ssh/authorized_keys"), b"evil", 0o600), "outside every grant");
+    denied(f.fs.write_atomic(&f.p(".openclaw/workspace/USER.md"), b"", 0o644), "does not allow writing");
+    denied(f.fs.create_dir_all(&f.p(".openclaw/evil"), 0o700), "does not allow writing");
+    denied(f.fs.remove_tree(&f.p(".openclaw/workspace")), "does not allow writing");
+    denied(f.fs.copy_tree(&f.p(".openclaw-victim/logs"), &f.p(".openclaw/stolen")), "does not allow writing");
+    denied(f.fs.archive_tree(&f.p(".openclaw-victim"), &f.p(".openclaw/a.tar.gz")), "does not allow writing");
+    denied(f.fs.write_atomic(&f.p(".openclaw-victim/../.ssh/authorized_keys"), b"evil", 0o600), "`..`");
+    denied(f.fs.write_atomic(&f.p(".openclaw-victim/./x"), b"evil", 0o600), "`.`");
+    denied(f.fs.write_atomic(".openclaw-victim/x", b"evil", 0o600), "absolute");
+    denied(f.fs.write_atomic(&f.p(".openclaw-victim/escape/pwned"), b"evil", 0o644), "outside the grant");
+    denied(f.fs.write_atomic(&f.p(".config/systemd/user/openclaw-victim.service"), b"evil", 0o644), "does not allow writing");
+    denied(f.fs.write_atomic(&f.p(".openclaw-UPPER/x"), b"evil", 0o644), "not a sibling handle");
+    denied(f.fs.create_dir_all(&f.p(".openclawx"), 0o700), "outside every grant");
+    denied(f.fs.remove_tree(&f.p(".openclaw-archives")), "cannot be removed");
+    assert_eq!(f.snapshot(), before);
+}
+
+#[test]
+fn symlinks_never_lead_out_of_a_grant() {
+    let f = Fixture::new();
+    denied(f.fs.read(&f.p(".openclaw-victim/escape/secret.txt")), "outside the grant");
+    denied(f.fs.copy_tree(&f.p(".openclaw-victim/escape"), &f.p(".openclaw-victim/stolen")), "never follow symlinks");
+    denied(f.fs.copy_tree(&f.p(".openclaw-victim/escape/secret.txt"), &f.p(".openclaw-victim/stolen")), "outside the grant");
+    denied(f.fs.list_dir(&f.p(".openclaw-victim/escape")), "outside the grant");
+    assert!(!Path::new(&f.p(".openclaw-victim/stolen")).exists());
+    // Removing the link removes the link, never its target.
+    f.fs.remove_tree(&f.p(".openclaw-victim/escape")).unwrap();
+    assert!(f.outside.join("secret.txt").exists());
+}
+
+#[test]
+fn a_symlink_as_the_sibling_home_is_not_followed() {
+    let f = Fixture::new();
+    symlink(&f.outside, f.home.join(".openclaw-trap")).unwrap();
+    denied(f.fs.read(&f.p(".openclaw-trap/secret.txt")), "root is a symlink");
+    denied(f.fs.write_atomic(&f.p(".openclaw-trap/x"), b"evil", 0o600), "root is a symlink");
+    let m = f.fs.metadata(&f.p(".openclaw-trap")).unwrap().unwrap();
+    assert_eq!(m.kind, EntryKind::Symlink);
+    f.fs.remove_tree(&f.p(".openclaw-trap")).unwrap();
+    assert!(f.outside.join("secret.txt").exists(), "the target survives");
+}
+
+#[test]
+fn the_leads_key_never_leaves_through_files() {
+    let f = Fixture::new();
+    denied(f.fs.read(&f.p(".openclaw/openclaw.json")), "lead's Sesame key");
+    std::fs::create_dir_all(f.home.join(".openclaw/skills/sesame")).unwrap();
+    std::fs::write(f.home.join(".openclaw/skills/sesame/config.txt"), LEAD_KEY).unwrap();
+    std::fs::write(f.home.join(".openclaw/skills/sesame/SKILL.md"), "# skill").unwrap();
+    denied(f.fs.copy_tree(&f.p(".openclaw/skills/sesame"), &f.p(".openclaw-victim/skills")), "lead's Sesame key");
+    assert!(!Path::new(&f.p(".openclaw-victim/skills")).exists(), "a refused copy leaves nothing behind");
+    assert_eq!(f.fs.read(&f.p(".openclaw/workspace/USER.md")).unwrap(), b"Alex\n");
+}
+
+#[test]
+fn service_definitions_are_read_only_and_filtered() {
+    let f = Fixture::new();
+    let names: Vec<String> = f.fs.list_dir(&f.p(".config/systemd/user")).unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["openclaw-victim.service"]);
+    assert_eq!(f.fs.read(&f.p(".config/systemd/user/openclaw-victim.service")).unwrap(), b"[Unit]\n");
+    denied(f.fs.read(&f.p(".config/systemd/user/sshd.service")), "not an OpenClaw service");
+}
+
+#[test]
+fn a_sibling_home_round_trip_with_modes() {
+    let f = Fixture::new();
+    let root = f.p(".openclaw-nova");
+    assert_eq!(f.fs.metadata(&root).unwrap(), None);
+    f.fs.create_dir_all(&f.p(".openclaw-nova/agents/main/agent"), 0o700).unwrap();
+    for dir in [".openclaw-nova", ".openclaw-nova/agents", ".openclaw-nova/agents/main/agent"] {
+        assert_eq!(mode(&f.p(dir)), 0o700, "{dir}");
+    }
+    f.fs.write_atomic(&f.p(".openclaw-nova/.env"), b"ANTHROPIC_API_KEY=x\n", 0o600).unwrap();
+    f.fs.write_atomic(&f.p(".openclaw-nova/README"), b"hi", 0o644).unwrap();
+    assert_eq!(mode(&f.p(".openclaw-nova/.env")), 0o600);
+    assert_eq!(mode(&f.p(".openclaw-nova/README")), 0o644);
+    assert_eq!(f.fs.read(&f.p(".openclaw-nova/.env")).unwrap(), b"ANTHROPIC_API_KEY=x\n");
+    let m = f.fs.metadata(&f.p(".openclaw-nova/.env")).unwrap().unwrap();
+    assert_eq!((m.kind, m.size, m.mode), (EntryKind::File, 20, 0o600));
+    assert_eq!(f.fs.walk_tree(&root).unwrap(), [".env", "README", "agents/", "agents/main/", "agents/main/agent/"]);
+    let listed: Vec<String> = f.fs.list_dir(&root).unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(listed, [".env", "README", "agents"]);
+    f.fs.create_dir_all(&root, 0o755).unwrap();
+    assert_eq!(mode(&root), 0o700, "an existing directory keeps its mode");
+    f.fs.remove_tree(&root).unwrap();
+    assert!(!Path::new(&root).exists());
+    f.fs.remove_tree(&root).unwrap();
+}
+
+#[test]
+fn copying_from_the_lead_keeps_modes_and_skips_links() {
+    let f = Fixture::new();
+    let lead_ext = f.home.join(".openclaw/extensions/sesame");
+    std::fs::set_permissions(lead_ext.join("dist/index.js"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    symlink("/etc/passwd", lead_ext.join("passwd")).unwrap();
+    f.fs.create_dir_all(&f.p(".openclaw-nova/extensions"), 0o700).unwrap();
+    let stats = f.fs.copy_tree(&f.p(".openclaw/extensions/sesame"), &f.p(".openclaw-nova/extensions/sesame")).unwrap();
+    assert_eq!((stats.files, stats.directories, stats.bytes), (1, 2, 10));
+    assert_eq!(mode(&f.p(".openclaw-nova/extensions/sesame/dist/index.js")), 0o640);
+    assert!(!Path::new(&f.p(".openclaw-nova/extensions/sesame/passwd")).exists());
+    let again = f.fs.copy_tree(&f.p(".openclaw/extensions/sesame"), &f.p(".openclaw-nova/extensions/sesame"));
+    assert!(matches!(again, Err(FsError::AlreadyExists(_))), "{again:?}");
+}
+
+#[test]
+fn archives_round_trip_and_are_verifiable() {
+    let f = Fixture::new();
+    f.fs.create_dir_all(&f.p(".openclaw-nova/logs"), 0o700).unwrap();
+    f.fs.write_atomic(&f.p(".openclaw-nova/logs/stdout.log"), b"up\n", 0o600).unwrap();
+    f.fs.create_dir_all(&f.p(".openclaw-archives"), 0o700).unwrap();
+    let archive = f.p(".openclaw-archives/nova-20261125-102030.tar.gz");
+    let stats = f.fs.archive_tree(&f.p(".openclaw-nova"), &archive).unwrap();
+    assert_eq!((stats.files, stats.directories, stats.bytes), (1, 2, 3));
+    assert_eq!(mode(&archive), 0o600);
+    assert_eq!(f.fs.list_archive(&archive).unwrap(), [".openclaw-nova/", ".openclaw-nova/logs/", ".openclaw-nova/logs/stdout.log"]);
+    assert!(matches!(f.fs.archive_tree(&f.p(".openclaw-nova"), &archive), Err(FsError::AlreadyExists(_))));
+    let names: Vec<String> = std::fs::read_dir(f.home.join(".openclaw-archives")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["nova-20261125-102030.tar.gz"], "no temporary file is left");
+    std::fs::write(f.home.join(".openclaw-archives/broken.tar.gz"), b"\x1f\x8b garbage").unwrap();
+    assert!(matches!(f.fs.list_archive(&f.p(".openclaw-archives/broken.tar.gz")), Err(FsError::Io(_))));
+}
+
+#[test]
+fn the_provisioner_state_is_writable_inside_the_read_only_lead_home() {
+    let f = Fixture::new();
+    f.fs.create_dir_all(&f.p(".openclaw/agent-provisioner"), 0o700).unwrap();
+    f.fs.write_atomic(&f.p(".openclaw/agent-provisioner/family.json"), b"{}", 0o600).unwrap();
+    assert_eq!(mode(&f.p(".openclaw/agent-provisioner")), 0o700);
+    denied(f.fs.remove_tree(&f.p(".openclaw/agent-provisioner")), "cannot be removed");
+}
+
+#[test]
+fn missing_things_are_reported_as_such() {
+    let f = Fixture::new();
+    assert!(matches!(f.fs.read(&f.p(".openclaw/workspace/NOPE.md")), Err(FsError::NotFound(_))));
+    assert!(matches!(f.fs.read(&f.p(".openclaw-ghost/x")), Err(FsError::NotFound(_))));
+    assert_eq!(f.fs.metadata(&f.p(".openclaw-ghost/x")).unwrap(), None);
+    assert!(matches!(f.fs.write_atomic(&f.p(".openclaw-victim/no/such/dir"), b"x", 0o600), Err(FsError::NotFound(_))));
+    assert!(matches!(f.fs.read(&f.p(".openclaw/workspace")), Err(FsError::Io(_))), "a directory is not a file");
+}
