@@ -1,0 +1,350 @@
+//! No service manager (containers): the gateway runs as a detached process in its own
+//! process group, logging into the sibling's `logs/`. The host keeps a JSON record per
+//! service (the validated definition plus the running pid and its identity) in its own
+//! state directory, outside every guest grant. Before any pid is signalled its identity
+//! (its start time on Linux) is checked against the record, so a stale pid is never hit.
+//! `keep_alive` is recorded but not enforced: nothing supervises the process.
+
+use super::policy::Definition;
+use super::{Backend, not_installed};
+use crate::bindings::{RunState, ServiceError, ServiceStatus};
+use cap_fs_ext::DirExt as _;
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+use cap_std::fs::OpenOptionsExt as _;
+use rustix::process::{Pid, Signal};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a stopping gateway gets before SIGKILL.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// What the host records about a direct service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub definition: Definition,
+    pub pid: Option<u32>,
+    /// The process's identity when it was started (Linux: its start time in ticks).
+    pub identity: Option<String>,
+    /// Unix seconds when it was started.
+    pub started_at: Option<u64>,
+}
+
+/// The direct backend.
+pub struct Direct {
+    pub dir: PathBuf,
+    /// Processes this host process started, for their exit codes.
+    children: HashMap<String, Child>,
+    /// Exit codes seen for processes that ended.
+    exits: HashMap<String, i32>,
+}
+
+impl Direct {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir, children: HashMap::new(), exits: HashMap::new() }
+    }
+
+    fn path(&self, label: &str) -> PathBuf {
+        self.dir.join(format!("{label}.json"))
+    }
+
+    fn load(&self, label: &str) -> Result<Record, ServiceError> {
+        let path = self.path(label);
+        let text = std::fs::read_to_string(&path).map_err(|_| not_installed(label))?;
+        serde_json::from_str(&text).map_err(|e| ServiceError::Failed(format!("{} is not a service record: {e}", path.display())))
+    }
+
+    fn save(&self, record: &Record) -> Result<(), ServiceError> {
+        let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
+        super::write_definition(&self.dir, &format!("{}.json", record.definition.label), &bytes, 0o600)
+    }
+
+    /// The recorded process, if it is still the one we started and has not exited.
+    fn live_pid(&mut self, label: &str, record: &Record) -> Option<u32> {
+        let pid = record.pid?;
+        if let Some(child) = self.children.get_mut(label) {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.exits.insert(label.to_string(), status.code().unwrap_or(128 + status.signal_number()));
+                self.children.remove(label);
+                return None;
+            }
+        }
+        (identity(pid).as_ref() == record.identity.as_ref() && record.identity.is_some() && is_alive(pid)).then_some(pid)
+    }
+
+    fn spawn(&mut self, record: &mut Record) -> Result<(), ServiceError> {
+        let def = &record.definition;
+        let fail = |what: &str, e: std::io::Error| ServiceError::Failed(format!("{what} for {}: {e}", def.label));
+        let stdout = open_log(def, &def.stdout_log).map_err(|e| fail("opening stdout.log", e))?;
+        let stderr = open_log(def, &def.stderr_log).map_err(|e| fail("opening stderr.log", e))?;
+        let child = Command::new(&def.program)
+            .args(&def.args)
+            .env_clear()
+            .envs(def.environment.iter().map(|(k, v)| (k, v)))
+            .current_dir(&def.working_directory)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| fail(&format!("starting {}", def.program.display()), e))?;
+        let pid = child.id();
+        record.pid = Some(pid);
+        record.identity = identity(pid);
+        record.started_at = Some(now_secs());
+        self.exits.remove(&def.label);
+        self.children.insert(def.label.clone(), child);
+        self.save(record)
+    }
+
+    /// SIGTERM to the process group, SIGKILL after the grace period; waits for the end.
+    fn terminate(&mut self, label: &str, pid: u32) -> Result<(), ServiceError> {
+        let group = Pid::from_raw(pid as i32).expect("pids are positive");
+        let _ = rustix::process::kill_process_group(group, Signal::TERM);
+        let deadline = Instant::now() + GRACE;
+        let mut killed = false;
+        loop {
+            let gone = match self.children.get_mut(label) {
+                Some(child) => match child.try_wait() {
+                    Ok(Some(status)) => {
+                        self.exits.insert(label.to_string(), status.code().unwrap_or(128 + status.signal_number()));
+                        true
+                    }
+                    Ok(None) => false,
+                    Err(_) => true,
+                },
+                None => !is_alive(pid),
+            };
+            if gone {
+                self.children.remove(label);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                if killed {
+                    return Err(ServiceError::Failed(format!("{label}: pid {pid} survived SIGKILL")));
+                }
+                let _ = rustix::process::kill_process_group(group, Signal::KILL);
+                killed = true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+trait SignalNumber {
+    fn signal_number(&self) -> i32;
+}
+
+impl SignalNumber for std::process::ExitStatus {
+    fn signal_number(&self) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        self.signal().unwrap_or(0)
+    }
+}
+
+/// Opens a log for appending (0600), relative to the sibling home, never through a symlink.
+fn open_log(def: &Definition, log: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let home = Dir::open_ambient_dir(def.working_directory.parent().expect("homes have parents"), ambient_authority())?
+        .open_dir_nofollow(def.working_directory.file_name().expect("homes have names"))?;
+    let logs = home.open_dir_nofollow("logs")?;
+    let mut options = OpenOptions::new();
+    options.append(true).create(true).mode(0o600);
+    cap_fs_ext::OpenOptionsFollowExt::follow(&mut options, cap_fs_ext::FollowSymlinks::No);
+    Ok(logs.open_with(log.file_name().expect("logs have names"), &options)?.into_std())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The process's identity: its start time (Linux `/proc/<pid>/stat` field 22). `None`
+/// when it does not exist (or is a zombie).
+fn identity(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: split after the last `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    (fields.first() != Some(&"Z")).then(|| fields.get(19).map(|s| s.to_string())).flatten()
+}
+
+fn is_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        identity(pid).is_some()
+    } else {
+        Pid::from_raw(pid as i32).is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+    }
+}
+
+impl Backend for Direct {
+    fn install(&mut self, def: &Definition) -> Result<PathBuf, ServiceError> {
+        let previous = self.load(&def.label).ok();
+        let record = Record {
+            definition: def.clone(),
+            pid: previous.as_ref().and_then(|r| r.pid),
+            identity: previous.as_ref().and_then(|r| r.identity.clone()),
+            started_at: previous.and_then(|r| r.started_at),
+        };
+        self.save(&record)?;
+        Ok(self.path(&def.label))
+    }
+
+    fn start(&mut self, label: &str) -> Result<(), ServiceError> {
+        let mut record = self.load(label)?;
+        if self.live_pid(label, &record).is_some() {
+            return Ok(());
+        }
+        self.spawn(&mut record)
+    }
+
+    fn stop(&mut self, label: &str) -> Result<(), ServiceError> {
+        let mut record = self.load(label)?;
+        if let Some(pid) = self.live_pid(label, &record) {
+            self.terminate(label, pid)?;
+        }
+        record.pid = None;
+        record.identity = None;
+        record.started_at = None;
+        self.save(&record)
+    }
+
+    fn restart(&mut self, label: &str) -> Result<(), ServiceError> {
+        self.stop(label)?;
+        self.start(label)
+    }
+
+    fn uninstall(&mut self, label: &str) -> Result<(), ServiceError> {
+        self.stop(label)?;
+        std::fs::remove_file(self.path(label)).map_err(|e| ServiceError::Failed(format!("removing the record of {label}: {e}")))
+    }
+
+    fn status(&mut self, label: &str) -> Result<ServiceStatus, ServiceError> {
+        let record = match self.load(label) {
+            Ok(record) => record,
+            Err(ServiceError::NotInstalled(_)) => return Ok(super::status(RunState::NotInstalled, "no record")),
+            Err(e) => return Err(e),
+        };
+        Ok(match self.live_pid(label, &record) {
+            Some(pid) => ServiceStatus {
+                state: RunState::Running,
+                pid: Some(pid),
+                last_exit_code: None,
+                uptime_seconds: record.started_at.map(|t| now_secs().saturating_sub(t)),
+                restarts: None,
+                detail: format!("direct process {pid}"),
+            },
+            None => ServiceStatus {
+                last_exit_code: self.exits.get(label).copied(),
+                ..super::status(RunState::Stopped, "no live process")
+            },
+        })
+    }
+
+    fn installed_ports(&self) -> Vec<u16> {
+        super::definitions(&self.dir, ".json")
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .filter_map(|text| serde_json::from_str::<Record>(&text).ok())
+            .map(|r| r.definition.port)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::policy::tests::{fixture, spec};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn installed(script: &str) -> (tempfile::TempDir, Direct, Definition) {
+        let (temp, policy) = fixture();
+        std::fs::write(&policy.openclaw_bin, script).unwrap();
+        std::fs::set_permissions(&policy.openclaw_bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let def = policy.check(&spec(&policy, "nova")).unwrap();
+        let mut direct = Direct::new(policy.home.join(".local/state/agent-provisioner/services"));
+        direct.install(&def).unwrap();
+        (temp, direct, def)
+    }
+
+    const LABEL: &str = "com.openclaw.nova";
+
+    #[test]
+    fn start_stop_restart_a_real_process() {
+        let (_t, mut d, def) = installed("#!/bin/sh\necho \"started $*\"\necho \"state $OPENCLAW_STATE_DIR\" >&2\nexec sleep 30\n");
+        assert_eq!(d.status(LABEL).unwrap().state, RunState::Stopped);
+        d.start(LABEL).unwrap();
+        let first = d.status(LABEL).unwrap();
+        assert_eq!(first.state, RunState::Running);
+        let pid = first.pid.unwrap();
+        assert!(is_alive(pid));
+        d.start(LABEL).unwrap();
+        assert_eq!(d.status(LABEL).unwrap().pid, Some(pid), "starting a running service is a no-op");
+        d.restart(LABEL).unwrap();
+        let second = d.status(LABEL).unwrap().pid.unwrap();
+        assert_ne!(second, pid);
+        assert!(!is_alive(pid));
+        d.stop(LABEL).unwrap();
+        assert!(!is_alive(second));
+        assert_eq!(d.status(LABEL).unwrap().state, RunState::Stopped);
+        std::thread::sleep(Duration::from_millis(100));
+        let out = std::fs::read_to_string(&def.stdout_log).unwrap();
+        assert!(out.contains("started --profile nova gateway run --port 18930"), "{out}");
+        let err = std::fs::read_to_string(&def.stderr_log).unwrap();
+        assert!(err.contains(&format!("state {}", def.working_directory.display())), "{err}");
+        assert_eq!(std::fs::metadata(&def.stdout_log).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_environment_is_only_the_definitions() {
+        // The test process has HOME and cargo's variables; none may reach the gateway.
+        assert!(std::env::var_os("HOME").is_some());
+        let (_t, mut d, def) = installed("#!/bin/sh\nenv\n");
+        d.start(LABEL).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let env = std::fs::read_to_string(&def.stdout_log).unwrap();
+        let names: Vec<&str> = env.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
+        assert!(names.iter().all(|n| n.starts_with("OPENCLAW_") || *n == "PATH" || *n == "PWD" || *n == "SHLVL" || *n == "_"), "{names:?}");
+        assert!(env.contains("OPENCLAW_NO_AUTO_UPDATE=1"));
+    }
+
+    #[test]
+    fn a_process_that_exits_at_once_reports_its_code() {
+        let (_t, mut d, _) = installed("#!/bin/sh\necho 'Invalid config' >&2\nexit 78\n");
+        d.start(LABEL).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            let s = d.status(LABEL).unwrap();
+            if s.state == RunState::Stopped || Instant::now() > deadline {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!((status.state, status.last_exit_code), (RunState::Stopped, Some(78)));
+    }
+
+    #[test]
+    fn a_stale_or_forged_pid_is_never_signalled() {
+        let (_t, mut d, def) = installed("#!/bin/sh\nexec sleep 30\n");
+        let mut bystander = Command::new("sleep").arg("30").spawn().unwrap();
+        for identity in [None, Some("1".to_string())] {
+            d.save(&Record { definition: def.clone(), pid: Some(bystander.id()), identity, started_at: Some(0) }).unwrap();
+            assert_eq!(d.status(LABEL).unwrap().state, RunState::Stopped);
+            d.stop(LABEL).unwrap();
+            assert!(bystander.try_wait().unwrap().is_none(), "the bystander must survive");
+        }
+        bystander.kill().unwrap();
+        bystander.wait().unwrap();
+    }
+
+    #[test]
+    fn unknown_labels_are_not_installed() {
+        let (_t, mut d, _) = installed("#!/bin/sh\n");
+        assert_eq!(d.status("com.openclaw.ghost").unwrap().state, RunState::NotInstalled);
+        assert!(matches!(d.start("com.openclaw.ghost"), Err(ServiceError::NotInstalled(_))));
+        d.uninstall(LABEL).unwrap();
+        assert_eq!(d.status(LABEL).unwrap().state, RunState::NotInstalled);
+        assert!(d.installed_ports().is_empty());
+    }
+}
