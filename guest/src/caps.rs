@@ -146,6 +146,17 @@ pub struct Caps<'a> {
     pub random: &'a dyn Random,
 }
 
+impl ServiceBackend {
+    /// `launchd`, `systemd` or `direct`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceBackend::Launchd => "launchd",
+            ServiceBackend::Systemd => "systemd",
+            ServiceBackend::Direct => "direct",
+        }
+    }
+}
+
 impl FsError {
     /// The error in words, for messages (the generated `Display` is `Debug`-like).
     pub fn message(&self) -> String {

@@ -2,7 +2,9 @@
 //!
 //! Current OpenClaw (2026.9.x) validates `openclaw.json` strictly — an unknown key, or a
 //! channel no installed plugin provides, stops the gateway with exit 78 — so exactly the
-//! keys below are written, and `channels.sesame` only when the Sesame plugin is copied.
+//! keys below are written, and `channels.sesame` only when the Sesame plugin is copied
+//! (with `plugins.entries.sesame.enabled`, without which OpenClaw does not load a plugin
+//! installed by copying).
 
 use crate::caps::Random;
 use crate::secret::Secret;
@@ -37,6 +39,7 @@ pub fn openclaw_json(p: &ConfigParams) -> Value {
     });
     if let Some((key, api_url)) = p.sesame {
         config["channels"] = json!({ "sesame": { "enabled": true, "apiKey": key.expose(), "apiUrl": api_url } });
+        config["plugins"] = json!({ "entries": { "sesame": { "enabled": true } } });
     }
     config
 }
@@ -79,7 +82,8 @@ mod tests {
             model: Some("anthropic/claude-opus-4-6"),
             sesame: Some((&key, "https://api.sesame.space")),
         });
-        assert_eq!(keys(&config), ["agents", "channels", "gateway"]);
+        assert_eq!(keys(&config), ["agents", "channels", "gateway", "plugins"]);
+        assert_eq!(config["plugins"], json!({"entries": {"sesame": {"enabled": true}}}));
         assert_eq!(
             config["gateway"],
             json!({"mode": "local", "port": 18930, "bind": "loopback", "auth": {"mode": "token", "token": "tok"}})

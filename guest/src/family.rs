@@ -99,10 +99,11 @@ pub fn health(caps: &Caps, ctx: &Context, request: &HealthRequest) -> Result<Hea
                 pid: s.and_then(|s| s.pid),
                 uptime_seconds: s.and_then(|s| s.uptime_seconds),
                 restarts: s.and_then(|s| s.restarts),
+                // An old log line says nothing about a gateway that is down now.
+                sesame_authenticated: probe.healthy && health::sesame_authenticated(caps.files, &SiblingLayout::new(&m.oc_home)),
                 healthy: probe.healthy,
                 probe: probe.words,
                 probe_millis: probe.millis,
-                sesame_authenticated: health::sesame_authenticated(caps.files, &SiblingLayout::new(&m.oc_home)),
                 problems: problems(caps, m, &status),
             }
         })

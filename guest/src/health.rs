@@ -54,11 +54,32 @@ fn describe(response: Result<crate::caps::HttpResponse, HttpError>, millis: u64)
     }
 }
 
-/// The end of a log file (empty when it cannot be read).
+/// The end of a log file without terminal colour codes (empty when unreadable).
 pub fn log_tail(files: &dyn Files, path: &str) -> String {
     let bytes = files.read(path).unwrap_or_default();
     let start = bytes.len().saturating_sub(LOG_TAIL_BYTES);
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
+    strip_ansi(&String::from_utf8_lossy(&bytes[start..]))
+}
+
+/// `text` without ANSI escape sequences (OpenClaw colours its logs even into files).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.next() == Some('[') {
+            // CSI: parameters and intermediates up to a final byte in @..~.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Whether the gateway's stdout shows the Sesame channel authenticated.
@@ -260,6 +281,14 @@ mod tests {
         let err = wait_healthy(&world.caps(), "com.openclaw.nova", 18790, &layout, &TIMING).unwrap_err();
         assert!(err.starts_with("no answer on http://127.0.0.1:18790/healthz within 60 s (last probe: timed out)"), "{err}");
         assert!(world.progress.lines.borrow().iter().any(|l| l.contains("waiting for the gateway on port 18790")));
+    }
+
+    #[test]
+    fn colour_codes_do_not_hide_log_lines() {
+        let (world, layout) = world(FakeHttp::new(|_| ok(200)));
+        world.fs.add_file(&layout.stdout_log, "\u{1b}[90m2026\u{1b}[39m \u{1b}[35m[sesame] Authenticated successfully\u{1b}[39m\n");
+        assert!(sesame_authenticated(&world.fs, &layout));
+        assert_eq!(strip_ansi("\u{1b}[33mwarn\u{1b}[0m done"), "warn done");
     }
 
     #[test]

@@ -355,7 +355,7 @@ pub fn to_record(p: &Provisioning, ctx: &Context) -> ProvisionPlan {
     let command = std::iter::once(p.service.program.as_str()).chain(p.service.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
     let services = vec![
         PlannedService { action: "install".into(), label: p.label.clone(), detail: format!("{command} (logs in {})", p.layout.logs) },
-        PlannedService { action: "start".into(), label: p.label.clone(), detail: format!("{:?} backend", ctx.service_backend).to_lowercase() },
+        PlannedService { action: "start".into(), label: p.label.clone(), detail: format!("{} backend", ctx.service_backend.name()) },
         PlannedService {
             action: "wait".into(),
             label: p.label.clone(),

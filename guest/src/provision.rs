@@ -173,7 +173,7 @@ fn register(caps: &Caps, ctx: &Context, p: &Provisioning) -> Result<(), String> 
         display_name: p.task.display_name.clone(),
         port: p.port,
         oc_home: p.layout.root.clone(),
-        backend: format!("{:?}", ctx.service_backend).to_lowercase(),
+        backend: ctx.service_backend.name().into(),
         label: p.label.clone(),
         created_at: timestamp::rfc3339(caps.clock.now_unix_ms()),
         status: "online".into(),

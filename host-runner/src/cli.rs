@@ -121,7 +121,7 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
     /// Print only warnings and denials on stderr.
-    #[arg(long, global = true)]
+    #[arg(long, short, global = true)]
     pub quiet: bool,
     /// Also print allowed capability decisions on stderr.
     #[arg(long, global = true)]

@@ -132,7 +132,8 @@ fn plan_text(plan: &ProvisionPlan) -> String {
             (None, false) if f.action == "file" => format!("  ({} bytes)", f.size),
             _ => String::new(),
         };
-        let _ = writeln!(out, "  {:<5} {:04o}  {}{detail}", f.action, f.mode, f.path);
+        let mode = if f.action == "copy" { "kept".to_string() } else { format!("{:04o}", f.mode) };
+        let _ = writeln!(out, "  {:<5} {mode:<4}  {}{detail}", f.action, f.path);
     }
     out.push_str("\nService:\n");
     for s in &plan.services {

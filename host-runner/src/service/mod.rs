@@ -108,9 +108,9 @@ impl ServiceCap {
 
     /// One line for the startup banner.
     pub fn describe(&self) -> Vec<String> {
-        let kind = format!("{:?}", self.kind).to_lowercase();
         vec![format!(
-            "service: {kind} backend, definitions in {}; labels com.openclaw.<handle> (not the lead's); program {} only",
+            "service: {} backend, definitions in {}; labels com.openclaw.<handle> (not the lead's); program {} only",
+            self.kind.name(),
             self.dir.display(),
             self.policy.openclaw_bin.display()
         )]
@@ -124,7 +124,7 @@ impl ServiceCap {
     fn label(&self, op: &str, label: &str) -> Result<(), ServiceError> {
         match self.policy.handle_of(label) {
             Ok(_) => {
-                self.audit.record("service", op, label, Decision::Allowed, &format!("{:?} backend", self.kind).to_lowercase());
+                self.audit.record("service", op, label, Decision::Allowed, &format!("{} backend", self.kind.name()));
                 Ok(())
             }
             Err(why) => Err(self.deny(op, label, why)),
