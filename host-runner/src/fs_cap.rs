@@ -72,29 +72,74 @@ impl FsCap {
         &self.grants
     }
 
-    /// Resolves `path` for `op`, auditing a denial; `write` asks for a writable grant.
+    /// Resolves `path` for `op`; `write` asks for a writable grant.
     fn check(&self, op: &str, path: &str, write: bool) -> Fs<Resolved> {
-        let resolved = self.grants.resolve(path).map_err(|why| self.deny(op, path, why))?;
+        let resolved = self.grants.resolve(path).map_err(FsError::Denied)?;
         if write && !resolved.writable {
-            return Err(self.deny(op, path, format!("{path}: the {} grant does not allow writing", resolved.describe())));
+            return Err(FsError::Denied(format!("{path}: the {} grant does not allow writing ({op})", resolved.describe())));
         }
         Ok(resolved)
     }
 
-    fn deny(&self, op: &str, target: &str, why: String) -> FsError {
-        self.audit.record("fs", op, target, Decision::Denied, &why);
-        FsError::Denied(why)
+
+
+    /// Audits one call: denied (by the grants, or by the confinement when a symlink or
+    /// the lead's key is in the way), or allowed by its grant (even when it then fails
+    /// for another reason, such as a missing file).
+    fn audited<T>(&self, op: &str, target: &str, grant_path: &str, result: Fs<T>) -> Fs<T> {
+        match (&result, self.grants.resolve(grant_path)) {
+            (Err(FsError::Denied(why)), _) => self.audit.record("fs", op, target, Decision::Denied, why),
+            (_, Ok(grant)) => self.audit.record("fs", op, target, Decision::Allowed, &grant.describe()),
+            (_, Err(why)) => self.audit.record("fs", op, target, Decision::Denied, &why),
+        }
+        result
     }
 
-    fn allow(&self, op: &str, target: &str, r: &Resolved) {
-        self.audit.record("fs", op, target, Decision::Allowed, &r.describe());
+    pub fn read(&self, path: &str) -> Fs<Vec<u8>> {
+        self.audited("read", path, path, self.read_inner(path))
+    }
+
+    pub fn write_atomic(&self, path: &str, contents: &[u8], mode: u32) -> Fs<()> {
+        self.audited("write-atomic", path, path, self.write_atomic_inner(path, contents, mode))
+    }
+
+    pub fn create_dir_all(&self, path: &str, mode: u32) -> Fs<()> {
+        self.audited("create-dir-all", path, path, self.create_dir_all_inner(path, mode))
+    }
+
+    pub fn list_dir(&self, path: &str) -> Fs<Vec<DirEntry>> {
+        self.audited("list-dir", path, path, self.list_dir_inner(path))
+    }
+
+    pub fn metadata(&self, path: &str) -> Fs<Option<EntryMeta>> {
+        self.audited("metadata", path, path, self.metadata_inner(path))
+    }
+
+    pub fn walk_tree(&self, path: &str) -> Fs<Vec<String>> {
+        self.audited("walk-tree", path, path, self.walk_tree_inner(path))
+    }
+
+    pub fn copy_tree(&self, source: &str, destination: &str) -> Fs<TreeStats> {
+        self.audited("copy-tree", &format!("{source} -> {destination}"), destination, self.copy_tree_inner(source, destination))
+    }
+
+    pub fn remove_tree(&self, path: &str) -> Fs<()> {
+        self.audited("remove-tree", path, path, self.remove_tree_inner(path))
+    }
+
+    pub fn archive_tree(&self, source: &str, archive: &str) -> Fs<TreeStats> {
+        self.audited("archive-tree", &format!("{source} -> {archive}"), archive, self.archive_tree_inner(source, archive))
+    }
+
+    pub fn list_archive(&self, archive: &str) -> Fs<Vec<String>> {
+        self.audited("list-archive", archive, archive, self.list_archive_inner(archive))
     }
 
     /// The lead's key must not leave the host through `bytes` read from `r`.
-    fn guard(&self, op: &str, path: &str, r: &Resolved, bytes: &[u8]) -> Fs<()> {
+    fn guard(&self, path: &str, r: &Resolved, bytes: &[u8]) -> Fs<()> {
         let holds_key = self.lead_secret.as_ref().is_some_and(|s| contains(bytes, s.expose().as_bytes()));
         if r.kind == Kind::LeadHome && holds_key {
-            return Err(self.deny(op, path, format!("{path} holds the lead's Sesame key, which only the host may read")));
+            return Err(FsError::Denied(format!("{path} holds the lead's Sesame key, which only the host may read")));
         }
         Ok(())
     }
@@ -105,7 +150,7 @@ impl FsCap {
             Ok(dir) => Ok(Some(dir)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) if r.kind != Kind::LeadHome && r.kind != Kind::ServiceDir && is_symlink_error(&e) => {
-                Err(self.deny("open", path, format!("{}: the grant's root is a symlink; not following it", r.root.display())))
+                Err(FsError::Denied(format!("{path}: the grant's root {} is a symlink; not following it", r.root.display())))
             }
             Err(e) => Err(io_error(&r.root.display().to_string(), e)),
         }
@@ -115,7 +160,7 @@ impl FsCap {
         self.root(path, r)?.ok_or_else(|| FsError::NotFound(path.to_string()))
     }
 
-    pub fn read(&self, path: &str) -> Fs<Vec<u8>> {
+    fn read_inner(&self, path: &str) -> Fs<Vec<u8>> {
         let r = self.check("read", path, false)?;
         let dir = self.existing_root(path, &r)?;
         let mut file = dir.open(rel(&r)).map_err(|e| io_error(path, e))?;
@@ -128,25 +173,22 @@ impl FsCap {
         }
         let mut bytes = Vec::with_capacity(m.len() as usize);
         file.read_to_end(&mut bytes).map_err(|e| io_error(path, e))?;
-        self.guard("read", path, &r, &bytes)?;
-        self.allow("read", path, &r);
+        self.guard(path, &r, &bytes)?;
         Ok(bytes)
     }
 
-    pub fn write_atomic(&self, path: &str, contents: &[u8], mode: u32) -> Fs<()> {
+    fn write_atomic_inner(&self, path: &str, contents: &[u8], mode: u32) -> Fs<()> {
         let r = self.check("write-atomic", path, true)?;
         if r.relative.as_os_str().is_empty() {
             return Err(FsError::Io(format!("{path}: is a grant's root directory, not a file")));
         }
         let dir = self.existing_root(path, &r)?;
-        self.allow("write-atomic", path, &r);
         atomic::write(&dir, &r.relative, contents, mode & 0o7777).map_err(|e| io_error(path, e))
     }
 
-    pub fn create_dir_all(&self, path: &str, mode: u32) -> Fs<()> {
+    fn create_dir_all_inner(&self, path: &str, mode: u32) -> Fs<()> {
         let r = self.check("create-dir-all", path, true)?;
         let dir = r.open_root(Some(mode & 0o7777)).map_err(|e| io_error(path, e))?;
-        self.allow("create-dir-all", path, &r);
         let mut current = PathBuf::new();
         for component in r.relative.components() {
             current.push(component);
@@ -164,7 +206,7 @@ impl FsCap {
         Ok(())
     }
 
-    pub fn list_dir(&self, path: &str) -> Fs<Vec<DirEntry>> {
+    fn list_dir_inner(&self, path: &str) -> Fs<Vec<DirEntry>> {
         let r = self.check("list-dir", path, false)?;
         let dir = self.existing_root(path, &r)?.open_dir(rel(&r)).map_err(|e| io_error(path, e))?;
         let mut entries = Vec::new();
@@ -178,13 +220,11 @@ impl FsCap {
             entries.push(DirEntry { name, meta: meta(&m) });
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
-        self.allow("list-dir", path, &r);
         Ok(entries)
     }
 
-    pub fn metadata(&self, path: &str) -> Fs<Option<EntryMeta>> {
+    fn metadata_inner(&self, path: &str) -> Fs<Option<EntryMeta>> {
         let r = self.check("metadata", path, false)?;
-        self.allow("metadata", path, &r);
         if r.relative.as_os_str().is_empty() && r.kind != Kind::LeadHome && r.kind != Kind::ServiceDir {
             // A creatable root: report what is there without following a symlink.
             let parent = r.open_root_parent().map_err(|e| io_error(path, e))?;
@@ -203,17 +243,15 @@ impl FsCap {
         }
     }
 
-    pub fn walk_tree(&self, path: &str) -> Fs<Vec<String>> {
+    fn walk_tree_inner(&self, path: &str) -> Fs<Vec<String>> {
         let r = self.check("walk-tree", path, false)?;
         let dir = self.existing_root(path, &r)?.open_dir(rel(&r)).map_err(|e| io_error(path, e))?;
         let mut out = Vec::new();
         walk(&dir, "", &mut out).map_err(|e| io_error(path, e))?;
-        self.allow("walk-tree", path, &r);
         Ok(out)
     }
 
-    pub fn copy_tree(&self, source: &str, destination: &str) -> Fs<TreeStats> {
-        let target = format!("{source} -> {destination}");
+    fn copy_tree_inner(&self, source: &str, destination: &str) -> Fs<TreeStats> {
         let from = self.check("copy-tree", source, false)?;
         let to = self.check("copy-tree", destination, true)?;
         if to.relative.as_os_str().is_empty() {
@@ -225,7 +263,7 @@ impl FsCap {
             return Err(FsError::AlreadyExists(destination.to_string()));
         }
         if src_root.symlink_metadata(rel(&from)).is_ok_and(|m| m.is_symlink()) {
-            return Err(self.deny("copy-tree", &target, format!("{source} is a symlink; copies never follow symlinks")));
+            return Err(FsError::Denied(format!("{source} is a symlink; copies never follow symlinks")));
         }
         let mut stats = TreeStats { files: 0, directories: 0, bytes: 0 };
         let result = self.copy_entry(&src_root, rel(&from), &dst_root, &to.relative, &from, source, &mut stats);
@@ -233,7 +271,6 @@ impl FsCap {
             let _ = dst_root.remove_dir_all(&to.relative).or_else(|_| dst_root.remove_file(&to.relative));
             return Err(e);
         }
-        self.allow("copy-tree", &target, &to);
         Ok(stats)
     }
 
@@ -269,7 +306,7 @@ impl FsCap {
             }
         } else if m.is_file() {
             let bytes = src.read(src_rel).map_err(|e| io_error(&shown(src_rel), e))?;
-            self.guard("copy-tree", &shown(src_rel), from, &bytes)?;
+            self.guard(&shown(src_rel), from, &bytes)?;
             let mut options = OpenOptions::new();
             options.write(true).create_new(true).mode(mode);
             let mut file = dst.open_with(dst_rel, &options).map_err(|e| io_error(&shown(src_rel), e))?;
@@ -281,24 +318,22 @@ impl FsCap {
         Ok(())
     }
 
-    pub fn remove_tree(&self, path: &str) -> Fs<()> {
+    fn remove_tree_inner(&self, path: &str) -> Fs<()> {
         let r = self.check("remove-tree", path, true)?;
         if r.relative.as_os_str().is_empty() {
             if r.kind != Kind::SiblingHome {
-                return Err(self.deny("remove-tree", path, format!("{path}: the root of the {} grant cannot be removed", r.describe())));
+                return Err(FsError::Denied(format!("{path}: the root of the {} grant cannot be removed", r.describe())));
             }
-            self.allow("remove-tree", path, &r);
             let parent = r.open_root_parent().map_err(|e| io_error(path, e))?;
             return remove(&parent, Path::new(r.root.file_name().expect("named")), path);
         }
-        self.allow("remove-tree", path, &r);
         match self.root(path, &r)? {
             None => Ok(()),
             Some(dir) => remove(&dir, &r.relative, path),
         }
     }
 
-    pub fn archive_tree(&self, source: &str, archive: &str) -> Fs<TreeStats> {
+    fn archive_tree_inner(&self, source: &str, archive: &str) -> Fs<TreeStats> {
         let target = format!("{source} -> {archive}");
         let from = self.check("archive-tree", source, false)?;
         let to = self.check("archive-tree", archive, true)?;
@@ -325,23 +360,16 @@ impl FsCap {
             dst.rename(&temp, &dst, &name)?;
             Ok(stats)
         })();
-        match result {
-            Ok(stats) => {
-                self.allow("archive-tree", &target, &to);
-                Ok(stats)
-            }
-            Err(e) => {
-                let _ = dst.remove_file(&temp);
-                Err(io_error(&target, e))
-            }
-        }
+        result.map_err(|e| {
+            let _ = dst.remove_file(&temp);
+            io_error(&target, e)
+        })
     }
 
-    pub fn list_archive(&self, archive: &str) -> Fs<Vec<String>> {
+    fn list_archive_inner(&self, archive: &str) -> Fs<Vec<String>> {
         let r = self.check("list-archive", archive, false)?;
         let file = self.existing_root(archive, &r)?.open(rel(&r)).map_err(|e| io_error(archive, e))?;
         let names = archive::list(io::BufReader::new(file)).map_err(|e| FsError::Io(format!("{archive}: not a readable .tar.gz ({e})")))?;
-        self.allow("list-archive", archive, &r);
         Ok(names)
     }
 }

@@ -124,8 +124,8 @@ fn symlinks_never_lead_out_of_a_grant() {
 fn a_symlink_as_the_sibling_home_is_not_followed() {
     let f = Fixture::new();
     symlink(&f.outside, f.home.join(".openclaw-trap")).unwrap();
-    denied(f.fs.read(&f.p(".openclaw-trap/secret.txt")), "root is a symlink");
-    denied(f.fs.write_atomic(&f.p(".openclaw-trap/x"), b"evil", 0o600), "root is a symlink");
+    denied(f.fs.read(&f.p(".openclaw-trap/secret.txt")), "is a symlink; not following it");
+    denied(f.fs.write_atomic(&f.p(".openclaw-trap/x"), b"evil", 0o600), "is a symlink; not following it");
     let m = f.fs.metadata(&f.p(".openclaw-trap")).unwrap().unwrap();
     assert_eq!(m.kind, EntryKind::Symlink);
     f.fs.remove_tree(&f.p(".openclaw-trap")).unwrap();

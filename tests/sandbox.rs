@@ -1,0 +1,163 @@
+//! The sandbox holds: a hostile component of the same world, run by the real host, is
+//! denied every escape (and each denial is audited and changes nothing on disk), while
+//! the same component's allowed operations succeed.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use support::*;
+
+/// What the hostile component reported: attempt name -> (allowed?, detail).
+fn results(stderr: &str) -> BTreeMap<String, (bool, String)> {
+    stderr
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("RESULT "))
+        .map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let name = parts.next().unwrap().to_string();
+            let allowed = parts.next().unwrap() == "allowed";
+            (name, (allowed, parts.next().unwrap_or("").to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_hostile_component_is_denied_every_escape() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let outside = t.temp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "outside secret\n").unwrap();
+    std::fs::create_dir_all(t.sibling("victim").join("logs")).unwrap();
+    std::os::unix::fs::symlink(&outside, t.sibling("victim").join("escape")).unwrap();
+    std::fs::create_dir_all(t.home.join(".ssh")).unwrap();
+    std::fs::write(t.home.join(".ssh/authorized_keys"), "ssh-ed25519 AAAA good\n").unwrap();
+    let watched = [
+        t.home.join(".ssh/authorized_keys"),
+        t.lead().join("workspace/USER.md"),
+        t.lead().join("workspace/MEMORY.md"),
+        t.lead().join("openclaw.json"),
+        outside.join("secret.txt"),
+    ];
+    let before: Vec<Vec<u8>> = watched.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let _ = std::fs::remove_file("/tmp/hostile-was-here");
+
+    let task = t.temp.path().join("any.json");
+    std::fs::write(&task, "{}").unwrap();
+    let run = t.run(&["--component", env!("HOSTILE_GUEST_WASM"), "provision", "--task", task.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "the fixture ends with a refusal\n{}", run.stderr);
+    let results = results(&run.stderr);
+
+    let hostile = [
+        "ssh-authorized-keys",
+        "lead-home-write",
+        "lead-home-mkdir",
+        "lead-config-read",
+        "dotdot-escape",
+        "symlink-read",
+        "symlink-write",
+        "symlink-copy",
+        "read-only-truncate",
+        "wasi-preopen-write",
+        "http-other-host",
+        "http-other-port",
+        "http-outside-api",
+        "http-loopback-ssh",
+        "http-own-authorization",
+        "service-foreign-label",
+        "service-dotted-label",
+        "service-not-openclaw",
+        "service-stop-foreign",
+    ];
+    for name in hostile {
+        let (allowed, detail) = results.get(name).unwrap_or_else(|| panic!("{name} did not run:\n{}", run.stderr));
+        assert!(!allowed, "{name} was allowed: {detail}");
+    }
+    for name in ["sibling-write", "sibling-mkdir", "lead-read", "sesame-call"] {
+        let (allowed, detail) = &results[name];
+        assert!(allowed, "{name} should be allowed: {detail}");
+    }
+    assert_eq!(results.len(), hostile.len() + 4);
+
+    // The disk: nothing outside the grants changed; what was allowed happened.
+    let after: Vec<Vec<u8>> = watched.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    assert_eq!(before, after);
+    assert!(!std::path::Path::new("/tmp/hostile-was-here").exists());
+    assert!(!t.lead().join("evil").exists());
+    assert!(!t.sibling("victim").join("stolen").exists());
+    assert!(!outside.join("pwned").exists());
+    assert!(!t.home.join(".local/state/agent-provisioner/services").exists(), "no service was installed");
+    assert_eq!(std::fs::read_to_string(t.sibling("victim").join("notes.txt")).unwrap(), "hello");
+
+    // Every denial is audited and shown, naming a grant or rule.
+    let audit: Vec<Value> = std::fs::read_to_string(t.audit_log()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let denied = |cap: &str, target: &str| {
+        audit.iter().any(|e| e["decision"] == "denied" && e["cap"] == cap && e["target"].as_str().unwrap().contains(target))
+    };
+    for (cap, target) in [
+        ("fs", ".ssh/authorized_keys"),
+        ("fs", "workspace/USER.md"),
+        ("fs", "/evil"),
+        ("fs", "openclaw.json"),
+        ("fs", "victim/../.ssh"),
+        ("fs", "escape/secret.txt"),
+        ("fs", "escape/pwned"),
+        ("fs", "workspace/MEMORY.md"),
+        ("http", "http://example.com:80/"),
+        ("http", "/admin"),
+        ("http", "127.0.0.1:22/"),
+        ("http", "authorization"),
+        ("service", "com.apple.evil"),
+        ("service", "com.openclaw.../evil"),
+        ("service", "com.openclaw.victim"),
+        ("service", "com.apple.Finder"),
+    ] {
+        assert!(denied(cap, target), "no audited denial of {cap} {target}");
+    }
+    assert!(audit.iter().filter(|e| e["decision"] == "denied").all(|e| !e["rule"].as_str().unwrap().is_empty()));
+    assert!(run.stderr.contains("agent-provisioner: denied: fs write-atomic"), "denials are printed:\n{}", run.stderr);
+
+    // The allowed Sesame request arrived with the lead's key, which appears nowhere else.
+    let requests = sesame.requests();
+    assert_eq!(requests.len(), 1, "only the allowed request reached Sesame: {requests:?}");
+    assert_eq!(requests[0]["path"], "/api/v1/tasks/t-1/activity");
+    assert_eq!(requests[0]["auth"], "ok");
+    let audit_text = std::fs::read_to_string(t.audit_log()).unwrap();
+    for text in [&run.stdout, &run.stderr, &audit_text] {
+        assert!(!text.contains(LEAD_KEY), "the lead's key leaked");
+    }
+}
+
+#[test]
+fn the_grants_command_shows_every_grant() {
+    let t = TestHome::new("https://api.sesame.space");
+    let run = t.run(&["grants"]).expect(0);
+    let home = t.home.display().to_string();
+    for line in [
+        format!("files: {home}/.openclaw (lead home, read-only)"),
+        format!("files: {home}/.openclaw/agent-provisioner (provisioner state, read-write)"),
+        format!("files: {home}/.openclaw-<handle> (sibling homes, read-write)"),
+        format!("files: {home}/.openclaw-archives (archives, read-write)"),
+        "http: https://api.sesame.space:443/api/v1/*".to_string(),
+        "lead Sesame key: held by the host".to_string(),
+    ] {
+        assert!(run.stdout.contains(&line), "{line} missing from:\n{}", run.stdout);
+    }
+    assert!(!run.stdout.contains(LEAD_KEY));
+}
+
+#[test]
+fn without_a_lead_key_sesame_requests_are_refused_with_the_way_out() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let config = t.lead().join("openclaw.json");
+    let text = std::fs::read_to_string(&config).unwrap().replace(LEAD_KEY, "");
+    std::fs::write(&config, text).unwrap();
+    let run = t.provision(&t.task("nokey", gateway_port(), |_| {})).expect(1);
+    let error = run.json()["error"].clone();
+    assert_eq!(error["step"], "vault");
+    assert!(sesame.requests().is_empty(), "nothing reached Sesame without the key");
+    let audit = std::fs::read_to_string(t.audit_log()).unwrap();
+    assert!(audit.contains("SESAME_API_KEY"), "the denial names the way out");
+}

@@ -1,0 +1,313 @@
+//! Shared by the end-to-end tests: a temporary home with the example lead, the stand-ins,
+//! and running the real `agent-provisioner` binary with the real component.
+//!
+//! Everything a test starts is stopped when its [`TestHome`] or [`SesameStandin`] is
+//! dropped — gateways by the pids the direct backend recorded — even when it fails.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// The lead's Sesame key in `examples/lead-home/openclaw.json`.
+pub const LEAD_KEY: &str = "sk_sesame_lead_placeholder_0001";
+/// The sibling's key in `examples/task.json`.
+pub const TASK_KEY: &str = "sk_sesame_example_placeholder_0001";
+/// The lead's provider key in `examples/lead-home/.env`.
+pub const LEAD_LLM_KEY: &str = "sk-ant-example-placeholder-0001";
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_agent-provisioner")
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// One compiled-component cache for every test run.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+/// A gateway base port whose claimed ports (base..base+2, base+11..base+110) are free,
+/// distinct for every call in this test binary.
+pub fn gateway_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(21000);
+    loop {
+        let base = NEXT.fetch_add(120, Ordering::SeqCst);
+        assert!(base < 60000, "ran out of test ports");
+        let claimed = (base..=base + 2).chain(base + 11..=base + 110);
+        if claimed.into_iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let target = dst.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Kills a process group on drop.
+pub struct ProcessGuard(pub Child);
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Sesame stand-in, running on a free loopback port.
+pub struct SesameStandin {
+    guard: ProcessGuard,
+    pub url: String,
+}
+
+impl SesameStandin {
+    /// Starts it; with `expected_key` every API request must carry it as bearer token.
+    pub fn start(expected_key: Option<&str>) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sesame-standin"));
+        if let Some(key) = expected_key {
+            cmd.env("STANDIN_KEY", key).args(["--expect-key-env", "STANDIN_KEY"]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").expect("the stand-in prints its URL").to_string();
+        Self { guard: ProcessGuard(child), url }
+    }
+
+    pub fn requests(&self) -> Vec<Value> {
+        let body = ureq::get(&format!("{}/_standin/requests", self.url)).call().unwrap().into_body().read_to_string().unwrap();
+        serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().clone()
+    }
+
+    /// `METHOD /path` of every API request so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.requests().iter().map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap())).collect()
+    }
+
+    pub fn set_faults(&self, rules: Value) {
+        ureq::post(&format!("{}/_standin/faults", self.url)).send(rules.to_string()).unwrap();
+    }
+
+    pub fn reset(&self) {
+        ureq::post(&format!("{}/_standin/reset", self.url)).send("").unwrap();
+    }
+}
+
+/// The pid the stand-in process runs as (for tests that kill it).
+impl SesameStandin {
+    pub fn pid(&self) -> u32 {
+        self.guard.0.id()
+    }
+}
+
+/// An executable `openclaw` stand-in in `dir`: the gateway stand-in in `mode`.
+pub fn fake_openclaw(dir: &Path, mode: &str) -> PathBuf {
+    let path = dir.join(format!("openclaw-{}", mode.replace([':', '/'], "-")));
+    std::fs::write(&path, format!("#!/bin/sh\nexec '{}' --mode {mode} \"$@\"\n", env!("CARGO_BIN_EXE_gateway-standin"))).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// What one run of the binary did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+
+    /// Panics with the output unless the exit code is `code`.
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// A temporary `$HOME` holding a copy of `examples/lead-home` as `~/.openclaw`.
+pub struct TestHome {
+    pub temp: tempfile::TempDir,
+    pub home: PathBuf,
+    pub openclaw: PathBuf,
+    pub api_url: String,
+    pub backend: &'static str,
+    pub extra: Vec<String>,
+}
+
+impl TestHome {
+    pub fn new(api_url: &str) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let home = temp.path().join("home");
+        copy_dir(&repo().join("examples/lead-home"), &home.join(".openclaw"));
+        let openclaw = fake_openclaw(temp.path(), "serve");
+        Self { temp, home, openclaw, api_url: api_url.to_string(), backend: "direct", extra: Vec::new() }
+    }
+
+    pub fn lead(&self) -> PathBuf {
+        self.home.join(".openclaw")
+    }
+
+    pub fn sibling(&self, handle: &str) -> PathBuf {
+        self.home.join(format!(".openclaw-{handle}"))
+    }
+
+    pub fn audit_log(&self) -> PathBuf {
+        self.lead().join("logs/agent-provisioner-audit.jsonl")
+    }
+
+    /// The example task with `handle` and `port`, and `edit` applied to its notes.
+    pub fn task(&self, handle: &str, port: u16, edit: impl FnOnce(&mut Value)) -> PathBuf {
+        let mut task: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("examples/task.json")).unwrap()).unwrap();
+        let mut notes: Value = serde_json::from_str(task["context"]["notes"].as_str().unwrap()).unwrap();
+        notes["handle"] = handle.into();
+        notes["displayName"] = handle.to_uppercase().into();
+        notes["gatewayPort"] = port.into();
+        notes["ocHomeDir"] = format!("~/.openclaw-{handle}").into();
+        notes["principalId"] = Value::String(principal(handle));
+        edit(&mut notes);
+        task["context"]["notes"] = notes.to_string().into();
+        let path = self.temp.path().join(format!("task-{handle}-{port}.json"));
+        std::fs::write(&path, task.to_string()).unwrap();
+        path
+    }
+
+    /// The binary with this home's options; `args` is the command.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.env_remove("SESAME_API_KEY")
+            .env("HOME", &self.home)
+            .arg("--home").arg(&self.home)
+            .arg("--cache-dir").arg(cache_dir())
+            .args(["--service-manager", self.backend, "--api-url", &self.api_url])
+            .arg("--openclaw-bin").arg(&self.openclaw)
+            .args(["--health-timeout", "10", "--health-interval-ms", "100", "--probe-timeout-ms", "500"])
+            .args(["--api-timeout-ms", "2000", "--api-attempts", "3", "--api-backoff-ms", "50"])
+            .args(&self.extra)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().unwrap())
+    }
+
+    /// Provisions from `task`, with `--json`.
+    pub fn provision(&self, task: &Path) -> Run {
+        self.run(&["--json", "provision", "--task", task.to_str().unwrap()])
+    }
+
+    /// Every path under the home (relative), sorted, except the lead's logs.
+    pub fn tree(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(&self.home, &self.home, &mut out);
+        out.retain(|p| !p.starts_with(".openclaw/logs"));
+        out.sort();
+        out
+    }
+
+    /// The pid the direct backend recorded for `handle`'s gateway, if it runs.
+    pub fn gateway_pid(&self, handle: &str) -> Option<u32> {
+        let record = self.home.join(format!(".local/state/agent-provisioner/services/com.openclaw.{handle}.json"));
+        let record: Value = serde_json::from_str(&std::fs::read_to_string(record).ok()?).ok()?;
+        record["pid"].as_u64().map(|p| p as u32)
+    }
+}
+
+impl Drop for TestHome {
+    /// Kills every gateway the direct backend recorded in this home.
+    fn drop(&mut self) {
+        let dir = self.home.join(".local/state/agent-provisioner/services");
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let record: Value = std::fs::read_to_string(entry.path()).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+            if let Some(pid) = record["pid"].as_u64() {
+                kill_group(pid as u32);
+            }
+        }
+    }
+}
+
+/// SIGKILL to a process group (gateways run in their own).
+pub fn kill_group(pid: u32) {
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
+}
+
+pub fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        out.push(path.strip_prefix(root).unwrap().display().to_string());
+        if entry.file_type().unwrap().is_dir() {
+            walk(root, &path, out);
+        }
+    }
+}
+
+/// A stable uuid for a handle.
+pub fn principal(handle: &str) -> String {
+    let sum: u64 = handle.bytes().fold(7u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
+    format!("{:08x}-aaaa-4bbb-8ccc-{:012x}", sum as u32, sum & 0xffff_ffff_ffff)
+}
+
+pub fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Waits (bounded) until `f` holds.
+pub fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A GET to a local port: the status, or `None` when nothing answers.
+pub fn get_status(port: u16, path: &str) -> Option<u16> {
+    let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).http_status_as_error(false).build().new_agent();
+    agent.get(&format!("http://127.0.0.1:{port}{path}")).call().ok().map(|r| r.status().as_u16())
+}
+
+/// Every file under `dir` (recursively) concatenated, for secret scans.
+pub fn all_text(dir: &Path) -> String {
+    let mut text = String::new();
+    let mut paths = Vec::new();
+    walk(dir, dir, &mut paths);
+    for p in paths {
+        if let Ok(bytes) = std::fs::read(dir.join(&p)) {
+            text.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    text
+}
