@@ -167,7 +167,8 @@ fn provision_text(o: &ProvisionOutcome) -> String {
 
 fn lifecycle_text(o: &LifecycleOutcome) -> String {
     let pid = o.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-    let mut out = format!("{} {}: {}{pid}\n", o.action, o.handle, state_word(o.state));
+    let state = if o.action == "deprovision" { "removed" } else { state_word(o.state) };
+    let mut out = format!("{} {}: {state}{pid}\n", o.action, o.handle);
     if let (Some(archive), Some(stats)) = (&o.archive, &o.archived) {
         let _ = writeln!(
             out,
