@@ -4,7 +4,8 @@
 use crate::audit::Audit;
 use crate::bindings::commands::{Context, HealthRequest, ProvisionRequest, Timing};
 use crate::bindings::{CredentialLayout, ServiceBackend};
-use crate::cli::{Cli, Command, Layout, Manager};
+use crate::cli::{Cli, Command, Layout, Manager, SkillCommand, SkillInstallArgs};
+use crate::skill::Skill;
 use crate::fs_cap::FsCap;
 use crate::grants::{GrantConfig, Grants};
 use crate::http_gate::{HttpGate, Origin};
@@ -29,6 +30,12 @@ struct SetupError(anyhow::Error);
 pub fn run(cli: Cli) -> Rendered {
     let name = command_name(&cli.command);
     let as_json = cli.global.json;
+    if let Command::Skill(SkillCommand::Install(args)) = &cli.command {
+        return match skill(&cli.global, args) {
+            Ok(rendered) => rendered,
+            Err(e) => output::host_error(name, EXIT_FAILED, &format!("{e:#}"), as_json),
+        };
+    }
     match prepare(&cli) {
         Err(SetupError(e)) => output::host_error(name, EXIT_INVALID, &format!("{e:#}"), as_json),
         Ok(None) => Rendered { stdout: String::new(), exit_code: output::EXIT_OK },
@@ -51,7 +58,30 @@ fn command_name(command: &Command) -> &'static str {
         Command::List => "list",
         Command::Ports(_) => "ports",
         Command::Grants => "grants",
+        Command::Skill(_) => "skill",
     }
+}
+
+/// `skill install [--check]`.
+fn skill(g: &crate::cli::Global, args: &SkillInstallArgs) -> Result<Rendered> {
+    let home = home_dir(g)?;
+    let lead_home = absolute(g.lead_home.as_ref().unwrap_or(&home.join(".openclaw")), "--lead-home")?;
+    if !lead_home.is_dir() {
+        bail!("the lead home {} is not a directory (give --lead-home)", lead_home.display());
+    }
+    let bin_dir = if args.no_bin_link { None } else { Some(args.bin_dir.clone().unwrap_or_else(|| home.join(".local/bin"))) };
+    let skill = Skill::new(&lead_home, bin_dir);
+    let items = if args.check { skill.check()? } else { skill.install()? };
+    let current = items.iter().all(|i| matches!(i.state, "current" | "installed" | "updated" | "unchanged"));
+    let exit_code = if current { output::EXIT_OK } else { EXIT_FAILED };
+    let stdout = if g.json {
+        format!("{}\n", serde_json::json!({ "command": "skill", "ok": current, "exit_code": exit_code, "skill": skill.dir, "files": items }))
+    } else {
+        let mut text = format!("skill {}: {}\n", skill.dir.display(), if current { "complete and current" } else { "not current" });
+        items.iter().for_each(|i| text.push_str(&format!("  {:<10} {}\n", i.state, i.path)));
+        text
+    };
+    Ok(Rendered { stdout, exit_code })
 }
 
 /// Everything needed to run the component.
@@ -141,7 +171,7 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         Command::Health(h) => runtime::Command::Health(HealthRequest { report: h.report, channel: h.channel.clone() }),
         Command::List => runtime::Command::Members,
         Command::Ports(p) => runtime::Command::Ports(p.range_start),
-        Command::Grants => unreachable!("handled above"),
+        Command::Grants | Command::Skill(_) => unreachable!("handled above"),
     };
     let layout = match &cli.command {
         Command::Provision(p) if p.credential_layout == Layout::Legacy => CredentialLayout::Legacy,

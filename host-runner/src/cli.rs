@@ -17,7 +17,7 @@ Every file, service and HTTP decision of the sandbox is appended to the audit lo
 /// WebAssembly component that can reach only the OpenClaw homes, the sibling services
 /// and the Sesame API.
 #[derive(Debug, Parser)]
-#[command(name = "agent-provisioner", version, after_help = EXIT_CODES)]
+#[command(name = "agent-provisioner", version, after_help = EXIT_CODES, args_override_self = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -45,6 +45,9 @@ pub enum Command {
     Ports(PortsArgs),
     /// Print what the sandbox grants on this host, and exit.
     Grants,
+    /// Install this tool as an OpenClaw skill into the lead's home.
+    #[command(subcommand)]
+    Skill(SkillCommand),
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +68,26 @@ pub struct ProvisionArgs {
     /// Where provider keys go: `.env` (current OpenClaw) or the legacy auth.json layout.
     #[arg(long, value_enum, default_value_t = Layout::EnvFile)]
     pub credential_layout: Layout,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SkillCommand {
+    /// Install or update `<lead home>/skills/agent-provisioner/` (SKILL.md, the component,
+    /// the templates, the binary) and link the binary onto PATH. Idempotent.
+    Install(SkillInstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SkillInstallArgs {
+    /// Only say whether the install is complete and current (exit 0) or not (exit 1).
+    #[arg(long)]
+    pub check: bool,
+    /// Where to link `agent-provisioner` onto PATH [default: <home>/.local/bin].
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Do not link the binary onto PATH.
+    #[arg(long, conflicts_with = "bin_dir")]
+    pub no_bin_link: bool,
 }
 
 #[derive(Debug, Args)]

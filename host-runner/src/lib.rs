@@ -18,3 +18,4 @@ pub mod ports;
 pub mod runtime;
 pub mod secret;
 pub mod service;
+pub mod skill;
