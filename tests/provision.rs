@@ -318,3 +318,42 @@ fn the_human_text_shows_progress_and_the_outcome() {
     }
     assert!(run.stderr.contains("sandbox grants:"), "the grants are shown");
 }
+
+#[test]
+fn a_report_that_keeps_failing_leaves_the_agent_running_with_exit_3() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    sesame.set_faults(json!([{ "method": "PATCH", "path_prefix": "/api/v1/families/", "responses": [{"status": 503}, {"status": 503}, {"status": 503}] }]));
+    let port = gateway_port();
+    let run = t.provision(&t.task("sol", port, |_| {})).expect(3);
+    let outcome = run.json()["outcome"].clone();
+    let unreported = outcome["unreported"].as_array().unwrap();
+    assert_eq!(unreported.len(), 1, "{unreported:?}");
+    let what = unreported[0].as_str().unwrap();
+    assert!(what.contains("PATCH /families/") && what.contains("HTTP 503: scripted 503 (after 3 attempts)"), "{what}");
+    assert_eq!(get_status(port, "/healthz"), Some(200), "the healthy agent keeps running");
+    assert!(t.sibling("sol").join("openclaw.json").is_file());
+    let lines = sesame.lines();
+    assert!(lines.contains(&"PATCH /api/v1/tasks/task-0001".to_string()), "the other reports are still sent: {lines:?}");
+    sesame.set_faults(json!([{ "method": "PATCH", "path_prefix": "/api/v1/families/", "responses": [{"status": 500}, {"status": 500}, {"status": 500}] }]));
+    let human = t.run(&["provision", "--task", t.task("sol2", gateway_port(), |_| {}).to_str().unwrap()]).expect(3);
+    assert!(human.stdout.contains("Not reported to Sesame (after retries):"), "{}", human.stdout);
+}
+
+#[test]
+fn the_legacy_credential_layout_writes_auth_json_and_copies_auth_profiles() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let profiles = t.lead().join("agents/main/agent");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(profiles.join("auth-profiles.json"), r#"{"profiles": {"anthropic:default": {"provider": "anthropic"}}}"#).unwrap();
+    let task = t.task("tau", gateway_port(), |n| n["llmApiKey"] = "sk-ant-task-key-0001".into());
+    t.run(&["--json", "provision", "--credential-layout", "legacy", "--task", task.to_str().unwrap()]).expect(0);
+    let agent = t.sibling("tau").join("agents/main/agent");
+    let auth: Value = serde_json::from_str(&std::fs::read_to_string(agent.join("auth.json")).unwrap()).unwrap();
+    assert_eq!(auth, json!({"anthropic": {"type": "api_key", "key": "sk-ant-task-key-0001"}}));
+    assert_eq!(mode(&agent.join("auth.json")), 0o600);
+    assert_eq!(mode(&agent), 0o700);
+    assert!(std::fs::read_to_string(agent.join("auth-profiles.json")).unwrap().contains("anthropic:default"));
+    assert!(!t.sibling("tau").join(".env").exists());
+}
