@@ -15,6 +15,11 @@ pub fn provision(caps: Caps, ctx: &Context, request: &ProvisionRequest) -> Resul
     provisioning::provision(&caps, ctx, request)
 }
 
+/// Undoes an interrupted provision from its journal.
+pub fn rollback(caps: Caps, ctx: &Context, handle: &str) -> Result<RollbackOutcome, CommandError> {
+    provisioning::rollback_interrupted(&caps, ctx, handle)
+}
+
 /// Starts, stops, restarts or deprovisions a registered sibling.
 pub fn lifecycle(caps: Caps, ctx: &Context, action: Action, handle: &str) -> Result<LifecycleOutcome, CommandError> {
     lifecycle::run(&caps, ctx, action, handle)

@@ -245,6 +245,9 @@ impl wit::Guest for Component {
     fn health(ctx: wit::Context, request: wit::HealthRequest) -> Result<wit::HealthReport, wit::CommandError> {
         commands::health(caps(), &ctx, &request)
     }
+    fn rollback(ctx: wit::Context, handle: String) -> Result<wit::RollbackOutcome, wit::CommandError> {
+        commands::rollback(caps(), &ctx, &handle)
+    }
     fn members(ctx: wit::Context) -> Result<Vec<wit::FamilyMember>, wit::CommandError> {
         commands::members(caps(), &ctx)
     }

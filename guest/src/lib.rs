@@ -15,6 +15,7 @@ pub mod config;
 pub mod commands;
 pub mod family;
 pub mod health;
+pub mod journal;
 pub mod layout;
 pub mod lead;
 pub mod lifecycle;

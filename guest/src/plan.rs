@@ -9,6 +9,7 @@ use crate::port_plan::{self, Conflict};
 use crate::registry::Registry;
 use crate::secret::Secret;
 use crate::sesame::Call;
+use crate::journal::{self, Journal};
 use crate::task::{Task, TaskEnv};
 use crate::workspace::{WorkspaceFile, WorkspaceVars};
 use crate::{config, lead, task, workspace};
@@ -43,6 +44,8 @@ pub struct Provisioning {
     pub warnings: Vec<String>,
     /// Every secret the provision handles, for scrubbing messages.
     pub secrets: Vec<Secret>,
+    /// The journal of the interrupted provision this one resumes.
+    pub resume_from: Option<Journal>,
 }
 
 /// `com.openclaw.<handle>`.
@@ -54,20 +57,50 @@ pub fn label(handle: &str) -> String {
 /// picks the port. Port conflicts without `auto-port` are kept in `conflicts` for the
 /// caller to judge (a plan shows them, a provision refuses).
 pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<Provisioning, CommandError> {
-    let env = TaskEnv { home: &ctx.home, lead_home: &ctx.lead_home, lead_handle: ctx.lead_handle.as_deref() };
-    let task = task::parse(&request.task_json, &env, caps.files).map_err(CommandError::InvalidInput)?;
+    // Everything but the "no home yet" check first: an interrupted provision's home exists.
+    let env = |resuming| TaskEnv { home: &ctx.home, lead_home: &ctx.lead_home, lead_handle: ctx.lead_handle.as_deref(), resuming };
+    let task = task::parse(&request.task_json, &env(true), caps.files).map_err(CommandError::InvalidInput)?;
     let lead_layout = LeadLayout::new(&ctx.lead_home);
+    let journal = Journal::load(caps.files, &lead_layout, &task.handle).map_err(CommandError::Refused)?;
+    if journal.is_none() && !request.resume {
+        task::parse(&request.task_json, &env(false), caps.files).map_err(CommandError::InvalidInput)?;
+    }
+    let resume_from = match (journal, request.resume) {
+        (Some(j), false) => {
+            return Err(CommandError::Refused(format!(
+                "a provision of {h} was interrupted at {} (journal {}); finish it with \
+                 `agent-provisioner provision --resume --task FILE` or undo it with `agent-provisioner rollback {h}`",
+                j.position(),
+                journal::path(&lead_layout, &task.handle),
+                h = task.handle
+            )));
+        }
+        (None, true) => return Err(CommandError::Refused(format!("there is no interrupted provision of {} to resume", task.handle))),
+        (Some(j), true) if j.principal_id != task.principal_id => {
+            return Err(CommandError::Refused(format!(
+                "the interrupted provision of {} was for principal {}, not {}",
+                task.handle, j.principal_id, task.principal_id
+            )));
+        }
+        (journal, _) => journal,
+    };
     let registry = Registry::load(caps.files, &lead_layout).map_err(CommandError::Refused)?;
-    if registry.find(&task.handle).is_some() {
+    if registry.find(&task.handle).is_some() && resume_from.is_none() {
         return Err(CommandError::Refused(format!(
             "{} is already a registered sibling; deprovision it first (`agent-provisioner deprovision {}`)",
             task.handle, task.handle
         )));
     }
     let mut warnings = Vec::new();
-    let found = port_plan::conflicts(task.gateway_port, &task.handle, &registry, caps.ports);
+    // A resumed provision keeps the port it was given (its own gateway may hold it).
+    let found = match &resume_from {
+        Some(_) => Vec::new(),
+        None => port_plan::conflicts(task.gateway_port, &task.handle, &registry, caps.ports),
+    };
     let conflicts: Vec<String> = found.iter().map(|c: &Conflict| c.describe(task.gateway_port)).collect();
-    let port = if !found.is_empty() && request.auto_port {
+    let port = if let Some(j) = &resume_from {
+        j.port
+    } else if !found.is_empty() && request.auto_port {
         let start = request.port_range_start;
         let free = port_plan::next_free(start, &task.handle, &registry, caps.ports).ok_or_else(|| {
             CommandError::InvalidInput(FieldError {
@@ -189,6 +222,7 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
         vault_name,
         warnings,
         secrets,
+        resume_from,
     })
 }
 
@@ -302,8 +336,26 @@ pub fn report_calls(p: &Provisioning, sesame_connected: bool, host_name: &str) -
     calls
 }
 
+/// The journal a provision starts with.
+pub fn journal(p: &Provisioning, started_at: String) -> Journal {
+    Journal {
+        handle: p.task.handle.clone(),
+        principal_id: p.task.principal_id.clone(),
+        family_id: p.task.family_id.clone(),
+        oc_home: p.layout.root.clone(),
+        label: p.label.clone(),
+        port: p.port,
+        task_id: p.task.task_id.clone(),
+        onboarding_channel_id: p.task.onboarding_channel_id.clone(),
+        vault_id: None,
+        started_at,
+        done: Vec::new(),
+        current: None,
+    }
+}
+
 /// The rollback report (spec rollback steps 3-5), skipping what the task has no id for.
-pub fn rollback_calls(task: &Task, what: &str) -> Vec<Call> {
+pub fn rollback_calls(task: &Journal, what: &str) -> Vec<Call> {
     let mut calls = vec![Call::SetMemberStatus { family_id: task.family_id.clone(), principal_id: task.principal_id.clone(), status: "error" }];
     if let Some(task_id) = &task.task_id {
         calls.push(Call::TaskActivity {
@@ -373,7 +425,7 @@ pub fn to_record(p: &Provisioning, ctx: &Context) -> ProvisionPlan {
     let mut calls = vec![planned(&create, "vault")];
     calls.extend(members.iter().map(|c| planned(c, "vault")));
     calls.extend(report_calls(p, true, &ctx.host_name).iter().map(|c| planned(c, "report")));
-    calls.extend(rollback_calls(&p.task, "<reason>").iter().map(|c| planned(c, "rollback, only on failure")));
+    calls.extend(rollback_calls(&journal(p, String::new()), "<reason>").iter().map(|c| planned(c, "rollback, only on failure")));
     let mut warnings = p.warnings.clone();
     warnings.extend(p.conflicts.iter().map(|c| format!("port conflict: {c}; provision will refuse unless --auto-port is given")));
     ProvisionPlan { handle: p.task.handle.clone(), oc_home: p.layout.root.clone(), port: p.port, label: p.label.clone(), files, services, calls, warnings }

@@ -1,9 +1,14 @@
 //! Carrying out a provisioning plan: config, workspace, vault, service, health, report —
-//! and on any failure in the first five, the spec's complete rollback.
+//! with a journal written around every step, and on any failure in the first five the
+//! spec's complete rollback. An interrupted provision (its process killed) is finished by
+//! `provision --resume` or undone by [`rollback_interrupted`].
 
-use crate::caps::{Caps, Level, TreeStats};
-use crate::commands::{CommandError, Context, Failure, FieldError, ProvisionOutcome, ProvisionRequest, RollbackStep, StepTime};
+use crate::caps::{Caps, Level, RunState, TreeStats};
+use crate::commands::{
+    CommandError, Context, Failure, FieldError, ProvisionOutcome, ProvisionRequest, RollbackOutcome, RollbackStep, StepTime,
+};
 use crate::health;
+use crate::journal::{Journal, STEPS};
 use crate::layout::{LeadLayout, archives_dir, join};
 use crate::plan::{self, FileOp, Provisioning, Step};
 use crate::registry::{Member, Registry};
@@ -20,11 +25,21 @@ pub fn retry_policy(ctx: &Context) -> RetryPolicy {
     }
 }
 
-/// What has been done so far, so a rollback undoes exactly that.
+/// What exists of a provision, so a rollback undoes exactly that.
 #[derive(Default)]
 struct Done {
     home_created: bool,
     service_installed: bool,
+}
+
+impl Done {
+    /// What is actually there for `journal` (a resumed or interrupted provision).
+    fn observe(caps: &Caps, journal: &Journal) -> Self {
+        Done {
+            home_created: matches!(caps.files.metadata(&journal.oc_home), Ok(Some(_))),
+            service_installed: caps.services.status(&journal.label).is_ok_and(|s| s.state != RunState::NotInstalled),
+        }
+    }
 }
 
 /// A step that failed: which, and why.
@@ -33,9 +48,13 @@ struct StepError {
     message: String,
 }
 
-/// Provisions a sibling. Invalid input and refusals change nothing; a failure in steps
-/// 1-5 is rolled back completely; a failure to report leaves the healthy sibling running
-/// and lists what was not reported.
+fn fail(step: &'static str, message: String) -> StepError {
+    StepError { step, message }
+}
+
+/// Provisions a sibling (or resumes an interrupted provision). Invalid input and
+/// refusals change nothing; a failure in steps 1-5 is rolled back completely; a failure
+/// to report leaves the healthy sibling running and lists what was not reported.
 pub fn provision(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<ProvisionOutcome, CommandError> {
     let p = plan::build(caps, ctx, request)?;
     if !p.conflicts.is_empty() {
@@ -44,64 +63,77 @@ pub fn provision(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Resu
             message: format!("{}; pass --auto-port to use the next free port", p.conflicts.join("; ")),
         }));
     }
+    let lead = LeadLayout::new(&ctx.lead_home);
     let scrub = |text: &str| scrub(text, &p.secrets);
     let sesame = Sesame::new(caps.http, caps.clock, caps.progress, &ctx.api_url, retry_policy(ctx));
-    let mut done = Done::default();
-    let mut steps = Vec::new();
-    let mut timed = |name: &'static str, caps: &Caps, f: &mut dyn FnMut() -> Result<(), StepError>| {
-        caps.progress.emit(Level::Step, &format!("{name}: {}", step_words(name, &p)));
-        let started = caps.clock.monotonic_ms();
-        let result = f();
-        steps.push(StepTime { step: name.into(), millis: caps.clock.monotonic_ms() - started });
-        result
+    let (mut journal, mut done) = match &p.resume_from {
+        Some(j) => {
+            caps.progress.emit(Level::Step, &format!("resuming the provision of {} from {}", j.handle, j.position()));
+            (j.clone(), Done::observe(caps, j))
+        }
+        None => (plan::journal(&p, timestamp::rfc3339(caps.clock.now_unix_ms())), Done::default()),
     };
+    journal.save(caps.files, &lead).map_err(|message| {
+        CommandError::Failed(Failure { step: "journal".into(), message, rollback: vec![], archive: None })
+    })?;
 
-    let mut vault = String::new();
+    let mut steps = Vec::new();
+    let mut vault = journal.vault_id.clone().unwrap_or_default();
     let mut healthy = None;
     let result: Result<(), StepError> = (|| {
-        for step in [Step::Config, Step::Workspace] {
-            let name = if step == Step::Config { "config" } else { "workspace" };
-            timed(name, caps, &mut || write_files(caps, &p, step, &mut done))?;
+        for step in &STEPS[..5] {
+            let step = *step;
+            if journal.is_done(step) && step != "health" {
+                continue;
+            }
+            caps.progress.emit(Level::Step, &format!("{step}: {}", step_words(step, &p)));
+            let started = caps.clock.monotonic_ms();
+            journal.begin(step, caps.files, &lead).map_err(|e| fail(step, e))?;
+            match step {
+                "config" => write_files(caps, &p, Step::Config, &mut done)?,
+                "workspace" => write_files(caps, &p, Step::Workspace, &mut done)?,
+                "vault" => {
+                    vault = create_vault(&sesame, &p)?;
+                    journal.vault_id = Some(vault.clone());
+                }
+                "service" => {
+                    caps.services.install(&p.service).map_err(|e| fail("service", format!("installing {}: {}", p.label, e.message())))?;
+                    done.service_installed = true;
+                    caps.services.start(&p.label).map_err(|e| fail("service", format!("starting {}: {}", p.label, e.message())))?;
+                }
+                _ => healthy = Some(health::wait_healthy(caps, &p.label, p.port, &p.layout, &ctx.timing).map_err(|e| fail("health", e))?),
+            }
+            journal.finish(step, caps.files, &lead).map_err(|e| fail(step, e))?;
+            steps.push(StepTime { step: step.into(), millis: caps.clock.monotonic_ms() - started });
         }
-        timed("vault", caps, &mut || {
-            vault = create_vault(&sesame, &p)?;
-            Ok(())
-        })?;
-        timed("service", caps, &mut || {
-            caps.services.install(&p.service).map_err(|e| fail("service", format!("installing {}: {}", p.label, e.message())))?;
-            done.service_installed = true;
-            caps.services.start(&p.label).map_err(|e| fail("service", format!("starting {}: {}", p.label, e.message())))
-        })?;
-        timed("health", caps, &mut || {
-            let h = health::wait_healthy(caps, &p.label, p.port, &p.layout, &ctx.timing).map_err(|e| fail("health", e))?;
-            healthy = Some(h);
-            Ok(())
-        })
+        Ok(())
     })();
 
     if let Err(e) = result {
         let message = scrub(&e.message);
         caps.progress.emit(Level::Warning, &format!("{} failed: {message}; rolling back", e.step));
-        let (rollback, archive) = roll_back(caps, ctx, &p, &done, &message, &sesame);
+        let (rollback, archive) = roll_back(caps, ctx, &journal, &done, &message, &sesame, &p.secrets);
         return Err(CommandError::Failed(Failure { step: e.step.into(), message, rollback, archive }));
     }
-    let healthy = healthy.expect("the health step succeeded");
+    let healthy = healthy.expect("the health step ran");
     let mut warnings = p.warnings.clone();
     if !healthy.sesame_authenticated {
-        warnings.push(format!(
-            "the gateway is up, but {} does not show `{}` yet",
-            p.layout.stdout_log,
-            health::SESAME_AUTHENTICATED
-        ));
+        warnings.push(format!("the gateway is up, but {} does not show `{}` yet", p.layout.stdout_log, health::SESAME_AUTHENTICATED));
     }
     if let Err(e) = register(caps, ctx, &p) {
         warnings.push(format!("the sibling runs, but the family registry was not updated: {e}"));
     }
     caps.progress.emit(Level::Step, "report: telling Sesame the agent is online");
+    if let Err(e) = journal.begin("report", caps.files, &lead) {
+        warnings.push(e);
+    }
     let unreported: Vec<String> = plan::report_calls(&p, healthy.sesame_authenticated, &ctx.host_name)
         .iter()
         .filter_map(|call| sesame.send(call).err().map(|e| scrub(&e.to_string())))
         .collect();
+    if let Err(e) = journal.remove(caps.files, &lead) {
+        warnings.push(e);
+    }
     Ok(ProvisionOutcome {
         handle: p.task.handle.clone(),
         oc_home: p.layout.root.clone(),
@@ -115,10 +147,6 @@ pub fn provision(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Resu
     })
 }
 
-fn fail(step: &'static str, message: String) -> StepError {
-    StepError { step, message }
-}
-
 fn step_words(step: &str, p: &Provisioning) -> String {
     match step {
         "config" => format!("creating {}", p.layout.root),
@@ -129,24 +157,28 @@ fn step_words(step: &str, p: &Provisioning) -> String {
     }
 }
 
-/// Writes the files of one step. The home must not exist yet: it is created here.
+/// Writes the files of one step. A new provision creates the home (it must not appear
+/// meanwhile); a resumed one rewrites what may be partial (copies are redone).
 fn write_files(caps: &Caps, p: &Provisioning, step: Step, done: &mut Done) -> Result<(), StepError> {
     let name = if step == Step::Config { "config" } else { "workspace" };
+    let resuming = p.resume_from.is_some();
+    let failed = |target: &str, e: crate::caps::FsError| fail(name, format!("{target}: {}", e.message()));
     for op in p.files.iter().filter(|(s, _)| *s == step).map(|(_, op)| op) {
-        if let FileOp::Dir { path, .. } = op {
-            if *path == p.layout.root {
+        match op {
+            FileOp::Dir { path, .. } if *path == p.layout.root && !resuming => {
                 if let Ok(Some(_)) = caps.files.metadata(path) {
                     return Err(fail(name, format!("{path} appeared while provisioning; not touching it")));
                 }
                 done.home_created = true;
             }
+            FileOp::Copy { destination, .. } if resuming => {
+                caps.files.remove_tree(destination).map_err(|e| failed(destination, e))?;
+            }
+            _ => {}
         }
-        plan::apply(caps, op).map_err(|e| {
-            let target = match op {
-                FileOp::Dir { path, .. } | FileOp::Write { path, .. } => path.clone(),
-                FileOp::Copy { source, destination } => format!("{source} -> {destination}"),
-            };
-            fail(name, format!("{target}: {}", e.message()))
+        plan::apply(caps, op).map_err(|e| match op {
+            FileOp::Dir { path, .. } | FileOp::Write { path, .. } => failed(path, e),
+            FileOp::Copy { source, destination } => failed(&format!("{source} -> {destination}"), e),
         })?;
     }
     Ok(())
@@ -185,34 +217,36 @@ fn register(caps: &Caps, ctx: &Context, p: &Provisioning) -> Result<(), String> 
 
 /// The spec's rollback, in order: stop and remove the service; archive the partial home,
 /// then remove it; member status `error`; activity `blocker`; an `error` message. Every
-/// action runs even when an earlier one failed, and each is reported.
+/// action runs even when an earlier one failed, and each is reported. The journal goes
+/// last, once nothing is left to undo.
 fn roll_back(
     caps: &Caps,
     ctx: &Context,
-    p: &Provisioning,
+    journal: &Journal,
     done: &Done,
     what: &str,
     sesame: &Sesame,
+    secrets: &[Secret],
 ) -> (Vec<RollbackStep>, Option<String>) {
     let mut steps = Vec::new();
     let mut record = |action: &str, result: Result<String, String>| {
         let (ok, detail) = match result {
             Ok(detail) => (true, detail),
-            Err(detail) => (false, scrub(&detail, &p.secrets)),
+            Err(detail) => (false, scrub(&detail, secrets)),
         };
         steps.push(RollbackStep { action: action.into(), ok, detail });
     };
+    let label = &journal.label;
     if done.service_installed {
-        let stopped = caps.services.stop(&p.label).map_err(|e| e.message());
-        let removed = caps.services.uninstall(&p.label).map_err(|e| e.message());
-        record("remove the service", match (stopped, removed) {
-            (_, Ok(())) => Ok(format!("{} stopped and removed", p.label)),
-            (_, Err(e)) => Err(format!("{}: {e}", p.label)),
+        let _ = caps.services.stop(label);
+        record("remove the service", match caps.services.uninstall(label) {
+            Ok(()) => Ok(format!("{label} stopped and removed")),
+            Err(e) => Err(format!("{label}: {}", e.message())),
         });
     }
     let mut archive = None;
     if done.home_created {
-        let result = archive_and_remove(caps, ctx, &p.task.handle, &p.layout.root);
+        let result = archive_and_remove(caps, ctx, &journal.handle, &journal.oc_home);
         if let Ok(archived) = &result {
             archive = Some(archived.path.clone());
         }
@@ -223,11 +257,41 @@ fn roll_back(
             )
         }));
     }
-    for call in plan::rollback_calls(&p.task, what) {
-        let action = call.describe();
-        record(&action, sesame.send(&call).map(|_| "sent".into()).map_err(|e| e.to_string()));
+    for call in plan::rollback_calls(journal, what) {
+        record(&call.describe(), sesame.send(&call).map(|_| "sent".into()).map_err(|e| e.to_string()));
+    }
+    let lead = LeadLayout::new(&ctx.lead_home);
+    if let Err(e) = journal.remove(caps.files, &lead) {
+        record("remove the journal", Err(e));
     }
     (steps, archive)
+}
+
+/// Undoes the interrupted provision of `handle` from its journal: whatever of its
+/// service and home exists is removed (the home archived first), Sesame is told, and the
+/// journal (and a registry entry, if it got that far) is removed.
+pub fn rollback_interrupted(caps: &Caps, ctx: &Context, handle: &str) -> Result<RollbackOutcome, CommandError> {
+    crate::task::validate_handle(handle, ctx.lead_handle.as_deref())
+        .map_err(|message| CommandError::InvalidInput(FieldError { field: "handle".into(), message }))?;
+    let lead = LeadLayout::new(&ctx.lead_home);
+    let journal = Journal::load(caps.files, &lead, handle)
+        .map_err(CommandError::Refused)?
+        .ok_or_else(|| CommandError::Refused(format!("there is no interrupted provision of {handle} (no journal)")))?;
+    let done = Done::observe(caps, &journal);
+    let sesame = Sesame::new(caps.http, caps.clock, caps.progress, &ctx.api_url, retry_policy(ctx));
+    let position = journal.position();
+    caps.progress.emit(Level::Step, &format!("rolling back the provision of {handle}, interrupted at {position}"));
+    let (mut steps, archive) = roll_back(caps, ctx, &journal, &done, &format!("interrupted at {position}"), &sesame, &[]);
+    let mut registry = Registry::load(caps.files, &lead).map_err(CommandError::Refused)?;
+    if registry.remove(handle) {
+        let result = registry.save(caps.files, &lead).map(|()| format!("{handle} removed"));
+        let (ok, detail) = match result {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        steps.push(RollbackStep { action: "remove the registry entry".into(), ok, detail });
+    }
+    Ok(RollbackOutcome { handle: handle.into(), interrupted_at: position, steps, archive })
 }
 
 /// A home archived and removed.

@@ -87,6 +87,8 @@ pub struct TaskEnv<'a> {
     pub home: &'a str,
     pub lead_home: &'a str,
     pub lead_handle: Option<&'a str>,
+    /// Resuming an interrupted provision: its home may already exist.
+    pub resuming: bool,
 }
 
 /// Handles that would collide with something that is not a sibling home.
@@ -367,7 +369,9 @@ pub fn parse(text: &str, env: &TaskEnv, files: &dyn Files) -> Result<Task, Field
     };
     let family_name = f.text("familyName", 128)?;
     let oc_home = oc_home(f.string("ocHomeDir")?, &handle, env).map_err(|m| f.error("ocHomeDir", m))?;
-    check_absent(files, &oc_home).map_err(|m| f.error("handle", m))?;
+    if !env.resuming {
+        check_absent(files, &oc_home).map_err(|m| f.error("handle", m))?;
+    }
     let seed_field = |v: Option<&Value>, field: &str| -> Checked<Option<String>> {
         match v {
             None => Ok(None),

@@ -54,6 +54,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Stop(_) => "stop",
         Command::Restart(_) => "restart",
         Command::Deprovision(_) => "deprovision",
+        Command::Rollback(_) => "rollback",
         Command::Health(_) => "health",
         Command::List => "list",
         Command::Ports(_) => "ports",
@@ -161,6 +162,7 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
                 task_json: read_task(&p.task).map_err(setup)?,
                 auto_port: p.auto_port,
                 port_range_start: p.port_range_start,
+                resume: p.resume,
             };
             if p.plan { runtime::Command::Plan(request) } else { runtime::Command::Provision(request) }
         }
@@ -168,6 +170,7 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         Command::Stop(h) => runtime::Command::Stop(h.handle.clone()),
         Command::Restart(h) => runtime::Command::Restart(h.handle.clone()),
         Command::Deprovision(h) => runtime::Command::Deprovision(h.handle.clone()),
+        Command::Rollback(h) => runtime::Command::Rollback(h.handle.clone()),
         Command::Health(h) => runtime::Command::Health(HealthRequest { report: h.report, channel: h.channel.clone() }),
         Command::List => runtime::Command::Members,
         Command::Ports(p) => runtime::Command::Ports(p.range_start),

@@ -37,6 +37,8 @@ pub enum Command {
     Restart(HandleArg),
     /// Stop and remove a sibling: its service, and its home (archived and verified first).
     Deprovision(HandleArg),
+    /// Undo a provision that was interrupted (its process killed), from its journal.
+    Rollback(HandleArg),
     /// Check every registered sibling's health, concurrently.
     Health(HealthArgs),
     /// List the registered siblings, checked against the disk.
@@ -62,6 +64,9 @@ pub struct ProvisionArgs {
     /// When the task's port is taken, use the next free one instead of failing.
     #[arg(long)]
     pub auto_port: bool,
+    /// Finish a provision of this task that was interrupted (see `rollback` to undo it).
+    #[arg(long, conflicts_with = "plan")]
+    pub resume: bool,
     /// Where --auto-port starts looking for a free base port.
     #[arg(long, default_value_t = 18790, value_name = "PORT")]
     pub port_range_start: u16,

@@ -40,10 +40,15 @@ pub fn render(command: &str, answer: &Answer, as_json: bool) -> Rendered {
         }
         Answer::Members(Ok(members)) => (Ok(json!({ "members": members })), EXIT_OK, members_text(members)),
         Answer::Ports(Ok(report)) => (Ok(json!({ "ports": report })), EXIT_OK, ports_text(report)),
+        Answer::Rollback(Ok(outcome)) => {
+            let code = if outcome.steps.iter().all(|s| s.ok) { EXIT_OK } else { EXIT_FAILED };
+            (Ok(json!({ "outcome": outcome })), code, rollback_text(outcome))
+        }
         Answer::Plan(Err(e))
         | Answer::Provision(Err(e))
         | Answer::Lifecycle(Err(e))
         | Answer::Health(Err(e))
+        | Answer::Rollback(Err(e))
         | Answer::Members(Err(e))
         | Answer::Ports(Err(e)) => {
             (Err(e), error_code(e), String::new())
@@ -205,6 +210,18 @@ fn health_text(report: &HealthReport) -> String {
         out.push_str("(no registered siblings)\n");
     }
     unreported(&mut out, &report.unreported);
+    out
+}
+
+fn rollback_text(o: &RollbackOutcome) -> String {
+    let mut out = format!("rollback {}: undid the provision interrupted at {}\n", o.handle, o.interrupted_at);
+    for step in &o.steps {
+        let mark = if step.ok { "ok  " } else { "FAIL" };
+        let _ = writeln!(out, "  [{mark}] {}: {}", step.action, step.detail);
+    }
+    if let Some(archive) = &o.archive {
+        let _ = writeln!(out, "The partial home was archived to {archive}.");
+    }
     out
 }
 

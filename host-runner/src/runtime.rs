@@ -161,6 +161,7 @@ pub enum Command {
     Restart(String),
     Deprovision(String),
     Health(commands::HealthRequest),
+    Rollback(String),
     Members,
     Ports(u16),
 }
@@ -172,6 +173,7 @@ pub enum Answer {
     Provision(Result<commands::ProvisionOutcome, commands::CommandError>),
     Lifecycle(Result<commands::LifecycleOutcome, commands::CommandError>),
     Health(Result<commands::HealthReport, commands::CommandError>),
+    Rollback(Result<commands::RollbackOutcome, commands::CommandError>),
     Members(Result<Vec<commands::FamilyMember>, commands::CommandError>),
     Ports(Result<commands::PortReport, commands::CommandError>),
 }
@@ -233,6 +235,7 @@ impl Sandbox {
                 Command::Restart(h) => Answer::Lifecycle(c.call_restart(s, &ctx, &h).await?),
                 Command::Deprovision(h) => Answer::Lifecycle(c.call_deprovision(s, &ctx, &h).await?),
                 Command::Health(r) => Answer::Health(c.call_health(s, &ctx, &r).await?),
+                Command::Rollback(h) => Answer::Rollback(c.call_rollback(s, &ctx, &h).await?),
                 Command::Members => Answer::Members(c.call_members(s, &ctx).await?),
                 Command::Ports(start) => Answer::Ports(c.call_ports(s, &ctx, start).await?),
             })

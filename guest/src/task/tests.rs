@@ -6,7 +6,7 @@ const HOME: &str = "/home/u";
 const LEAD: &str = "/home/u/.openclaw";
 
 fn env() -> TaskEnv<'static> {
-    TaskEnv { home: HOME, lead_home: LEAD, lead_handle: Some("atlas") }
+    TaskEnv { home: HOME, lead_home: LEAD, lead_handle: Some("atlas"), resuming: false }
 }
 
 fn notes() -> Value {
@@ -316,6 +316,10 @@ fn an_existing_home_or_symlink_is_refused() {
     let fs = MemFs::new();
     fs.denied.borrow_mut().push("/home/u/.openclaw-nova".into());
     assert_field(parse(&notes().to_string(), &env(), &fs).unwrap_err(), "handle", "host refused");
+    let fs = MemFs::new();
+    fs.add_dir("/home/u/.openclaw-nova");
+    let resuming = TaskEnv { resuming: true, ..env() };
+    assert!(parse(&notes().to_string(), &resuming, &fs).is_ok(), "a resumed provision finds its own home");
 }
 
 #[test]
