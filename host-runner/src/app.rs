@@ -2,7 +2,7 @@
 //! capabilities, load the component, run it, render the answer.
 
 use crate::audit::Audit;
-use crate::bindings::commands::{Context, HealthRequest, ProvisionRequest, Timing};
+use crate::bindings::commands::{self, Context, HealthRequest, ProvisionRequest, Timing};
 use crate::bindings::{CredentialLayout, ServiceBackend};
 use crate::cli::{Cli, Command, Layout, Manager, SkillCommand, SkillInstallArgs};
 use crate::skill::Skill;
@@ -23,8 +23,12 @@ use std::time::Duration;
 /// The most task text the host accepts.
 const MAX_TASK_BYTES: u64 = 1 << 20;
 
-/// An error before the component ran: bad options or environment (exit 2).
-struct SetupError(anyhow::Error);
+/// An error before the component ran (exit 2): bad options or environment, or a task
+/// the host refuses to pass on.
+enum SetupError {
+    Environment(anyhow::Error),
+    Task(commands::CommandError),
+}
 
 /// Runs the command and returns what to print and the exit code.
 pub fn run(cli: Cli) -> Rendered {
@@ -37,7 +41,8 @@ pub fn run(cli: Cli) -> Rendered {
         };
     }
     match prepare(&cli) {
-        Err(SetupError(e)) => output::host_error(name, EXIT_INVALID, &format!("{e:#}"), as_json),
+        Err(SetupError::Environment(e)) => output::host_error(name, EXIT_INVALID, &format!("{e:#}"), as_json),
+        Err(SetupError::Task(e)) => output::command_error(name, &e, as_json),
         Ok(None) => Rendered { stdout: String::new(), exit_code: output::EXIT_OK },
         Ok(Some(prepared)) => match execute(&cli, prepared) {
             Ok(answer) => output::render(name, &answer, as_json),
@@ -90,17 +95,29 @@ struct Prepared {
     caps: Capabilities,
     ctx: Context,
     command: runtime::Command,
+    /// Held while a command that changes the family runs.
+    _lock: Option<crate::lock::HostLock>,
 }
 
 /// Derives grants and capabilities; `None` when the command is done (`grants`).
 fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     let g = &cli.global;
-    let setup = |e: anyhow::Error| SetupError(e);
+    let setup = SetupError::Environment;
     let home = home_dir(g).map_err(setup)?;
     let lead_home = absolute(g.lead_home.as_ref().unwrap_or(&home.join(".openclaw")), "--lead-home").map_err(setup)?;
     if !lead_home.is_dir() {
         return Err(setup(anyhow!("the lead home {} is not a directory (give --lead-home)", lead_home.display())));
     }
+    // Commands that change the family run one at a time per lead.
+    let changes_family = match &cli.command {
+        Command::Provision(p) => !p.plan,
+        Command::Start(_) | Command::Stop(_) | Command::Restart(_) | Command::Deprovision(_) | Command::Rollback(_) => true,
+        _ => false,
+    };
+    let lock = match changes_family {
+        true => Some(crate::lock::acquire(&lead_home, Duration::from_secs(g.lock_timeout)).map_err(setup)?),
+        false => None,
+    };
     let lead = lead_config::read(&lead_home, std::env::var("SESAME_API_KEY").ok()).map_err(setup)?;
     let secrets: Vec<_> = lead.sesame_key.iter().cloned().collect();
     let audit = Arc::new(match g.audit.as_deref() {
@@ -159,7 +176,7 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     let command = match &cli.command {
         Command::Provision(p) => {
             let request = ProvisionRequest {
-                task_json: read_task(&p.task).map_err(setup)?,
+                task_json: read_task(&p.task).map_err(SetupError::Task)?,
                 auto_port: p.auto_port,
                 port_range_start: p.port_range_start,
                 resume: p.resume,
@@ -209,7 +226,7 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         progress: ProgressSink { quiet: g.quiet },
         audit,
     };
-    Ok(Some(Prepared { caps, ctx, command }))
+    Ok(Some(Prepared { caps, ctx, command, _lock: lock }))
 }
 
 /// Loads the component (through the cache) and runs the command.
@@ -276,20 +293,21 @@ fn resolve_openclaw(given: Option<&Path>, required: bool) -> Result<PathBuf> {
     }
 }
 
-/// Reads the task from a file or stdin, refusing more than 1 MiB.
-fn read_task(source: &str) -> Result<String> {
-    let mut bytes = Vec::new();
+/// Reads the task from a file or stdin, refusing more than 1 MiB or what is not text.
+fn read_task(source: &str) -> Result<String, commands::CommandError> {
+    let invalid = |message: String| commands::CommandError::InvalidInput(commands::FieldError { field: "task".into(), message });
     let what = if source == "-" { "stdin".to_string() } else { source.to_string() };
     let reader: Box<dyn std::io::Read> = if source == "-" {
         Box::new(std::io::stdin())
     } else {
-        Box::new(std::fs::File::open(source).with_context(|| format!("--task {source}"))?)
+        Box::new(std::fs::File::open(source).map_err(|e| invalid(format!("cannot open {source}: {e}")))?)
     };
-    reader.take(MAX_TASK_BYTES + 1).read_to_end(&mut bytes).with_context(|| format!("reading the task from {what}"))?;
+    let mut bytes = Vec::new();
+    reader.take(MAX_TASK_BYTES + 1).read_to_end(&mut bytes).map_err(|e| invalid(format!("cannot read {what}: {e}")))?;
     if bytes.len() as u64 > MAX_TASK_BYTES {
-        bail!("task: {what} is larger than 1 MiB; that is not a provisioning task");
+        return Err(invalid(format!("{what} is larger than 1 MiB; that is not a provisioning task")));
     }
-    String::from_utf8(bytes).map_err(|_| anyhow!("task: {what} is not UTF-8 text"))
+    String::from_utf8(bytes).map_err(|_| invalid(format!("{what} is not UTF-8 text")))
 }
 
 fn host_name() -> String {

@@ -163,6 +163,9 @@ pub struct Global {
     /// Wall-clock limit for the whole command, in seconds.
     #[arg(long, global = true, default_value_t = 600, value_name = "SECS")]
     pub deadline: u64,
+    /// How long to wait for another run that is changing the family, in seconds.
+    #[arg(long, global = true, default_value_t = 600, value_name = "SECS")]
+    pub lock_timeout: u64,
     /// Memory limit of the component, in MiB.
     #[arg(long, global = true, default_value_t = 256, value_name = "MIB")]
     pub memory_limit: usize,

@@ -13,6 +13,7 @@ pub mod fs_cap;
 pub mod grants;
 pub mod http_gate;
 pub mod lead_config;
+pub mod lock;
 pub mod output;
 pub mod ports;
 pub mod runtime;

@@ -24,25 +24,25 @@ pub struct Rendered {
 
 /// Renders the component's answer to `command`.
 pub fn render(command: &str, answer: &Answer, as_json: bool) -> Rendered {
-    let (result, exit_code, text): (Result<Value, &CommandError>, i32, String) = match answer {
-        Answer::Plan(Ok(plan)) => (Ok(json!({ "plan": plan })), EXIT_OK, plan_text(plan)),
+    let (mut body, exit_code, text): (Value, i32, String) = match answer {
+        Answer::Plan(Ok(plan)) => (json!({ "plan": plan }), EXIT_OK, plan_text(plan)),
         Answer::Provision(Ok(outcome)) => {
             let code = if outcome.unreported.is_empty() { EXIT_OK } else { EXIT_UNREPORTED };
-            (Ok(json!({ "outcome": outcome })), code, provision_text(outcome))
+            (json!({ "outcome": outcome }), code, provision_text(outcome))
         }
         Answer::Lifecycle(Ok(outcome)) => {
             let code = if outcome.unreported.is_empty() { EXIT_OK } else { EXIT_UNREPORTED };
-            (Ok(json!({ "outcome": outcome })), code, lifecycle_text(outcome))
+            (json!({ "outcome": outcome }), code, lifecycle_text(outcome))
         }
         Answer::Health(Ok(report)) => {
             let code = if report.unreported.is_empty() { EXIT_OK } else { EXIT_UNREPORTED };
-            (Ok(json!({ "health": report })), code, health_text(report))
+            (json!({ "health": report }), code, health_text(report))
         }
-        Answer::Members(Ok(members)) => (Ok(json!({ "members": members })), EXIT_OK, members_text(members)),
-        Answer::Ports(Ok(report)) => (Ok(json!({ "ports": report })), EXIT_OK, ports_text(report)),
+        Answer::Members(Ok(members)) => (json!({ "members": members }), EXIT_OK, members_text(members)),
+        Answer::Ports(Ok(report)) => (json!({ "ports": report }), EXIT_OK, ports_text(report)),
         Answer::Rollback(Ok(outcome)) => {
             let code = if outcome.steps.iter().all(|s| s.ok) { EXIT_OK } else { EXIT_FAILED };
-            (Ok(json!({ "outcome": outcome })), code, rollback_text(outcome))
+            (json!({ "outcome": outcome }), code, rollback_text(outcome))
         }
         Answer::Plan(Err(e))
         | Answer::Provision(Err(e))
@@ -50,21 +50,21 @@ pub fn render(command: &str, answer: &Answer, as_json: bool) -> Rendered {
         | Answer::Health(Err(e))
         | Answer::Rollback(Err(e))
         | Answer::Members(Err(e))
-        | Answer::Ports(Err(e)) => {
-            (Err(e), error_code(e), String::new())
-        }
+        | Answer::Ports(Err(e)) => return command_error(command, e, as_json),
     };
-    let stdout = match (as_json, result) {
-        (true, Ok(mut body)) => {
-            body["command"] = json!(command);
-            body["ok"] = json!(true);
-            body["exit_code"] = json!(exit_code);
-            format!("{body}\n")
-        }
-        (true, Err(e)) => document(command, exit_code, error_json(e)),
-        (false, Ok(_)) => text,
-        (false, Err(e)) => format!("{}\n", error_text(command, e)),
-    };
+    if !as_json {
+        return Rendered { stdout: text, exit_code };
+    }
+    body["command"] = json!(command);
+    body["ok"] = json!(true);
+    body["exit_code"] = json!(exit_code);
+    Rendered { stdout: format!("{body}\n"), exit_code }
+}
+
+/// A command error found by the host itself (for example an oversized task).
+pub fn command_error(command: &str, error: &CommandError, as_json: bool) -> Rendered {
+    let exit_code = error_code(error);
+    let stdout = if as_json { document(command, exit_code, error_json(error)) } else { format!("{}\n", error_text(command, error)) };
     Rendered { stdout, exit_code }
 }
 

@@ -31,6 +31,8 @@ fn main() {
         fail(2, &format!("gateway-standin: expected `gateway run` in {args:?}"));
     }
     println!("[gateway] pid {}", std::process::id());
+    let own: Vec<&String> = args.iter().enumerate().filter(|(i, a)| *a != "--mode" && (*i == 0 || args[i - 1] != "--mode")).map(|(_, a)| a).collect();
+    println!("[gateway] argv {}", serde_json::to_string(&own).expect("strings serialize"));
     let config_path = std::env::var("OPENCLAW_CONFIG_PATH").map(PathBuf::from).unwrap_or_else(|_| fail(2, "OPENCLAW_CONFIG_PATH is not set"));
     let state_dir = std::env::var("OPENCLAW_STATE_DIR").map(PathBuf::from).unwrap_or_else(|_| fail(2, "OPENCLAW_STATE_DIR is not set"));
     match mode.as_str() {

@@ -5,7 +5,8 @@
 //! provisioner uses (answers wrapped as `{"data": ...}`, errors as `{"error": ...}`).
 //! Every request is recorded (method, path, body, whether the bearer key matched — never
 //! the key itself) to `--record` and to `GET /_standin/requests`. Scripted faults come
-//! from `--faults` or `POST /_standin/faults`; `POST /_standin/reset` clears everything.
+//! from `--faults` or `POST /_standin/faults` (rules matching method, path prefix and
+//! body text); `POST /_standin/reset` clears everything.
 
 use clap::Parser;
 use serde::Deserialize;
@@ -40,6 +41,8 @@ struct Args {
 struct Rule {
     method: Option<String>,
     path_prefix: String,
+    /// Only requests whose body contains this text.
+    body_contains: Option<String>,
     responses: Vec<Fault>,
 }
 
@@ -116,7 +119,7 @@ fn handle(mut request: Request, state: &Mutex<State>) {
             (Some(key), Some(value)) if value == format!("Bearer {key}") => "ok",
             (Some(_), Some(_)) => "wrong",
         };
-        (next_fault(&mut s.rules, &method, &path), verdict)
+        (next_fault(&mut s.rules, &method, &path, &raw), verdict)
     };
     let body: Value = serde_json::from_str(&raw).unwrap_or(if raw.is_empty() { Value::Null } else { Value::String(raw.clone()) });
     let fault = fault.unwrap_or_default();
@@ -160,9 +163,12 @@ fn handle(mut request: Request, state: &Mutex<State>) {
 }
 
 /// Takes the next scripted answer of the first rule matching the request.
-fn next_fault(rules: &mut [Rule], method: &str, path: &str) -> Option<Fault> {
+fn next_fault(rules: &mut [Rule], method: &str, path: &str, body: &str) -> Option<Fault> {
     let rule = rules.iter_mut().find(|r| {
-        r.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)) && path.starts_with(&r.path_prefix) && !r.responses.is_empty()
+        r.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && path.starts_with(&r.path_prefix)
+            && r.body_contains.as_deref().is_none_or(|needle| body.contains(needle))
+            && !r.responses.is_empty()
     })?;
     Some(rule.responses.remove(0))
 }

@@ -1,0 +1,69 @@
+//! The host-wide lock: commands that change the family (provision, rollback, lifecycle)
+//! run one at a time per lead, so the registry, the journals and port planning never see
+//! a half-done change by a concurrent run. A second run waits (saying so), bounded.
+
+use anyhow::{Context as _, Result, bail};
+use rustix::fs::{FlockOperation, flock};
+use std::fs::File;
+use std::io::{Read as _, Seek as _, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Held for as long as it lives.
+pub struct HostLock {
+    _file: File,
+}
+
+/// Takes `<lead home>/logs/agent-provisioner.lock` (beside the audit log: host
+/// bookkeeping, not provisioning state), waiting at most `timeout`.
+pub fn acquire(lead_home: &Path, timeout: Duration) -> Result<HostLock> {
+    let dir = lead_home.join("logs");
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("agent-provisioner.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let started = Instant::now();
+    let mut told = false;
+    while flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        if started.elapsed() >= timeout {
+            bail!("another agent-provisioner run ({}) still holds {} after {} s", holder(&mut file), path.display(), timeout.as_secs());
+        }
+        if !told {
+            eprintln!("agent-provisioner: waiting for another run ({}) to finish", holder(&mut file));
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "pid {}", std::process::id())?;
+    Ok(HostLock { _file: file })
+}
+
+fn holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.rewind().and_then(|_| file.read_to_string(&mut text));
+    if text.trim().is_empty() { "pid unknown".into() } else { text.trim().to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_waits_and_times_out() {
+        let temp = tempfile::tempdir().unwrap();
+        let first = acquire(temp.path(), Duration::from_secs(1)).unwrap();
+        let err = acquire(temp.path(), Duration::from_millis(200)).err().unwrap().to_string();
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        drop(first);
+        acquire(temp.path(), Duration::from_millis(200)).unwrap();
+    }
+}
