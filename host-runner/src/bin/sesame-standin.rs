@@ -58,6 +58,20 @@ struct Fault {
     malformed: bool,
 }
 
+impl Fault {
+    /// What was scripted, for the record (empty: answered normally).
+    fn label(&self) -> &'static str {
+        match self {
+            Fault { hang: true, .. } => "hang",
+            Fault { close: true, .. } => "close",
+            Fault { status: Some(_), .. } => "status",
+            Fault { malformed: true, .. } => "malformed",
+            Fault { delay_ms: Some(_), .. } => "delay",
+            _ => "",
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     seq: u64,
@@ -146,7 +160,7 @@ fn handle(mut request: Request, state: &Mutex<State>) {
     };
     record(state, json!({
         "method": method, "path": path, "query": query, "body": body, "auth": verdict,
-        "status": status, "fault": if fault.hang { "hang" } else if fault.close { "close" } else { "" },
+        "status": status, "fault": fault.label(),
     }));
     match answer {
         Some(response) => {
