@@ -114,8 +114,12 @@ pub trait Http {
 pub trait Clock {
     /// Milliseconds since the Unix epoch (UTC).
     fn now_unix_ms(&self) -> u64;
-    /// Milliseconds on a monotonic clock, for measuring durations.
-    fn monotonic_ms(&self) -> u64;
+    /// Microseconds on a monotonic clock, for measuring durations.
+    fn monotonic_us(&self) -> u64;
+    /// Milliseconds on the monotonic clock.
+    fn monotonic_ms(&self) -> u64 {
+        self.monotonic_us() / 1000
+    }
     fn sleep_ms(&self, ms: u64);
 }
 

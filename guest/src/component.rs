@@ -100,8 +100,8 @@ impl Clock for Imports {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
         now.map(|d| d.as_millis() as u64).unwrap_or(0)
     }
-    fn monotonic_ms(&self) -> u64 {
-        waki::bindings::wasi::clocks::monotonic_clock::now() / 1_000_000
+    fn monotonic_us(&self) -> u64 {
+        waki::bindings::wasi::clocks::monotonic_clock::now() / 1_000
     }
     fn sleep_ms(&self, ms: u64) {
         std::thread::sleep(std::time::Duration::from_millis(ms));

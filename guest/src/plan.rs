@@ -3,7 +3,9 @@
 //! the plan lists exactly what a real run does.
 
 use crate::caps::{Caps, FsError, ServiceSpec};
-use crate::commands::{CommandError, Context, FieldError, PlannedCall, PlannedFile, PlannedService, ProvisionPlan, ProvisionRequest};
+use crate::commands::{
+    CommandError, Context, FieldError, PhaseTime, PlannedCall, PlannedFile, PlannedService, ProvisionPlan, ProvisionRequest,
+};
 use crate::layout::{LeadLayout, SiblingLayout, join};
 use crate::port_plan::{self, Conflict};
 use crate::registry::Registry;
@@ -46,6 +48,37 @@ pub struct Provisioning {
     pub secrets: Vec<Secret>,
     /// The journal of the interrupted provision this one resumes.
     pub resume_from: Option<Journal>,
+    /// How long each planning phase took.
+    pub timings: Vec<PhaseTime>,
+}
+
+/// Measures consecutive phases on the monotonic clock.
+struct PhaseTimer<'a> {
+    clock: &'a dyn crate::caps::Clock,
+    started: u64,
+    last: u64,
+    phases: Vec<PhaseTime>,
+}
+
+impl<'a> PhaseTimer<'a> {
+    fn new(clock: &'a dyn crate::caps::Clock) -> Self {
+        let now = clock.monotonic_us();
+        Self { clock, started: now, last: now, phases: Vec::new() }
+    }
+
+    /// Ends the phase `name` now.
+    fn lap(&mut self, name: &str) {
+        let now = self.clock.monotonic_us();
+        self.phases.push(PhaseTime { phase: name.into(), micros: now - self.last });
+        self.last = now;
+    }
+
+    /// The phases, plus the whole as `plan`.
+    fn finish(mut self) -> Vec<PhaseTime> {
+        let total = self.clock.monotonic_us() - self.started;
+        self.phases.push(PhaseTime { phase: "plan".into(), micros: total });
+        self.phases
+    }
 }
 
 /// `com.openclaw.<handle>`.
@@ -57,6 +90,7 @@ pub fn label(handle: &str) -> String {
 /// picks the port. Port conflicts without `auto-port` are kept in `conflicts` for the
 /// caller to judge (a plan shows them, a provision refuses).
 pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<Provisioning, CommandError> {
+    let mut timer = PhaseTimer::new(caps.clock);
     // Everything but the "no home yet" check first: an interrupted provision's home exists.
     let env = |resuming| TaskEnv { home: &ctx.home, lead_home: &ctx.lead_home, lead_handle: ctx.lead_handle.as_deref(), resuming };
     let task = task::parse(&request.task_json, &env(true), caps.files).map_err(CommandError::InvalidInput)?;
@@ -114,7 +148,9 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
         task.gateway_port
     };
 
+    timer.lap("validate");
     let lead = lead::read(caps.files, &lead_layout);
+    timer.lap("lead context");
     warnings.extend(lead.warnings.iter().cloned());
     let layout = SiblingLayout::new(&task.oc_home);
     let token = Secret::new(config::gateway_token(caps.random));
@@ -181,6 +217,7 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
     add(Step::Config, FileOp::Dir { path: layout.memory.clone(), mode: 0o700 });
     add(Step::Config, FileOp::Dir { path: layout.logs.clone(), mode: 0o700 });
 
+    timer.lap("config");
     let vault_name = format!("{}-main", task.handle);
     let siblings: Vec<String> = registry.siblings.iter().map(|m| format!("{} ({})", m.handle, m.display_name)).collect();
     let vars = WorkspaceVars::new(&workspace_params(ctx, &task, port, &vault_name, &siblings), &lead, task.personality_seed.as_deref());
@@ -195,6 +232,7 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
         });
     }
 
+    timer.lap("render");
     let label = label(&task.handle);
     let service = ServiceSpec {
         label: label.clone(),
@@ -211,7 +249,9 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
         port,
         keep_alive: true,
     };
+    let timings = timer.finish();
     Ok(Provisioning {
+        timings,
         conflicts: if request.auto_port { Vec::new() } else { conflicts },
         task,
         layout,
@@ -428,7 +468,17 @@ pub fn to_record(p: &Provisioning, ctx: &Context) -> ProvisionPlan {
     calls.extend(rollback_calls(&journal(p, String::new()), "<reason>").iter().map(|c| planned(c, "rollback, only on failure")));
     let mut warnings = p.warnings.clone();
     warnings.extend(p.conflicts.iter().map(|c| format!("port conflict: {c}; provision will refuse unless --auto-port is given")));
-    ProvisionPlan { handle: p.task.handle.clone(), oc_home: p.layout.root.clone(), port: p.port, label: p.label.clone(), files, services, calls, warnings }
+    ProvisionPlan {
+        handle: p.task.handle.clone(),
+        oc_home: p.layout.root.clone(),
+        port: p.port,
+        label: p.label.clone(),
+        files,
+        services,
+        calls,
+        warnings,
+        timings: p.timings.clone(),
+    }
 }
 
 /// Applies one file operation.

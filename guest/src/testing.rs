@@ -420,8 +420,8 @@ impl Clock for FakeClock {
     fn now_unix_ms(&self) -> u64 {
         self.now_ms.get()
     }
-    fn monotonic_ms(&self) -> u64 {
-        self.now_ms.get()
+    fn monotonic_us(&self) -> u64 {
+        self.now_ms.get() * 1000
     }
     fn sleep_ms(&self, ms: u64) {
         self.now_ms.set(self.now_ms.get() + ms);

@@ -232,6 +232,7 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
 /// Loads the component (through the cache) and runs the command.
 fn execute(cli: &Cli, prepared: Prepared) -> Result<runtime::Answer> {
     let g = &cli.global;
+    let started = std::time::Instant::now();
     let engine = engine::engine()?;
     let custom;
     let wasm: &[u8] = match &g.component {
@@ -245,15 +246,33 @@ fn execute(cli: &Cli, prepared: Prepared) -> Result<runtime::Answer> {
         Some(dir) => dir.clone(),
         None => engine::default_cache_dir(&home_dir(g)?),
     };
-    let (component, _) = engine::load(&engine, wasm, Some(&cache_dir))?;
+    let engine_us = started.elapsed().as_micros();
+    let (component, loaded) = engine::load(&engine, wasm, Some(&cache_dir))?;
+    let load_us = started.elapsed().as_micros() - engine_us;
     let sandbox = Sandbox::new(engine, component)?;
+    let link_us = started.elapsed().as_micros() - engine_us - load_us;
     let limits = Limits { deadline: Duration::from_secs(g.deadline), memory_bytes: g.memory_limit << 20 };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(sandbox.run(prepared.caps, prepared.ctx, prepared.command, limits))
+    let ready_us = crate::PROCESS_START.get().map(|t| t.elapsed().as_micros()).unwrap_or_default();
+    let (answer, call) = runtime.block_on(sandbox.run(prepared.caps, prepared.ctx, prepared.command, limits))?;
+    if g.timings {
+        let timings = serde_json::json!({
+            "engine_us": engine_us,
+            "component_load_us": load_us,
+            "component": if loaded == engine::Loaded::Cached { "cached" } else { "compiled" },
+            "link_us": link_us,
+            "instantiate_us": call.instantiate_us,
+            "first_guest_instruction_us": ready_us + call.instantiate_us,
+            "call_us": call.call_us,
+            "process_us": crate::PROCESS_START.get().map(|t| t.elapsed().as_micros()).unwrap_or_default(),
+        });
+        eprintln!("timings: {timings}");
+    }
+    Ok(answer)
 }
 
 /// `--home`, else `$HOME`.

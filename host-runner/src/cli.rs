@@ -151,6 +151,9 @@ pub struct Global {
     /// Print only warnings and denials on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Print where the time went (engine, component load, instantiation, call) on stderr.
+    #[arg(long, global = true)]
+    pub timings: bool,
     /// Also print allowed capability decisions on stderr.
     #[arg(long, global = true)]
     pub verbose: bool,

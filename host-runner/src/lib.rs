@@ -20,3 +20,6 @@ pub mod runtime;
 pub mod secret;
 pub mod service;
 pub mod skill;
+
+/// When the process started (set first thing in `main`), for `--timings`.
+pub static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();

@@ -4,6 +4,7 @@ use clap::Parser;
 use std::io::Write;
 
 fn main() {
+    host_runner::PROCESS_START.get_or_init(std::time::Instant::now);
     let cli = host_runner::cli::Cli::parse();
     let rendered = host_runner::app::run(cli);
     let mut stdout = std::io::stdout().lock();

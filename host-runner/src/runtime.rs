@@ -178,6 +178,15 @@ pub enum Answer {
     Ports(Result<commands::PortReport, commands::CommandError>),
 }
 
+/// Where the time of one call went, in microseconds.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct CallTimings {
+    /// Creating the store and instantiating the component.
+    pub instantiate_us: u128,
+    /// The exported function, from its first guest instruction to its return.
+    pub call_us: u128,
+}
+
 /// A compiled component with its linker, ready to run commands.
 pub struct Sandbox {
     engine: Engine,
@@ -195,7 +204,9 @@ impl Sandbox {
     }
 
     /// Runs one command in a fresh store with `caps`, within `limits`.
-    pub async fn run(&self, caps: Capabilities, ctx: commands::Context, command: Command, limits: Limits) -> Result<Answer> {
+    pub async fn run(&self, caps: Capabilities, ctx: commands::Context, command: Command, limits: Limits) -> Result<(Answer, CallTimings)> {
+        let started = Instant::now();
+        let mut timings = CallTimings::default();
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
         let state = HostState {
@@ -227,6 +238,7 @@ impl Sandbox {
                 .context("instantiating the component")?;
             let c = instance.openclaw_provisioner_commands();
             let s = &mut store;
+            timings.instantiate_us = started.elapsed().as_micros();
             Ok::<_, wasmtime::Error>(match command {
                 Command::Plan(r) => Answer::Plan(c.call_plan(s, &ctx, &r).await?),
                 Command::Provision(r) => Answer::Provision(c.call_provision(s, &ctx, &r).await?),
@@ -250,7 +262,10 @@ impl Sandbox {
                 Err(anyhow!("the component ran past its deadline of {:?} ({e})", limits.deadline))
             }
             Ok(Err(e)) => Err(anyhow::Error::from(e).context("the component trapped")),
-            Ok(Ok(answer)) => Ok(answer),
+            Ok(Ok(answer)) => {
+                timings.call_us = started.elapsed().as_micros() - timings.instantiate_us;
+                Ok((answer, timings))
+            }
         }
     }
 }
