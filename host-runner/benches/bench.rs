@@ -1,0 +1,565 @@
+//! Benchmarks of the real (release) binary and component; prints Markdown tables of
+//! medians with min/max. Not a test: nothing here asserts on time.
+//!
+//!     cargo bench -p host-runner --bench bench            # full run (about 10 minutes)
+//!     cargo bench -p host-runner --bench bench -- --quick # fewer runs and siblings
+//!
+//! Sections: component start (cold vs warm), plan and provision (with a per-step
+//! breakdown), sandbox overhead (the same guest logic native vs in the component), family
+//! health at 10/100/300 siblings (all healthy, and 10% hanging), and cost growth with the
+//! size of the trees copied and archived.
+
+use guest::caps::*;
+use guest::commands::{Context, ProvisionRequest, Timing};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_agent-provisioner");
+const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway-standin");
+const SESAME: &str = env!("CARGO_BIN_EXE_sesame-standin");
+const LEAD_KEY: &str = "sk_sesame_lead_placeholder_0001";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Median, min and max of samples.
+fn stats(samples: &[f64]) -> (f64, f64, f64) {
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+fn fmt(samples: &[f64], unit: &str) -> String {
+    let (median, min, max) = stats(samples);
+    format!("{median:.1} {unit} ({min:.1}–{max:.1})")
+}
+
+/// One run of a process: wall time, peak RSS, output.
+struct Measured {
+    wall_ms: f64,
+    rss_mb: f64,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd` to completion, measuring its wall time and peak RSS (wait4's rusage).
+fn measure(cmd: &mut Command) -> Measured {
+    let started = Instant::now();
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let pid = child.id() as i32;
+    let out_handle = child.stdout.unwrap();
+    let err_handle = child.stderr.unwrap();
+    let stdout = std::thread::spawn(move || std::io::read_to_string(out_handle).unwrap_or_default());
+    let stderr = std::thread::spawn(move || std::io::read_to_string(err_handle).unwrap_or_default());
+    let mut status = 0;
+    // SAFETY: plain wait4 on our own child with valid out-pointers.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Measured {
+        wall_ms,
+        rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        code: libc::WEXITSTATUS(status),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let target = dst.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+struct Killer(Child);
+impl Drop for Killer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A temporary home with the example lead, a Sesame stand-in and a stand-in openclaw.
+struct Bench {
+    _temp: tempfile::TempDir,
+    home: PathBuf,
+    cache: PathBuf,
+    openclaw: PathBuf,
+    _sesame: Killer,
+    api_url: String,
+    tasks: PathBuf,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let home = temp.path().join("home");
+        copy_dir(&repo().join("examples/lead-home"), &home.join(".openclaw"));
+        let openclaw = temp.path().join("openclaw");
+        std::fs::write(&openclaw, format!("#!/bin/sh\nexec '{GATEWAY}' \"$@\"\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&openclaw, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut sesame = Command::new(SESAME).env("KEY", LEAD_KEY).args(["--expect-key-env", "KEY"]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(sesame.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let api_url = line.trim().trim_start_matches("listening on ").to_string();
+        let tasks = temp.path().join("tasks");
+        std::fs::create_dir(&tasks).unwrap();
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-cache");
+        Self { cache, home, openclaw, _sesame: Killer(sesame), api_url, tasks, _temp: temp }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_remove("SESAME_API_KEY")
+            .arg("--home").arg(&self.home)
+            .arg("--cache-dir").arg(&self.cache)
+            .args(["--service-manager", "direct", "--api-url", &self.api_url, "--quiet", "--audit", "none"])
+            .arg("--openclaw-bin").arg(&self.openclaw)
+            .args(["--health-interval-ms", "20", "--api-attempts", "1"])
+            .args(args);
+        cmd
+    }
+
+    /// The example task for `handle` (port chosen by --auto-port).
+    fn task(&self, handle: &str) -> PathBuf {
+        let mut task: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("examples/task.json")).unwrap()).unwrap();
+        let mut notes: Value = serde_json::from_str(task["context"]["notes"].as_str().unwrap()).unwrap();
+        notes["handle"] = handle.into();
+        notes["ocHomeDir"] = format!("~/.openclaw-{handle}").into();
+        notes["gatewayPort"] = 20000.into();
+        task["context"]["notes"] = notes.to_string().into();
+        let path = self.tasks.join(format!("{handle}.json"));
+        std::fs::write(&path, task.to_string()).unwrap();
+        path
+    }
+
+    fn provision(&self, handle: &str) -> Measured {
+        let task = self.task(handle);
+        let m = measure(&mut self.cmd(&["--json", "provision", "--auto-port", "--port-range-start", "20000", "--task", task.to_str().unwrap()]));
+        assert_eq!(m.code, 0, "provision {handle}: {}{}", m.stdout, m.stderr);
+        m
+    }
+
+    fn run(&self, args: &[&str]) -> Measured {
+        let m = measure(&mut self.cmd(args));
+        assert!(m.code == 0, "{args:?}: {}{}", m.stdout, m.stderr);
+        m
+    }
+}
+
+fn timings(stderr: &str) -> Value {
+    stderr.lines().find_map(|l| l.strip_prefix("timings: ")).map(|t| serde_json::from_str(t).unwrap()).expect("--timings line")
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpu.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()).unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gb = mem.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0 / 1024.0;
+    let rustc = Command::new("rustc").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    format!("{cores} cores ({model}), {mem_gb:.0} GiB, {rustc}, wasmtime 48, release build")
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let runs = if quick { 5 } else { 20 };
+    println!("# agent-provisioner benchmarks\n\nMachine: {}\n\nRuns per figure: {runs}; figures are median (min–max).\n", machine());
+    start_and_plan(runs);
+    provision(runs);
+    overhead(runs);
+    health(quick);
+    growth(quick);
+}
+
+/// Component start, cold vs warm, and the plan.
+fn start_and_plan(runs: usize) {
+    let b = Bench::new();
+    let task = b.task("nova");
+    let plan = ["--timings", "--json", "provision", "--plan", "--task", task.to_str().unwrap()];
+    let version: Vec<f64> = (0..runs).map(|_| measure(Command::new(BIN).arg("--version")).wall_ms).collect();
+    let (mut cold_wall, mut cold_first, mut cold_load) = (vec![], vec![], vec![]);
+    let cold_cache = b.tasks.join("cold-cache");
+    for _ in 0..runs.min(10) {
+        let _ = std::fs::remove_dir_all(&cold_cache);
+        let mut args = vec!["--cache-dir", cold_cache.to_str().unwrap()];
+        args.extend_from_slice(&plan);
+        let m = b.run(&args);
+        let t = timings(&m.stderr);
+        assert_eq!(t["component"], "compiled");
+        cold_wall.push(m.wall_ms);
+        cold_first.push(t["first_guest_instruction_us"].as_f64().unwrap() / 1000.0);
+        cold_load.push(t["component_load_us"].as_f64().unwrap() / 1000.0);
+    }
+    let (mut wall, mut first, mut load, mut call, mut rss) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..runs {
+        let m = b.run(&plan);
+        let t = timings(&m.stderr);
+        assert_eq!(t["component"], "cached");
+        wall.push(m.wall_ms);
+        first.push(t["first_guest_instruction_us"].as_f64().unwrap() / 1000.0);
+        load.push(t["component_load_us"].as_f64().unwrap() / 1000.0);
+        call.push(t["call_us"].as_f64().unwrap() / 1000.0);
+        rss.push(m.rss_mb);
+    }
+    println!("## Component start and `provision --plan`\n");
+    println!("| measure | cold (empty cache: compile) | warm (precompiled artifact) | target |");
+    println!("|---|---|---|---|");
+    println!("| `--version` (no component), process wall | {} | {} | |", fmt(&version, "ms"), fmt(&version, "ms"));
+    println!("| component load | {} | {} | |", fmt(&cold_load, "ms"), fmt(&load, "ms"));
+    println!("| process start → first guest instruction | {} | {} | warm ≤ 20 ms |", fmt(&cold_first, "ms"), fmt(&first, "ms"));
+    println!("| `provision --plan`, guest call | | {} | |", fmt(&call, "ms"));
+    println!("| `provision --plan`, process wall | {} | {} | warm ≤ 50 ms |", fmt(&cold_wall, "ms"), fmt(&wall, "ms"));
+    println!("| `provision --plan`, peak RSS | | {} | ≤ 100 MB |", fmt(&rss, "MB"));
+    println!();
+}
+
+/// A full provision with an instant gateway, per step.
+fn provision(runs: usize) {
+    let b = Bench::new();
+    b.run(&["provision", "--plan", "--task", b.task("warmup").to_str().unwrap()]);
+    let (mut wall, mut rss, mut deprovision, mut deprovision_rss) = (vec![], vec![], vec![], vec![]);
+    let mut steps: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for i in 0..runs {
+        let handle = format!("p{i}");
+        let m = b.provision(&handle);
+        wall.push(m.wall_ms);
+        rss.push(m.rss_mb);
+        let out: Value = serde_json::from_str(&m.stdout).unwrap();
+        for s in out["outcome"]["steps"].as_array().unwrap() {
+            steps.entry(s["step"].as_str().unwrap().to_string()).or_default().push(s["millis"].as_f64().unwrap());
+        }
+        let d = b.run(&["deprovision", &handle]);
+        deprovision.push(d.wall_ms);
+        deprovision_rss.push(d.rss_mb);
+    }
+    println!("## Full provision (loopback Sesame stand-in, instant stand-in gateway)\n");
+    println!("| measure | median (min–max) | target |\n|---|---|---|");
+    println!("| `provision`, process wall | {} | ≤ 250 ms |", fmt(&wall, "ms"));
+    for (step, ms) in &steps {
+        println!("| step `{step}` | {} | |", fmt(ms, "ms"));
+    }
+    println!("| `provision`, peak RSS | {} | ≤ 100 MB |", fmt(&rss, "MB"));
+    println!("| `deprovision` (archive + verify + remove), process wall | {} | |", fmt(&deprovision, "ms"));
+    println!("| `deprovision`, peak RSS | {} | ≤ 100 MB |", fmt(&deprovision_rss, "MB"));
+    println!();
+}
+
+/// The same plan logic natively (over the real disk) and in the component.
+fn overhead(runs: usize) {
+    let b = Bench::new();
+    let task = std::fs::read_to_string(b.task("nova")).unwrap();
+    let mut wasm: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for _ in 0..runs {
+        let m = b.run(&["--json", "provision", "--plan", "--task", b.tasks.join("nova.json").to_str().unwrap()]);
+        let out: Value = serde_json::from_str(&m.stdout).unwrap();
+        for t in out["plan"]["timings"].as_array().unwrap() {
+            wasm.entry(t["phase"].as_str().unwrap().into()).or_default().push(t["micros"].as_f64().unwrap());
+        }
+    }
+    let ctx = native::context(&b.home, &b.api_url);
+    let request = ProvisionRequest { task_json: task, auto_port: false, port_range_start: 18790, resume: false };
+    let mut native_times: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let world = native::World::default();
+    for _ in 0..runs * 5 {
+        let plan = guest::commands::plan(world.caps(), &ctx, &request).expect("native plan");
+        for t in plan.timings {
+            native_times.entry(t.phase).or_default().push(t.micros as f64);
+        }
+    }
+    println!("## Sandbox overhead: the same guest code native vs in the component\n");
+    println!("Both run `plan` on the example over the real disk; the component's phases are timed inside it (so host calls count, instantiation does not).\n");
+    println!("| phase | native | component | ratio | target |\n|---|---|---|---|---|");
+    for phase in ["validate", "lead context", "config", "render", "plan"] {
+        let (n, c) = (&native_times[phase], &wasm[phase]);
+        let ratio = stats(c).0 / stats(n).0;
+        let target = if phase == "plan" { "≤ 1.5×" } else { "" };
+        println!("| {phase} | {} | {} | {ratio:.2}× | {target} |", fmt(n, "µs"), fmt(c, "µs"));
+    }
+    println!();
+}
+
+/// Family health at scale: all healthy, then with 10% hanging.
+fn health(quick: bool) {
+    let sizes: &[usize] = if quick { &[10, 30] } else { &[10, 100, 300] };
+    let b = Bench::new();
+    let probe_ms = 2000;
+    let probe = probe_ms.to_string();
+    println!("## Family health (`health --json`, probe timeout {probe_ms} ms)\n");
+    println!("| siblings | all healthy: wall | peak RSS | 10% hanging: wall | peak RSS | targets |\n|---|---|---|---|---|---|");
+    let mut count = 0;
+    let mut hangers: Vec<Killer> = Vec::new();
+    for &size in sizes {
+        while count < size {
+            b.provision(&format!("s{count}"));
+            count += 1;
+        }
+        let healthy: Vec<Measured> = (0..5).map(|_| b.run(&["--json", "--probe-timeout-ms", &probe, "health"])).collect();
+        let out: Value = serde_json::from_str(&healthy[0].stdout).unwrap();
+        assert!(out["health"]["siblings"].as_array().unwrap().iter().all(|s| s["healthy"] == true));
+        // 10% hang: their gateways stop, and something that accepts and never answers takes the port.
+        let registry: Value = serde_json::from_str(&std::fs::read_to_string(b.home.join(".openclaw/agent-provisioner/family.json")).unwrap()).unwrap();
+        let members = registry["siblings"].as_array().unwrap().clone();
+        let hanging: Vec<&Value> = members.iter().step_by(10).collect();
+        for m in &hanging {
+            b.run(&["stop", m["handle"].as_str().unwrap()]);
+            let home = b.home.join(format!(".openclaw-{}", m["handle"].as_str().unwrap()));
+            let child = Command::new(GATEWAY)
+                .args(["--mode", "hang", "--profile", "x", "gateway", "run", "--port", &m["port"].to_string()])
+                .env("OPENCLAW_STATE_DIR", &home)
+                .env("OPENCLAW_CONFIG_PATH", home.join("openclaw.json"))
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            hangers.push(Killer(child));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let hung: Vec<Measured> = (0..5).map(|_| b.run(&["--json", "--probe-timeout-ms", &probe, "health"])).collect();
+        let out: Value = serde_json::from_str(&hung[0].stdout).unwrap();
+        let down = out["health"]["siblings"].as_array().unwrap().iter().filter(|s| s["healthy"] == false).count();
+        assert_eq!(down, hanging.len());
+        let wall = |ms: &[Measured]| ms.iter().map(|m| m.wall_ms).collect::<Vec<_>>();
+        let rss = |ms: &[Measured]| ms.iter().map(|m| m.rss_mb).collect::<Vec<_>>();
+        println!(
+            "| {size} | {} | {} | {} ({down} hung) | {} | healthy 100 ≤ 1 s; hanging ≤ {:.0} ms |",
+            fmt(&wall(&healthy), "ms"),
+            fmt(&rss(&healthy), "MB"),
+            fmt(&wall(&hung), "ms"),
+            fmt(&rss(&hung), "MB"),
+            probe_ms as f64 * 1.2
+        );
+        // Bring the hung ones back for the next size.
+        hangers.clear();
+        std::thread::sleep(Duration::from_millis(200));
+        for m in &hanging {
+            b.run(&["start", m["handle"].as_str().unwrap()]);
+        }
+    }
+    println!();
+    for i in 0..count {
+        let _ = measure(&mut b.cmd(&["stop", &format!("s{i}")]));
+    }
+}
+
+/// Plan and provision vs the size of the lead's trees copied; deprovision vs home size.
+fn growth(quick: bool) {
+    println!("## Cost growth\n");
+    println!("| lead's extension tree | `provision --plan` wall | `provision` wall | step `config` (copies) | copy rate |\n|---|---|---|---|---|");
+    let sizes: &[usize] = if quick { &[10, 1000] } else { &[10, 1000, 10000] };
+    for &files in sizes {
+        let b = Bench::new();
+        let ext = b.home.join(".openclaw/extensions/sesame/lib");
+        std::fs::create_dir_all(&ext).unwrap();
+        let body = vec![b'x'; 1024];
+        for i in 0..files {
+            let dir = ext.join(format!("d{}", i / 100));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("f{i}.js")), &body).unwrap();
+        }
+        let task = b.task("grow");
+        let plans: Vec<f64> = (0..5).map(|_| b.run(&["--json", "provision", "--plan", "--task", task.to_str().unwrap()]).wall_ms).collect();
+        let (mut walls, mut configs) = (vec![], vec![]);
+        for i in 0..3 {
+            let handle = format!("grow{i}");
+            let m = b.provision(&handle);
+            let out: Value = serde_json::from_str(&m.stdout).unwrap();
+            let config = out["outcome"]["steps"].as_array().unwrap().iter().find(|s| s["step"] == "config").unwrap()["millis"].as_f64().unwrap();
+            walls.push(m.wall_ms);
+            configs.push(config);
+            b.run(&["deprovision", &handle]);
+        }
+        let mb = files as f64 / 1024.0;
+        let rate = mb / (stats(&configs).0.max(1.0) / 1000.0);
+        println!("| {files} files of 1 KiB | {} | {} | {} | {rate:.1} MB/s |", fmt(&plans, "ms"), fmt(&walls, "ms"), fmt(&configs, "ms"));
+    }
+    println!();
+    println!("| sibling home size | `deprovision` wall (archive, verify, remove) | rate |\n|---|---|---|");
+    let homes: &[usize] = if quick { &[10] } else { &[10, 200] };
+    for &mb in homes {
+        let b = Bench::new();
+        let mut walls = vec![];
+        for i in 0..3 {
+            let handle = format!("big{i}");
+            b.provision(&handle);
+            let dir = b.home.join(format!(".openclaw-{handle}/workspace/data"));
+            std::fs::create_dir_all(&dir).unwrap();
+            // Incompressible data: a simple xorshift stream.
+            let mut x: u64 = 0x9E3779B97F4A7C15 ^ i as u64;
+            let mut chunk = vec![0u8; 1 << 20];
+            for n in 0..mb {
+                for byte in chunk.iter_mut() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *byte = x as u8;
+                }
+                std::fs::write(dir.join(format!("blob{n}")), &chunk).unwrap();
+            }
+            walls.push(b.run(&["deprovision", &handle]).wall_ms);
+        }
+        let rate = mb as f64 / (stats(&walls).0 / 1000.0);
+        println!("| {mb} MB | {} | {rate:.0} MB/s |", fmt(&walls, "ms"));
+    }
+    println!();
+}
+
+/// The guest's capabilities implemented natively over the real disk, for the overhead
+/// comparison (no grants, no audit: the raw work).
+mod native {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    pub fn context(home: &Path, api_url: &str) -> Context {
+        Context {
+            home: home.display().to_string(),
+            lead_home: home.join(".openclaw").display().to_string(),
+            lead_handle: None,
+            lead_workspace_id: None,
+            api_url: api_url.into(),
+            host_name: "bench".into(),
+            host_os: "linux".into(),
+            host_arch: "x86_64".into(),
+            openclaw_bin: "/usr/bin/openclaw".into(),
+            service_backend: ServiceBackend::Direct,
+            credential_layout: CredentialLayout::EnvFile,
+            timing: Timing { health_timeout_ms: 60000, health_interval_ms: 500, probe_timeout_ms: 2000, api_timeout_ms: 15000, api_attempts: 4, api_backoff_ms: 500 },
+        }
+    }
+
+    fn io(path: &str, e: std::io::Error) -> FsError {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => FsError::NotFound(path.into()),
+            _ => FsError::Io(format!("{path}: {e}")),
+        }
+    }
+
+    fn meta(m: &std::fs::Metadata) -> EntryMeta {
+        let kind = if m.is_symlink() { EntryKind::Symlink } else if m.is_dir() { EntryKind::Directory } else { EntryKind::File };
+        EntryMeta { kind, size: m.len(), mode: m.permissions().mode() & 0o7777 }
+    }
+
+    #[derive(Default)]
+    pub struct World;
+
+    impl World {
+        pub fn caps(&self) -> Caps<'_> {
+            Caps { files: self, services: self, http: self, clock: self, ports: self, progress: self, random: self }
+        }
+    }
+
+    impl Files for World {
+        fn read(&self, path: &str) -> Result<Vec<u8>, FsError> {
+            std::fs::read(path).map_err(|e| io(path, e))
+        }
+        fn write_atomic(&self, path: &str, _: &[u8], _: u32) -> Result<(), FsError> {
+            Err(FsError::Denied(format!("{path}: a plan writes nothing")))
+        }
+        fn create_dir_all(&self, path: &str, _: u32) -> Result<(), FsError> {
+            Err(FsError::Denied(format!("{path}: a plan writes nothing")))
+        }
+        fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
+            let mut out = Vec::new();
+            for e in std::fs::read_dir(path).map_err(|e| io(path, e))? {
+                let e = e.map_err(|e| io(path, e))?;
+                out.push(DirEntry { name: e.file_name().to_string_lossy().into(), meta: meta(&e.metadata().map_err(|e| io(path, e))?) });
+            }
+            Ok(out)
+        }
+        fn metadata(&self, path: &str) -> Result<Option<EntryMeta>, FsError> {
+            match std::fs::symlink_metadata(path) {
+                Ok(m) => Ok(Some(meta(&m))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io(path, e)),
+            }
+        }
+        fn walk_tree(&self, path: &str) -> Result<Vec<String>, FsError> {
+            Err(FsError::Denied(path.into()))
+        }
+        fn copy_tree(&self, source: &str, _: &str) -> Result<TreeStats, FsError> {
+            Err(FsError::Denied(source.into()))
+        }
+        fn remove_tree(&self, path: &str) -> Result<(), FsError> {
+            Err(FsError::Denied(path.into()))
+        }
+        fn archive_tree(&self, source: &str, _: &str) -> Result<TreeStats, FsError> {
+            Err(FsError::Denied(source.into()))
+        }
+        fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError> {
+            Err(FsError::Denied(archive.into()))
+        }
+    }
+
+    impl Services for World {
+        fn backend(&self) -> ServiceBackend {
+            ServiceBackend::Direct
+        }
+        fn install(&self, spec: &ServiceSpec) -> Result<Installed, ServiceError> {
+            Err(ServiceError::Denied(spec.label.clone()))
+        }
+        fn start(&self, label: &str) -> Result<(), ServiceError> {
+            Err(ServiceError::Denied(label.into()))
+        }
+        fn stop(&self, label: &str) -> Result<(), ServiceError> {
+            Err(ServiceError::Denied(label.into()))
+        }
+        fn restart(&self, label: &str) -> Result<(), ServiceError> {
+            Err(ServiceError::Denied(label.into()))
+        }
+        fn uninstall(&self, label: &str) -> Result<(), ServiceError> {
+            Err(ServiceError::Denied(label.into()))
+        }
+        fn status(&self, label: &str) -> Result<ServiceStatus, ServiceError> {
+            Err(ServiceError::Denied(label.into()))
+        }
+    }
+
+    impl Http for World {
+        fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, HttpError>> {
+            requests.iter().map(|_| Err(HttpError::Denied)).collect()
+        }
+    }
+
+    impl Clock for World {
+        fn now_unix_ms(&self) -> u64 {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+        }
+        fn monotonic_us(&self) -> u64 {
+            static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+            START.get_or_init(Instant::now).elapsed().as_micros() as u64
+        }
+        fn sleep_ms(&self, ms: u64) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+    }
+
+    impl Ports for World {
+        /// The host's own probe (bind test), without an audit file.
+        fn in_use(&self, port: u16) -> bool {
+            host_runner::ports::in_use(port, &host_runner::audit::Audit::stderr_only(vec![]))
+        }
+    }
+
+    impl Progress for World {
+        fn emit(&self, _: Level, _: &str) {}
+    }
+
+    impl Random for World {
+        fn fill(&self, buf: &mut [u8]) {
+            buf.fill(7);
+        }
+    }
+}
