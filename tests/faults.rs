@@ -201,7 +201,7 @@ fn every_sesame_call_against_every_fault() {
     std::thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| {
-                while let Some((c, k)) = { let item = next.lock().unwrap().next(); item } {
+                while let Some((c, k)) = next.lock().unwrap().next() {
                     let text = match cell(&CALLS[c], &KINDS[k]) {
                         Ok(code) => format!("ok (exit {code})"),
                         Err(why) => format!("FAIL: {why}"),

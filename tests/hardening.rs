@@ -76,7 +76,7 @@ fn hostile_inputs_are_refused_naming_the_field_with_nothing_written_or_sent() {
     let mut refused = 0;
     for (i, (name, field, spoil)) in cases.iter().enumerate() {
         let path = match spoil {
-            Spoil::Notes(edit) => t.task(&format!("case{i}"), port, |n| edit(n)),
+            Spoil::Notes(edit) => t.task(&format!("case{i}"), port, edit),
             Spoil::Raw(bytes) => {
                 let path = t.temp.path().join(format!("raw{i}.json"));
                 std::fs::write(&path, bytes).unwrap();

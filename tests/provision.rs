@@ -257,7 +257,8 @@ fn invalid_tasks_are_refused_naming_the_field_with_nothing_written() {
     let sesame = SesameStandin::start(Some(LEAD_KEY));
     let t = TestHome::new(&sesame.url);
     std::fs::create_dir(t.sibling("taken")).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("context.notes.handle", Box::new(|n| n["handle"] = "../x".into())),
         ("context.notes.handle", Box::new(|n| n["handle"] = "a/b".into())),
         ("context.notes.handle", Box::new(|n| n["handle"] = "Nova".into())),

@@ -49,6 +49,7 @@ struct Measured {
 }
 
 /// Runs `cmd` to completion, measuring its wall time and peak RSS (wait4's rusage).
+#[allow(clippy::zombie_processes, reason = "reaped by wait4, which also gives its rusage")]
 fn measure(cmd: &mut Command) -> Measured {
     let started = Instant::now();
     let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
@@ -274,7 +275,7 @@ fn overhead(runs: usize) {
     let ctx = native::context(&b.home, &b.api_url);
     let request = ProvisionRequest { task_json: task, auto_port: false, port_range_start: 18790, resume: false };
     let mut native_times: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let world = native::World::default();
+    let world = native::World;
     for _ in 0..runs * 5 {
         let plan = guest::commands::plan(world.caps(), &ctx, &request).expect("native plan");
         for t in plan.timings {
@@ -452,7 +453,6 @@ mod native {
         EntryMeta { kind, size: m.len(), mode: m.permissions().mode() & 0o7777 }
     }
 
-    #[derive(Default)]
     pub struct World;
 
     impl World {

@@ -175,19 +175,19 @@ impl Grants {
         if let Some(relative) = under(&self.lead_home) {
             return grant(Kind::LeadHome, &self.lead_home, relative, false);
         }
-        if let Some(dir) = &self.service_dir {
-            if let Some(relative) = under(dir) {
-                let first = relative.components().next().and_then(|c| c.as_os_str().to_str());
-                return match first {
-                    None => grant(Kind::ServiceDir, dir, relative, false),
-                    Some(name) if is_service_name(name) => grant(Kind::ServiceDir, dir, relative, false),
-                    Some(name) => Err(format!(
-                        "{}: {name} is not an OpenClaw service (grant: {}/{{com.openclaw.*,openclaw-*}}, read-only)",
-                        path.display(),
-                        dir.display()
-                    )),
-                };
-            }
+        if let Some(dir) = &self.service_dir
+            && let Some(relative) = under(dir)
+        {
+            let first = relative.components().next().and_then(|c| c.as_os_str().to_str());
+            return match first {
+                None => grant(Kind::ServiceDir, dir, relative, false),
+                Some(name) if is_service_name(name) => grant(Kind::ServiceDir, dir, relative, false),
+                Some(name) => Err(format!(
+                    "{}: {name} is not an OpenClaw service (grant: {}/{{com.openclaw.*,openclaw-*}}, read-only)",
+                    path.display(),
+                    dir.display()
+                )),
+            };
         }
         if let Some(relative) = under(&self.archives) {
             return grant(Kind::Archives, &self.archives, relative, true);

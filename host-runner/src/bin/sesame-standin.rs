@@ -140,9 +140,7 @@ fn handle(mut request: Request, state: &Mutex<State>) {
     if let Some(ms) = fault.delay_ms {
         std::thread::sleep(Duration::from_millis(ms));
     }
-    let (status, answer) = if fault.hang {
-        (0, None)
-    } else if fault.close {
+    let (status, answer) = if fault.hang || fault.close {
         (0, None)
     } else if let Some(status) = fault.status {
         let mut r = json_response(status, json!({ "error": format!("scripted {status}") }));

@@ -66,12 +66,12 @@ impl Direct {
     /// The recorded process, if it is still the one we started and has not exited.
     fn live_pid(&mut self, label: &str, record: &Record) -> Option<u32> {
         let pid = record.pid?;
-        if let Some(child) = self.children.get_mut(label) {
-            if let Ok(Some(status)) = child.try_wait() {
-                self.exits.insert(label.to_string(), status.code().unwrap_or(128 + status.signal_number()));
-                self.children.remove(label);
-                return None;
-            }
+        if let Some(child) = self.children.get_mut(label)
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.exits.insert(label.to_string(), status.code().unwrap_or(128 + status.signal_number()));
+            self.children.remove(label);
+            return None;
         }
         (identity(pid).as_ref() == record.identity.as_ref() && record.identity.is_some() && is_alive(pid)).then_some(pid)
     }

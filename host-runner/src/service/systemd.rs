@@ -113,12 +113,17 @@ impl Backend for Systemd {
 
     fn uninstall(&mut self, label: &str) -> Result<(), ServiceError> {
         let unit = self.require_unit(label)?;
-        self.must(&["disable", "--now", &unit])?;
         let path = self.unit_path(label);
-        let env = read_env_path(&path);
+        let env = env_file_of(&path)?;
+        self.must(&["disable", "--now", &unit])?;
         std::fs::remove_file(&path).map_err(|e| ServiceError::Failed(format!("removing {}: {e}", path.display())))?;
         if let Some(env) = env {
-            let _ = std::fs::remove_file(env);
+            match std::fs::remove_file(&env) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(ServiceError::Failed(format!("removing {}: {e}", env.display())));
+                }
+                _ => {}
+            }
         }
         self.must(&["daemon-reload"])
     }
@@ -148,10 +153,24 @@ impl Backend for Systemd {
     }
 }
 
-/// The `EnvironmentFile=` a unit names.
-fn read_env_path(unit: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(unit).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("EnvironmentFile=")).map(|p| PathBuf::from(p.replace("%%", "%")))
+/// The `EnvironmentFile=` a unit names, to remove with it (it holds secrets). Only one we
+/// would have written is accepted — `service.env` directly in a sibling home
+/// (`.openclaw-*`) — so a foreign unit cannot make uninstall delete another file.
+fn env_file_of(unit: &Path) -> Result<Option<PathBuf>, ServiceError> {
+    let text = std::fs::read_to_string(unit).map_err(|e| ServiceError::Failed(format!("reading {}: {e}", unit.display())))?;
+    let Some(env) = text.lines().find_map(|l| l.strip_prefix("EnvironmentFile=")).map(|p| PathBuf::from(p.replace("%%", "%"))) else {
+        return Ok(None);
+    };
+    let ours = env.file_name().is_some_and(|n| n == "service.env")
+        && env.parent().and_then(Path::file_name).and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".openclaw-"));
+    if !ours {
+        return Err(ServiceError::Failed(format!(
+            "{} names {} as its environment file, which agent-provisioner did not write; the unit is left alone",
+            unit.display(),
+            env.display()
+        )));
+    }
+    Ok(Some(env))
 }
 
 fn monotonic_micros() -> u64 {
@@ -241,6 +260,29 @@ mod tests {
         );
         assert!(!def.working_directory.join("service.env").exists());
         assert!(matches!(b.start("com.openclaw.nova"), Err(ServiceError::NotInstalled(_))));
+    }
+
+    #[test]
+    fn uninstall_refuses_a_unit_whose_environment_file_is_not_ours() {
+        let (_t, policy) = fixture();
+        let def = policy.check(&spec(&policy, "nova")).unwrap();
+        let recorder = Recorder::new();
+        let mut b = backend(&policy.home, &recorder);
+        b.install(&def).unwrap();
+        let precious = policy.home.join("precious.txt");
+        std::fs::write(&precious, "keep me").unwrap();
+        let unit = b.unit_path("com.openclaw.nova");
+        let text = std::fs::read_to_string(&unit).unwrap();
+        let foreign: String = text
+            .lines()
+            .map(|l| if l.starts_with("EnvironmentFile=") { format!("EnvironmentFile={}\n", precious.display()) } else { format!("{l}\n") })
+            .collect();
+        std::fs::write(&unit, foreign).unwrap();
+        recorder.clear();
+        let err = b.uninstall("com.openclaw.nova").unwrap_err();
+        assert!(format!("{err:?}").contains("did not write"), "{err:?}");
+        assert!(precious.exists() && unit.exists());
+        assert!(recorder.calls().is_empty(), "nothing was run: {:?}", recorder.calls());
     }
 
     #[test]
