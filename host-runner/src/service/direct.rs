@@ -270,6 +270,22 @@ mod tests {
 
     const LABEL: &str = "com.openclaw.nova";
 
+    /// Polls `check` until it gives a value (at most 5 s).
+    fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(value) = check() {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "condition not reached within 5 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_containing(path: &std::path::Path, text: &str) -> Option<String> {
+        std::fs::read_to_string(path).ok().filter(|log| log.contains(text))
+    }
+
     #[test]
     fn start_stop_restart_a_real_process() {
         let (_t, mut d, def) = installed("#!/bin/sh\necho \"started $*\"\necho \"state $OPENCLAW_STATE_DIR\" >&2\nexec sleep 30\n");
@@ -279,6 +295,8 @@ mod tests {
         assert_eq!(first.state, RunState::Running);
         let pid = first.pid.unwrap();
         assert!(is_alive(pid));
+        eventually(|| log_containing(&def.stdout_log, "started --profile nova gateway run --port 18930"));
+        eventually(|| log_containing(&def.stderr_log, &format!("state {}", def.working_directory.display())));
         d.start(LABEL).unwrap();
         assert_eq!(d.status(LABEL).unwrap().pid, Some(pid), "starting a running service is a no-op");
         d.restart(LABEL).unwrap();
@@ -288,11 +306,6 @@ mod tests {
         d.stop(LABEL).unwrap();
         assert!(!is_alive(second));
         assert_eq!(d.status(LABEL).unwrap().state, RunState::Stopped);
-        std::thread::sleep(Duration::from_millis(100));
-        let out = std::fs::read_to_string(&def.stdout_log).unwrap();
-        assert!(out.contains("started --profile nova gateway run --port 18930"), "{out}");
-        let err = std::fs::read_to_string(&def.stderr_log).unwrap();
-        assert!(err.contains(&format!("state {}", def.working_directory.display())), "{err}");
         assert_eq!(std::fs::metadata(&def.stdout_log).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
@@ -302,7 +315,7 @@ mod tests {
         assert!(std::env::var_os("HOME").is_some());
         let (_t, mut d, def) = installed("#!/bin/sh\nenv\n");
         d.start(LABEL).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        eventually(|| (d.status(LABEL).unwrap().state == RunState::Stopped).then_some(()));
         let env = std::fs::read_to_string(&def.stdout_log).unwrap();
         let names: Vec<&str> = env.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
         assert!(names.iter().all(|n| n.starts_with("OPENCLAW_") || *n == "PATH" || *n == "PWD" || *n == "SHLVL" || *n == "_"), "{names:?}");
@@ -313,14 +326,7 @@ mod tests {
     fn a_process_that_exits_at_once_reports_its_code() {
         let (_t, mut d, _) = installed("#!/bin/sh\necho 'Invalid config' >&2\nexit 78\n");
         d.start(LABEL).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            let s = d.status(LABEL).unwrap();
-            if s.state == RunState::Stopped || Instant::now() > deadline {
-                break s;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = eventually(|| Some(d.status(LABEL).unwrap()).filter(|s| s.state == RunState::Stopped));
         assert_eq!((status.state, status.last_exit_code), (RunState::Stopped, Some(78)));
     }
 
