@@ -4,6 +4,7 @@
 
 use crate::caps::Ports;
 use crate::registry::Registry;
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 /// The default start of the range `--auto-port` searches.
@@ -76,12 +77,31 @@ pub fn conflicts(base: u16, handle: &str, registry: &Registry, ports: &dyn Ports
 
 /// The first base from `start` up whose claimed ports are clear of every sibling and
 /// every listening socket.
+///
+/// Each port is probed at most once (every probe is a host call and an audit line), and a
+/// busy port moves the search straight to the first base that does not claim it — so a
+/// crowded range (say, the ephemeral ports of a busy host) costs a few hundred probes,
+/// not one per claimed port per candidate.
 pub fn next_free(start: u16, handle: &str, registry: &Registry, ports: &dyn Ports) -> Option<u16> {
-    (start.max(1024)..=MAX_BASE).find(|&base| {
+    let mut probed: BTreeMap<u32, bool> = BTreeMap::new();
+    let mut base = u32::from(start.max(1024));
+    while base <= u32::from(MAX_BASE) {
+        let candidate = base as u16;
         // Cheap registry test first; sockets only for candidates that pass it.
-        !registry.siblings.iter().any(|m| m.handle != handle && overlaps(m.port, base))
-            && conflicts(base, handle, registry, ports).is_empty()
-    })
+        if registry.siblings.iter().any(|m| m.handle != handle && overlaps(m.port, candidate)) {
+            base += 1;
+            continue;
+        }
+        let busy = claimed(candidate).into_iter().flatten().find(|&p| *probed.entry(p).or_insert_with(|| ports.in_use(p as u16)));
+        match busy {
+            None => return Some(candidate),
+            // Bases in busy-110..=busy-11 claim it in their upper range, busy-2..=busy in
+            // their lower one: the next base that does not is busy-10 or busy+1.
+            Some(busy) if busy >= base + 11 => base = busy - 10,
+            Some(busy) => base = busy + 1,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -89,6 +109,7 @@ mod tests {
     use super::*;
     use crate::registry::member;
     use crate::testing::FakePorts;
+    use std::collections::BTreeSet;
 
     fn registry(members: &[(&str, u16)]) -> Registry {
         Registry { version: 1, siblings: members.iter().map(|(h, p)| member(h, *p)).collect() }
@@ -126,6 +147,41 @@ mod tests {
         assert_eq!(found, [Conflict::Listening { port: 18850 }]);
         assert!(found[0].describe(18790).starts_with("port 18850, which a gateway on 18790 also claims"));
         assert_eq!(next_free(18790, "new", &registry(&[]), &ports), Some(18840));
+    }
+
+    #[test]
+    fn a_crowded_range_is_searched_with_each_port_probed_once() {
+        let ports = FakePorts::default();
+        // Every third port busy from 32768 to 40000, as on a host with many connections.
+        ports.used.borrow_mut().extend((32768..40000).step_by(3));
+        let free = next_free(32768, "new", &registry(&[]), &ports).unwrap();
+        let probes = ports.probes.borrow().clone();
+        let first_clear = (32768..).find(|&b| conflicts(b, "new", &registry(&[]), &ports).is_empty());
+        assert_eq!(Some(free), first_clear, "the first base whose claimed ports are all clear");
+        assert_eq!(free, 39999);
+        let distinct: BTreeSet<u16> = probes.iter().copied().collect();
+        assert_eq!(probes.len(), distinct.len(), "no port probed twice");
+        assert!(probes.len() < 8000, "{} probes", probes.len());
+    }
+
+    #[test]
+    fn the_search_agrees_with_trying_every_base() {
+        let mut x: u32 = 0x2545_f491;
+        let mut next = move |n: u32| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x % n
+        };
+        for _ in 0..50 {
+            let start = 20000 + next(2000) as u16;
+            let ports = FakePorts::default();
+            ports.used.borrow_mut().extend((0..next(60)).map(|_| start + next(1500) as u16));
+            let members: Vec<(String, u16)> = (0..next(6)).map(|i| (format!("s{i}"), start + next(1200) as u16)).collect();
+            let r = registry(&members.iter().map(|(h, p)| (h.as_str(), *p)).collect::<Vec<_>>());
+            let brute = (start..=MAX_BASE).find(|&b| conflicts(b, "new", &r, &ports).is_empty());
+            assert_eq!(next_free(start, "new", &r, &ports), brute, "start {start}, busy {:?}, siblings {members:?}", ports.used.borrow());
+        }
     }
 
     #[test]

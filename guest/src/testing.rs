@@ -428,14 +428,16 @@ impl Clock for FakeClock {
     }
 }
 
-/// Ports in use, as a set.
+/// Ports in use, as a set; records every probe.
 #[derive(Default)]
 pub struct FakePorts {
     pub used: RefCell<BTreeSet<u16>>,
+    pub probes: RefCell<Vec<u16>>,
 }
 
 impl Ports for FakePorts {
     fn in_use(&self, port: u16) -> bool {
+        self.probes.borrow_mut().push(port);
         self.used.borrow().contains(&port)
     }
 }
