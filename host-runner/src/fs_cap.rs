@@ -12,6 +12,7 @@ use crate::bindings::{DirEntry, EntryKind, EntryMeta, FsError, TreeStats};
 use crate::grants::{Grants, Kind, Resolved, create_dir_exact, is_service_name};
 use crate::secret::Secret;
 use cap_std::fs::{Dir, FileType, Metadata, OpenOptions, PermissionsExt as _};
+use cap_fs_ext::DirExt as _;
 use cap_std::fs::OpenOptionsExt as _;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -266,7 +267,7 @@ impl FsCap {
             return Err(FsError::Denied(format!("{source} is a symlink; copies never follow symlinks")));
         }
         let mut stats = TreeStats { files: 0, directories: 0, bytes: 0 };
-        let result = self.copy_entry(&src_root, rel(&from), &dst_root, &to.relative, &from, source, &mut stats);
+        let result = self.copy_entry(&src_root, rel(&from), &dst_root, &to.relative, &from, Path::new(source), &mut stats);
         if let Err(e) = result {
             let _ = dst_root.remove_dir_all(&to.relative).or_else(|_| dst_root.remove_file(&to.relative));
             return Err(e);
@@ -274,44 +275,36 @@ impl FsCap {
         Ok(stats)
     }
 
+    /// Copies `name` in `src` to `dst_name` in `dst`: directories recursively, each opened
+    /// once (never through a symlink) so that every file operation is a one-name lookup;
+    /// symlinks are skipped. `shown` is the source path for messages.
     #[allow(clippy::too_many_arguments)]
-    fn copy_entry(
-        &self,
-        src: &Dir,
-        src_rel: &Path,
-        dst: &Dir,
-        dst_rel: &Path,
-        from: &Resolved,
-        source: &str,
-        stats: &mut TreeStats,
-    ) -> Fs<()> {
-        let shown = |p: &Path| format!("{source}/{}", p.display());
-        let m = src.symlink_metadata(src_rel).map_err(|e| io_error(&shown(src_rel), e))?;
+    fn copy_entry(&self, src: &Dir, name: &Path, dst: &Dir, dst_name: &Path, from: &Resolved, shown: &Path, stats: &mut TreeStats) -> Fs<()> {
+        let fail = |e: io::Error| io_error(&shown.display().to_string(), e);
+        let m = src.symlink_metadata(name).map_err(fail)?;
         if m.is_symlink() {
             return Ok(());
         }
         let mode = m.permissions().mode() & 0o7777;
         if m.is_dir() {
-            create_dir_exact(dst, dst_rel, mode).map_err(|e| io_error(&shown(src_rel), e))?;
+            create_dir_exact(dst, dst_name, mode).map_err(fail)?;
             stats.directories += 1;
-            let mut names: Vec<String> = src
-                .read_dir(src_rel)
-                .map_err(|e| io_error(&shown(src_rel), e))?
-                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-                .collect::<io::Result<_>>()
-                .map_err(|e| io_error(&shown(src_rel), e))?;
+            let src_dir = src.open_dir_nofollow(name).map_err(fail)?;
+            let dst_dir = dst.open_dir_nofollow(dst_name).map_err(fail)?;
+            let mut names: Vec<std::ffi::OsString> = src_dir.entries().and_then(|es| es.map(|e| e.map(|e| e.file_name())).collect()).map_err(fail)?;
             names.sort();
-            for name in names {
-                self.copy_entry(src, &src_rel.join(&name), dst, &dst_rel.join(&name), from, source, stats)?;
+            for n in names {
+                let n = Path::new(&n);
+                self.copy_entry(&src_dir, n, &dst_dir, n, from, &shown.join(n), stats)?;
             }
         } else if m.is_file() {
-            let bytes = src.read(src_rel).map_err(|e| io_error(&shown(src_rel), e))?;
-            self.guard(&shown(src_rel), from, &bytes)?;
+            let bytes = src.read(name).map_err(fail)?;
+            self.guard(&shown.display().to_string(), from, &bytes)?;
             let mut options = OpenOptions::new();
             options.write(true).create_new(true).mode(mode);
-            let mut file = dst.open_with(dst_rel, &options).map_err(|e| io_error(&shown(src_rel), e))?;
-            file.write_all(&bytes).map_err(|e| io_error(&shown(src_rel), e))?;
-            file.set_permissions(cap_std::fs::Permissions::from_mode(mode)).map_err(|e| io_error(&shown(src_rel), e))?;
+            let mut file = dst.open_with(dst_name, &options).map_err(fail)?;
+            file.write_all(&bytes).map_err(fail)?;
+            file.set_permissions(cap_std::fs::Permissions::from_mode(mode)).map_err(fail)?;
             stats.files += 1;
             stats.bytes += bytes.len() as u64;
         }
