@@ -60,10 +60,14 @@ fn interrupted(handle: &str, step: &str) -> Interrupted {
             hang_on(&sesame, "PATCH", "/api/v1/families/");
             kill_when(&t, &task, "the first report", || received(&sesame, "PATCH", "/api/v1/families/"));
         }
+        "welcome" => {
+            hang_on(&sesame, "POST", "/api/v1/channels/");
+            kill_when(&t, &task, "the welcome message", || received(&sesame, "POST", "/api/v1/channels/"));
+        }
         other => panic!("no such boundary {other}"),
     }
     let j = journal(&t, handle).expect("a journal is left");
-    assert_eq!(j["current"], step, "{j:#}");
+    assert_eq!(j["current"], if step == "welcome" { "report" } else { step }, "{j:#}");
     sesame.set_faults(json!([]));
     sesame.reset();
     if step == "health" {
@@ -129,6 +133,17 @@ fn killed_while_reporting() {
     let y = interrupted("papa", "report");
     assert_resumed(&y, "papa");
     assert!(y.sesame.lines().contains(&"PATCH /api/v1/tasks/task-0001".to_string()));
+}
+
+#[test]
+fn a_resumed_report_sends_only_what_sesame_did_not_get() {
+    let x = interrupted("romeo", "welcome");
+    let reported = journal(&x.t, "romeo").unwrap()["reported"].clone();
+    assert_eq!(reported.as_array().map(Vec::len), Some(3), "member, activity and task status went through: {reported}");
+    assert_resumed(&x, "romeo");
+    let lines: Vec<String> = x.sesame.lines().into_iter().filter(|l| !l.starts_with("GET")).collect();
+    assert_eq!(lines.len(), 1, "only the welcome message is sent again: {lines:?}");
+    assert!(lines[0].starts_with("POST /api/v1/channels/") && lines[0].ends_with("/messages"), "{lines:?}");
 }
 
 #[test]

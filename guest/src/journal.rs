@@ -28,6 +28,10 @@ pub struct Journal {
     pub done: Vec<String>,
     /// The step under way when the journal was last written; its effects may be partial.
     pub current: Option<String>,
+    /// Report calls Sesame accepted (`METHOD /path`), so a resumed provision does not
+    /// post the task activity or the welcome message twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reported: Vec<String>,
 }
 
 /// `<lead home>/agent-provisioner/journal`.
@@ -79,6 +83,12 @@ impl Journal {
         self.save(files, lead)
     }
 
+    /// Records that the report call `key` went through.
+    pub fn reported(&mut self, key: String, files: &dyn Files, lead: &LeadLayout) -> Result<(), String> {
+        self.reported.push(key);
+        self.save(files, lead)
+    }
+
     pub fn is_done(&self, step: &str) -> bool {
         self.done.iter().any(|s| s == step)
     }
@@ -112,6 +122,7 @@ mod tests {
             started_at: "2026-11-25T10:20:30Z".into(),
             done: vec![],
             current: None,
+            reported: vec![],
         }
     }
 

@@ -391,6 +391,7 @@ pub fn journal(p: &Provisioning, started_at: String) -> Journal {
         started_at,
         done: Vec::new(),
         current: None,
+        reported: Vec::new(),
     }
 }
 

@@ -127,10 +127,22 @@ pub fn provision(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Resu
     if let Err(e) = journal.begin("report", caps.files, &lead) {
         warnings.push(e);
     }
-    let unreported: Vec<String> = plan::report_calls(&p, healthy.sesame_authenticated, &ctx.host_name)
-        .iter()
-        .filter_map(|call| sesame.send(call).err().map(|e| scrub(&e.to_string())))
-        .collect();
+    let mut unreported = Vec::new();
+    for call in plan::report_calls(&p, healthy.sesame_authenticated, &ctx.host_name) {
+        let (method, path, _) = call.request();
+        let key = format!("{} {path}", method.as_str());
+        if journal.reported.contains(&key) {
+            continue; // sent before this provision was interrupted
+        }
+        match sesame.send(&call) {
+            Ok(_) => {
+                if let Err(e) = journal.reported(key, caps.files, &lead) {
+                    warnings.push(e);
+                }
+            }
+            Err(e) => unreported.push(scrub(&e.to_string())),
+        }
+    }
     if let Err(e) = journal.remove(caps.files, &lead) {
         warnings.push(e);
     }
