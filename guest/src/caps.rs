@@ -125,7 +125,13 @@ pub trait Clock {
 
 /// Local TCP ports.
 pub trait Ports {
-    fn in_use(&self, port: u16) -> bool;
+    /// Which of `ports` are taken (in the order given).
+    fn taken(&self, ports: &[u16]) -> Vec<u16>;
+
+    /// Whether `port` is taken.
+    fn in_use(&self, port: u16) -> bool {
+        !self.taken(&[port]).is_empty()
+    }
 }
 
 /// Operator-facing progress lines.

@@ -77,8 +77,8 @@ impl Services for Imports {
 }
 
 impl Ports for Imports {
-    fn in_use(&self, port: u16) -> bool {
-        ports::in_use(port)
+    fn taken(&self, list: &[u16]) -> Vec<u16> {
+        ports::taken(list)
     }
 }
 

@@ -9,6 +9,7 @@ use crate::port_plan;
 use crate::provision::retry_policy;
 use crate::registry::{Member, Registry};
 use crate::sesame::{Call, Sesame};
+use std::collections::BTreeSet;
 
 fn load(caps: &Caps, ctx: &Context) -> Result<Registry, CommandError> {
     Registry::load(caps.files, &LeadLayout::new(&ctx.lead_home)).map_err(CommandError::Refused)
@@ -57,6 +58,10 @@ pub fn members(caps: &Caps, ctx: &Context) -> Result<Vec<FamilyMember>, CommandE
 /// The ports each sibling claims, which of them are listening, and the next free base.
 pub fn ports(caps: &Caps, ctx: &Context, range_start: u16) -> Result<PortReport, CommandError> {
     let registry = load(caps, ctx)?;
+    let claimed = |base: u16| port_plan::claimed(base).into_iter().flatten().filter_map(|p| u16::try_from(p).ok());
+    // One probe of every claimed port at once.
+    let all: Vec<u16> = registry.siblings.iter().flat_map(|m| claimed(m.port)).collect::<BTreeSet<_>>().into_iter().collect();
+    let taken: BTreeSet<u16> = caps.ports.taken(&all).into_iter().collect();
     let claims = registry
         .siblings
         .iter()
@@ -64,12 +69,7 @@ pub fn ports(caps: &Caps, ctx: &Context, range_start: u16) -> Result<PortReport,
             handle: m.handle.clone(),
             base: m.port,
             ranges: port_plan::describe_claim(m.port),
-            listening: port_plan::claimed(m.port)
-                .into_iter()
-                .flatten()
-                .filter_map(|p| u16::try_from(p).ok())
-                .filter(|&p| caps.ports.in_use(p))
-                .collect(),
+            listening: claimed(m.port).filter(|p| taken.contains(p)).collect(),
         })
         .collect();
     Ok(PortReport { claims, next_free: port_plan::next_free(range_start, "", &registry, caps.ports) })

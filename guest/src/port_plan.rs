@@ -64,24 +64,18 @@ pub fn conflicts(base: u16, handle: &str, registry: &Registry, ports: &dyn Ports
     if base > MAX_BASE {
         return found;
     }
-    found.extend(
-        claimed(base)
-            .into_iter()
-            .flatten()
-            .map(|p| p as u16)
-            .filter(|&p| ports.in_use(p))
-            .map(|port| Conflict::Listening { port }),
-    );
+    let all: Vec<u16> = claimed(base).into_iter().flatten().map(|p| p as u16).collect();
+    found.extend(ports.taken(&all).into_iter().map(|port| Conflict::Listening { port }));
     found
 }
 
 /// The first base from `start` up whose claimed ports are clear of every sibling and
 /// every listening socket.
 ///
-/// Each port is probed at most once (every probe is a host call and an audit line), and a
-/// busy port moves the search straight to the first base that does not claim it — so a
-/// crowded range (say, the ephemeral ports of a busy host) costs a few hundred probes,
-/// not one per claimed port per candidate.
+/// Each port is probed at most once (a candidate's not yet probed ports in one host call),
+/// and a busy port moves the search straight to the first base that does not claim it —
+/// so a crowded range (say, the ephemeral ports of a busy host) costs each port one probe,
+/// not one per candidate that claims it.
 pub fn next_free(start: u16, handle: &str, registry: &Registry, ports: &dyn Ports) -> Option<u16> {
     let mut probed: BTreeMap<u32, bool> = BTreeMap::new();
     let mut base = u32::from(start.max(1024));
@@ -92,7 +86,10 @@ pub fn next_free(start: u16, handle: &str, registry: &Registry, ports: &dyn Port
             base += 1;
             continue;
         }
-        let busy = claimed(candidate).into_iter().flatten().find(|&p| *probed.entry(p).or_insert_with(|| ports.in_use(p as u16)));
+        let fresh: Vec<u16> = claimed(candidate).into_iter().flatten().filter(|p| !probed.contains_key(p)).map(|p| p as u16).collect();
+        let taken = ports.taken(&fresh);
+        probed.extend(fresh.iter().map(|&p| (u32::from(p), taken.contains(&p))));
+        let busy = claimed(candidate).into_iter().flatten().find(|p| probed[p]);
         match busy {
             None => return Some(candidate),
             // Bases in busy-110..=busy-11 claim it in their upper range, busy-2..=busy in

@@ -436,9 +436,9 @@ pub struct FakePorts {
 }
 
 impl Ports for FakePorts {
-    fn in_use(&self, port: u16) -> bool {
-        self.probes.borrow_mut().push(port);
-        self.used.borrow().contains(&port)
+    fn taken(&self, ports: &[u16]) -> Vec<u16> {
+        self.probes.borrow_mut().extend(ports);
+        ports.iter().copied().filter(|p| self.used.borrow().contains(p)).collect()
     }
 }
 

@@ -533,8 +533,8 @@ mod native {
 
     impl Ports for World {
         /// The host's own probe (bind test), without an audit file.
-        fn in_use(&self, port: u16) -> bool {
-            host_runner::ports::in_use(port, &host_runner::audit::Audit::stderr_only(vec![]))
+        fn taken(&self, ports: &[u16]) -> Vec<u16> {
+            host_runner::ports::taken(ports, &host_runner::audit::Audit::stderr_only(vec![]))
         }
     }
 

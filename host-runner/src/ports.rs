@@ -4,14 +4,21 @@ use crate::audit::{Audit, Decision};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-/// True when something listens on 127.0.0.1:`port` (or the port cannot be bound there).
-/// Privileged ports (< 1024) are never probed and count as taken.
-pub fn in_use(port: u16, audit: &Audit) -> bool {
-    if port < 1024 {
-        audit.record("ports", "in-use", &port.to_string(), Decision::Denied, "only ports 1024..65535 are probed");
-        return true;
+/// Which of `ports` are taken on 127.0.0.1 (in the order given), recorded as one audit
+/// line per call. Privileged ports (< 1024) are never probed and count as taken.
+pub fn taken(ports: &[u16], audit: &Audit) -> Vec<u16> {
+    let (privileged, probed): (Vec<u16>, Vec<u16>) = ports.iter().partition(|&&p| p < 1024);
+    if !privileged.is_empty() {
+        audit.record("ports", "taken", &ranges(&privileged), Decision::Denied, "only ports 1024..65535 are probed");
     }
-    audit.record("ports", "in-use", &port.to_string(), Decision::Allowed, "local port probe (bind test)");
+    if !probed.is_empty() {
+        audit.record("ports", "taken", &ranges(&probed), Decision::Allowed, "local port probe (bind test)");
+    }
+    ports.iter().copied().filter(|&p| p < 1024 || in_use(p)).collect()
+}
+
+/// True when something listens on 127.0.0.1:`port` or the port cannot be bound there.
+fn in_use(port: u16) -> bool {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     match TcpListener::bind(address) {
         Err(_) => true,
@@ -24,6 +31,21 @@ pub fn in_use(port: u16, audit: &Audit) -> bool {
     }
 }
 
+/// `18790-18792,18801-18900` for the sorted runs of `ports`.
+fn ranges(ports: &[u16]) -> String {
+    let mut sorted = ports.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<(u16, u16)> = Vec::new();
+    for p in sorted {
+        match runs.last_mut() {
+            Some((_, end)) if u32::from(*end) + 1 == u32::from(p) => *end = p,
+            _ => runs.push((p, p)),
+        }
+    }
+    runs.iter().map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect::<Vec<_>>().join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,10 +54,21 @@ mod tests {
     fn sees_a_listener_and_a_free_port() {
         let audit = Audit::stderr_only(vec![]);
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let taken = listener.local_addr().unwrap().port();
-        assert!(in_use(taken, &audit));
+        let held = listener.local_addr().unwrap().port();
+        assert_eq!(taken(&[80, held], &audit), [80, held]);
         drop(listener);
-        assert!(!in_use(taken, &audit));
-        assert!(in_use(80, &audit));
+        assert_eq!(taken(&[held], &audit), [] as [u16; 0]);
+    }
+
+    #[test]
+    fn one_audit_line_names_every_port_asked_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.jsonl");
+        let audit = Audit::open(&log, vec![], false).unwrap();
+        let ports: Vec<u16> = (40001..=40003).chain(40014..=40113).collect();
+        taken(&ports, &audit);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("40001-40003,40014-40113"), "{text}");
     }
 }

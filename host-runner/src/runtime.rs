@@ -139,8 +139,8 @@ mod imports {
     }
 
     impl ports::Host for HostState {
-        fn in_use(&mut self, port: u16) -> bool {
-            crate::ports::in_use(port, &self.caps.audit)
+        fn taken(&mut self, ports: Vec<u16>) -> Vec<u16> {
+            crate::ports::taken(&ports, &self.caps.audit)
         }
     }
 
