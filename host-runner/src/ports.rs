@@ -1,12 +1,18 @@
 //! The `ports` capability: is a local TCP port taken?
 
 use crate::audit::{Audit, Decision};
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 /// Which of `ports` are taken on 127.0.0.1 (in the order given), recorded as one audit
-/// line per call. Privileged ports (< 1024) are never probed and count as taken.
+/// line per call. Privileged ports (< 1024) are never probed and count as taken. Each
+/// distinct port is probed once, so a list's length cannot stretch the probing.
 pub fn taken(ports: &[u16], audit: &Audit) -> Vec<u16> {
+    taken_by(ports, audit, in_use)
+}
+
+fn taken_by(ports: &[u16], audit: &Audit, mut probe: impl FnMut(u16) -> bool) -> Vec<u16> {
     let (privileged, probed): (Vec<u16>, Vec<u16>) = ports.iter().partition(|&&p| p < 1024);
     if !privileged.is_empty() {
         audit.record("ports", "taken", &ranges(&privileged), Decision::Denied, "only ports 1024..65535 are probed");
@@ -14,7 +20,8 @@ pub fn taken(ports: &[u16], audit: &Audit) -> Vec<u16> {
     if !probed.is_empty() {
         audit.record("ports", "taken", &ranges(&probed), Decision::Allowed, "local port probe (bind test)");
     }
-    ports.iter().copied().filter(|&p| p < 1024 || in_use(p)).collect()
+    let busy: BTreeSet<u16> = probed.iter().copied().collect::<BTreeSet<u16>>().into_iter().filter(|&p| probe(p)).collect();
+    ports.iter().copied().filter(|p| *p < 1024 || busy.contains(p)).collect()
 }
 
 /// True when something listens on 127.0.0.1:`port` or the port cannot be bound there.
@@ -56,8 +63,21 @@ mod tests {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let held = listener.local_addr().unwrap().port();
         assert_eq!(taken(&[80, held], &audit), [80, held]);
+
         drop(listener);
         assert_eq!(taken(&[held], &audit), [] as [u16; 0]);
+    }
+
+    #[test]
+    fn each_distinct_port_is_probed_once() {
+        let mut probes = Vec::new();
+        let list: Vec<u16> = [5000, 80, 5001].repeat(100_000);
+        let taken = taken_by(&list, &Audit::stderr_only(vec![]), |p| {
+            probes.push(p);
+            p == 5001
+        });
+        assert_eq!(probes, [5000, 5001], "never the privileged one, each other once");
+        assert_eq!(taken.len(), 200_000, "80 and 5001, every time they were asked about");
     }
 
     #[test]
