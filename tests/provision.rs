@@ -124,11 +124,18 @@ fn plan_changes_nothing_and_lists_exactly_what_the_run_does() {
     let t = TestHome::new(&sesame.url);
     let task = t.task("vega", gateway_port(), |_| {});
     let before = t.tree();
-    let run = t.run(&["--json", "provision", "--plan", "--task", task.to_str().unwrap()]).expect(0);
+    let run = t.run(&["--json", "--timings", "provision", "--plan", "--task", task.to_str().unwrap()]).expect(0);
     assert_eq!(t.tree(), before, "the plan wrote nothing");
     assert!(sesame.requests().is_empty(), "the plan sent nothing");
     let plan = run.json()["plan"].clone();
     secrets_absent(&[&run.stdout, &run.stderr]);
+    // --timings: where the time went, on stderr; the plan's own phases in the JSON.
+    let line = run.stderr.lines().find_map(|l| l.strip_prefix("timings: ")).expect("a timings line");
+    let timings: Value = serde_json::from_str(line).unwrap();
+    assert!(["cached", "compiled"].contains(&timings["component"].as_str().unwrap()), "{timings}");
+    assert!(timings["first_guest_instruction_us"].as_u64().unwrap() <= timings["process_us"].as_u64().unwrap(), "{timings}");
+    let phases: Vec<&str> = plan["timings"].as_array().unwrap().iter().map(|p| p["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["validate", "lead context", "config", "render", "plan"]);
 
     t.provision(&task).expect(0);
     let home = t.sibling("vega");

@@ -179,7 +179,7 @@ pub enum Answer {
 }
 
 /// Where the time of one call went, in microseconds.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct CallTimings {
     /// Creating the store and instantiating the component.
     pub instantiate_us: u128,
