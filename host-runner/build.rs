@@ -18,7 +18,7 @@ const PROFILE: &str = "guest";
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    for watched in ["wit", "guest", "templates", "tests/fixtures/hostile-guest", "Cargo.toml", "Cargo.lock"] {
+    for watched in ["wit", "naming", "guest", "templates", "tests/fixtures/hostile-guest", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=AGENT_PROVISIONER_GUEST_WASM");

@@ -121,13 +121,13 @@ fn outcome(call: &Call, kind: &Kind, sesame: &SesameStandin) -> Result<i32, Stri
             match (gets_through, vault_step) {
                 (true, _) => check(run.code == 0, &format!("exit {} instead of 0: {}", run.code, run.stdout))?,
                 (false, true) => {
-                    check(run.code == 1, &format!("exit {} instead of 1", run.code))?;
+                    check(run.code == 1, &format!("exit {} instead of 1: {}", run.code, run.stdout))?;
                     rolled_back(&t, handle, &run)?;
                     let rollback_calls = sesame.lines().iter().filter(|l| l.contains("/families/") || l.contains("/activity") || l.contains("/messages")).count();
                     check(rollback_calls == 3, &format!("{rollback_calls} rollback calls"))?;
                 }
                 (false, false) => {
-                    check(run.code == 3, &format!("exit {} instead of 3", run.code))?;
+                    check(run.code == 3, &format!("exit {} instead of 3: {}", run.code, run.stdout))?;
                     let unreported = run.json()["outcome"]["unreported"].to_string();
                     check(unreported.contains(&format!("{} ", call.method)), &format!("unreported: {unreported}"))?;
                     check(t.gateway_pid(handle).is_some_and(is_alive), "the agent is not running")?;
@@ -139,7 +139,7 @@ fn outcome(call: &Call, kind: &Kind, sesame: &SesameStandin) -> Result<i32, Stri
             let trigger = json!({ "method": "POST", "path_prefix": "/api/v1/vault/vaults", "body_contains": "\"description\"", "responses": [{"status": 500}, {"status": 500}, {"status": 500}] });
             sesame.set_faults(json!([trigger, rule(call, kind)]));
             let run = t.provision(&task);
-            check(run.code == 1, &format!("exit {} instead of 1", run.code))?;
+            check(run.code == 1, &format!("exit {} instead of 1: {}", run.code, run.stdout))?;
             rolled_back(&t, handle, &run)?;
             let steps = run.json()["error"]["rollback"].as_array().cloned().unwrap_or_default();
             let step = steps.iter().find(|s| s["action"].as_str().unwrap().starts_with(call.action)).ok_or("rollback step missing")?;

@@ -117,7 +117,7 @@ fn markup_and_template_syntax_are_plain_text_and_argv_is_exact() {
     let config: Value = serde_json::from_str(&std::fs::read_to_string(home.join("openclaw.json")).unwrap()).unwrap();
     assert_eq!(config["agents"]["defaults"]["model"]["primary"], "openrouter/anthropic/claude-3.5:beta@x+y");
     // The gateway got exactly these arguments: nothing from the task reaches its argv.
-    let log = std::fs::read_to_string(home.join("logs/stdout.log")).unwrap();
+    let log = std::fs::read_to_string(t.log("quirk", "stdout.log")).unwrap();
     let argv = log.lines().find_map(|l| l.strip_prefix("[gateway] argv ")).expect("the gateway logs its argv");
     assert_eq!(argv, json!(["--profile", "quirk", "gateway", "run", "--port", port.to_string()]).to_string());
     let welcome = sesame.requests().into_iter().find(|r| r["path"].as_str().unwrap().ends_with("/messages")).unwrap();
@@ -193,14 +193,15 @@ fn no_key_appears_anywhere_it_should_not() {
     for handle in ["hotel", "india"] {
         let home = t.sibling(handle);
         assert_eq!(mode(&home), 0o700);
-        for (file, m) in [("openclaw.json", 0o600), (".env", 0o600), ("logs/stdout.log", 0o600)] {
+        for (file, m) in [("openclaw.json", 0o600), (".env", 0o600)] {
             assert_eq!(mode(&home.join(file)), m, "{handle}/{file}");
         }
+        assert_eq!(mode(&t.log(handle, "stdout.log")), 0o600);
         assert_eq!(mode(&home.join("agents/main/agent")), 0o700);
         let config: Value = serde_json::from_str(&std::fs::read_to_string(home.join("openclaw.json")).unwrap()).unwrap();
         tokens.push(config["gateway"]["auth"]["token"].as_str().unwrap().to_string());
-        for log in ["logs/stdout.log", "logs/stderr.log"] {
-            texts.push((format!("{handle} {log}"), std::fs::read_to_string(home.join(log)).unwrap()));
+        for log in ["stdout.log", "stderr.log"] {
+            texts.push((format!("{handle} {log}"), std::fs::read_to_string(t.log(handle, log)).unwrap()));
         }
     }
     for handle in ["hotel", "india"] {

@@ -164,13 +164,13 @@ fn killed_while_installing_the_service() {
     let task = t.task("quin", gateway_port(), |_| {});
     kill_when(&t, &task, "the service install", || dir.join("reloaded").exists());
     assert_eq!(journal(&t, "quin").unwrap()["current"], "service");
-    let unit = t.home.join(".config/systemd/user/openclaw-quin.service");
+    let unit = t.home.join(".config/systemd/user/openclaw-sibling-quin.service");
     assert!(unit.is_file(), "the unit was written");
     sesame.reset();
     let run = t.run(&["--json", "rollback", "quin"]).expect(0);
     assert!(!unit.exists() && !t.sibling("quin").exists() && journal(&t, "quin").is_none());
     let calls = std::fs::read_to_string(dir.join("calls.log")).unwrap();
-    assert!(calls.contains("--user disable --now openclaw-quin.service"), "{calls}");
+    assert!(calls.contains("--user disable --now openclaw-sibling-quin.service"), "{calls}");
     assert_eq!(run.json()["outcome"]["interrupted_at"], "service (under way)");
 }
 

@@ -46,7 +46,6 @@ fn a_full_provision_builds_the_home_reports_to_sesame_and_runs_the_gateway() {
         ("openclaw.json", 0o600),
         (".env", 0o600),
         ("agents/main/agent", 0o700),
-        ("logs", 0o700),
         ("workspace/memory", 0o700),
         ("workspace/AGENTS.md", 0o644),
     ] {
@@ -54,6 +53,8 @@ fn a_full_provision_builds_the_home_reports_to_sesame_and_runs_the_gateway() {
     }
     assert!(home.join("extensions/sesame/dist/index.js").is_file());
     assert!(home.join("skills/sesame/SKILL.md").is_file());
+    assert_eq!(mode(&t.log("nova", "")), 0o700, "the host's log directory, outside the home");
+    assert!(!home.join("logs").exists(), "no log directory a sibling could re-point"); 
     assert!(!home.join("agents/main/agent/auth-profiles.json").exists(), "current OpenClaw reads .env; no legacy files");
 
     // openclaw.json, field by field.
@@ -115,7 +116,7 @@ fn a_full_provision_builds_the_home_reports_to_sesame_and_runs_the_gateway() {
 
     // No key anywhere it should not be.
     let audit = std::fs::read_to_string(t.audit_log()).unwrap();
-    secrets_absent(&[&run.stdout, &run.stderr, &audit, &std::fs::read_to_string(home.join("logs/stdout.log")).unwrap()]);
+    secrets_absent(&[&run.stdout, &run.stderr, &audit, &std::fs::read_to_string(t.log("nova", "stdout.log")).unwrap()]);
 }
 
 #[test]
@@ -146,8 +147,7 @@ fn plan_changes_nothing_and_lists_exactly_what_the_run_does() {
     // Everything the run created is in the plan (inside copied trees: their roots; logs: the service's own).
     let home_prefix = format!("{}/", home.display());
     for created in t.tree().iter().map(|p| t.home.join(p).display().to_string()).filter(|p| p.starts_with(&home_prefix)) {
-        let covered = planned.iter().any(|p| created == *p || created.starts_with(&format!("{p}/")))
-            || created.starts_with(&format!("{}/logs/", home.display()));
+        let covered = planned.iter().any(|p| created == *p || created.starts_with(&format!("{p}/")));
         assert!(covered, "{created} was created but not planned");
     }
     for file in plan["files"].as_array().unwrap().iter().filter(|f| f["action"] == "file") {
@@ -192,7 +192,7 @@ fn fails_and_rolls_back(handle: &str, step: &str, needle: &str, arrange: impl Fn
 
     assert!(!t.sibling(handle).exists(), "the home is removed");
     assert!(t.gateway_pid(handle).is_none(), "no service left");
-    assert!(!t.home.join(format!(".config/systemd/user/openclaw-{handle}.service")).exists());
+    assert!(!t.home.join(format!(".config/systemd/user/openclaw-sibling-{handle}.service")).exists());
     assert_eq!(get_status(port, "/healthz"), None, "nothing listens on the port");
     let archive = error["archive"].as_str().expect("the partial home is archived");
     assert!(archive.contains(&format!(".openclaw-archives/{handle}-")) && archive.ends_with(".tar.gz"));

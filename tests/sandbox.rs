@@ -31,13 +31,28 @@ fn a_hostile_component_is_denied_every_escape() {
     std::fs::write(outside.join("secret.txt"), "outside secret\n").unwrap();
     std::fs::create_dir_all(t.sibling("victim").join("logs")).unwrap();
     std::os::unix::fs::symlink(&outside, t.sibling("victim").join("escape")).unwrap();
+    t.register_sibling("victim");
+    std::fs::create_dir_all(t.sibling("work")).unwrap();
+    std::fs::write(t.sibling("work").join("openclaw.json"), "{}\n").unwrap();
     std::fs::create_dir_all(t.home.join(".ssh")).unwrap();
     std::fs::write(t.home.join(".ssh/authorized_keys"), "ssh-ed25519 AAAA good\n").unwrap();
+    let units = t.home.join(".config/systemd/user");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(units.join("openclaw-sibling-victim.service"), "[Service]\nExecStart=/usr/bin/the-users-own\n").unwrap();
+    std::fs::write(units.join("openclaw-gateway.service"), "[Service]\nExecStart=/usr/bin/openclaw gateway\n").unwrap();
+    let mut t = t;
+    t.backend = "systemd";
+    let systemctl = t.recording_tool("systemctl");
+    t.extra = vec!["--systemctl".into(), systemctl.display().to_string()];
     let watched = [
         t.home.join(".ssh/authorized_keys"),
         t.lead().join("workspace/USER.md"),
         t.lead().join("workspace/MEMORY.md"),
         t.lead().join("openclaw.json"),
+        t.sibling("work").join("openclaw.json"),
+        t.home.join(".local/state/agent-provisioner/siblings.json"),
+        units.join("openclaw-sibling-victim.service"),
+        units.join("openclaw-gateway.service"),
         outside.join("secret.txt"),
     ];
     let before: Vec<Vec<u8>> = watched.iter().map(|p| std::fs::read(p).unwrap()).collect();
@@ -65,10 +80,30 @@ fn a_hostile_component_is_denied_every_escape() {
         "http-outside-api",
         "http-loopback-ssh",
         "http-own-authorization",
+        "plugin-dir",
+        "plugin-file",
+        "plugin-copy",
+        "workspace-skill",
+        "plugin-enable",
+        "env-node-options",
+        "mode-setuid",
+        "mode-world-writable-dir",
+        "other-profile-write",
+        "other-profile-read",
+        "dev-profile",
+        "lead-archive",
+        "lead-walk",
+        "host-state-write",
         "service-foreign-label",
         "service-dotted-label",
-        "service-not-openclaw",
+        "service-newline-label",
+        "service-lead-gateway",
+        "service-over-foreign-unit",
         "service-stop-foreign",
+        "service-stop-foreign-unit",
+        "service-uninstall-foreign-unit",
+        "service-status-foreign-unit",
+        "service-stop-lead-gateway",
     ];
     for name in hostile {
         let (allowed, detail) = results.get(name).unwrap_or_else(|| panic!("{name} did not run:\n{}", run.stderr));
@@ -87,7 +122,12 @@ fn a_hostile_component_is_denied_every_escape() {
     assert!(!t.lead().join("evil").exists());
     assert!(!t.sibling("victim").join("stolen").exists());
     assert!(!outside.join("pwned").exists());
-    assert!(!t.home.join(".local/state/agent-provisioner/services").exists(), "no service was installed");
+    assert!(t.tool_calls("systemctl").is_empty(), "no systemctl call at all: {:?}", t.tool_calls("systemctl"));
+    assert_eq!(std::fs::read_dir(&units).unwrap().count(), 2, "no unit was written");
+    for gone in ["extensions", "workspace/skills", ".env", "suid", "shared", "openclaw.json"] {
+        assert!(!t.sibling("victim").join(gone).exists(), "{gone} was written");
+    }
+    assert!(!t.sibling("dev").exists() && !t.home.join(".openclaw-archives/lead.tar.gz").exists());
     assert_eq!(std::fs::read_to_string(t.sibling("victim").join("notes.txt")).unwrap(), "hello");
 
     // Every denial is audited and shown, naming a grant or rule.
@@ -112,6 +152,14 @@ fn a_hostile_component_is_denied_every_escape() {
         ("service", "com.openclaw.../evil"),
         ("service", "com.openclaw.victim"),
         ("service", "com.apple.Finder"),
+        ("fs", "victim/extensions"),
+        ("fs", "victim/openclaw.json"),
+        ("fs", "victim/.env"),
+        ("fs", "victim/suid"),
+        ("fs", ".openclaw-work/openclaw.json"),
+        ("fs", ".openclaw-dev"),
+        ("fs", "lead.tar.gz"),
+        ("service", "com.openclaw.gateway"),
     ] {
         assert!(denied(cap, target), "no audited denial of {cap} {target}");
     }
@@ -137,7 +185,8 @@ fn the_grants_command_shows_every_grant() {
     for line in [
         format!("files: {home}/.openclaw (lead home, read-only)"),
         format!("files: {home}/.openclaw/agent-provisioner (provisioner state, read-write)"),
-        format!("files: {home}/.openclaw-<handle> (sibling homes, read-write)"),
+        format!("files: {home}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; read-write, no code: extensions"),
+        format!("code: the host copies extensions/sesame"),
         format!("files: {home}/.openclaw-archives (archives, read-write)"),
         "http: https://api.sesame.space:443/api/v1/*".to_string(),
         "lead Sesame key: held by the host".to_string(),

@@ -5,7 +5,7 @@
 //! they are implemented by `crate::component` over the imports; in unit tests by the
 //! in-memory fakes of `crate::testing`.
 
-pub use crate::bindings::openclaw::provisioner::fs::{DirEntry, EntryKind, EntryMeta, TreeStats};
+pub use crate::bindings::openclaw::provisioner::fs::{EntryKind, EntryMeta, TreeStats};
 pub use crate::bindings::openclaw::provisioner::progress::Level;
 pub use crate::bindings::openclaw::provisioner::service::{
     Installed, RunState, ServiceError, ServiceSpec, ServiceStatus,
@@ -19,22 +19,22 @@ pub trait Files {
     fn read(&self, path: &str) -> Result<Vec<u8>, FsError>;
     fn write_atomic(&self, path: &str, contents: &[u8], mode: u32) -> Result<(), FsError>;
     fn create_dir_all(&self, path: &str, mode: u32) -> Result<(), FsError>;
-    fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError>;
     fn metadata(&self, path: &str) -> Result<Option<EntryMeta>, FsError>;
     fn walk_tree(&self, path: &str) -> Result<Vec<String>, FsError>;
     fn copy_tree(&self, source: &str, destination: &str) -> Result<TreeStats, FsError>;
     fn remove_tree(&self, path: &str) -> Result<(), FsError>;
     fn archive_tree(&self, source: &str, archive: &str) -> Result<TreeStats, FsError>;
     fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError>;
+    /// Has the host copy its allowlisted lead plugins and skills into `handle`'s home;
+    /// returns the relative paths copied.
+    fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError>;
 }
 
 /// Service control for `com.openclaw.<handle>` labels.
 pub trait Services {
-    fn backend(&self) -> ServiceBackend;
     fn install(&self, spec: &ServiceSpec) -> Result<Installed, ServiceError>;
     fn start(&self, label: &str) -> Result<(), ServiceError>;
     fn stop(&self, label: &str) -> Result<(), ServiceError>;
-    fn restart(&self, label: &str) -> Result<(), ServiceError>;
     fn uninstall(&self, label: &str) -> Result<(), ServiceError>;
     fn status(&self, label: &str) -> Result<ServiceStatus, ServiceError>;
 }

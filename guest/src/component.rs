@@ -29,9 +29,6 @@ impl Files for Imports {
     fn create_dir_all(&self, path: &str, mode: u32) -> Result<(), FsError> {
         fs::create_dir_all(path, mode)
     }
-    fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
-        fs::list_dir(path)
-    }
     fn metadata(&self, path: &str) -> Result<Option<EntryMeta>, FsError> {
         fs::metadata(path)
     }
@@ -50,12 +47,12 @@ impl Files for Imports {
     fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError> {
         fs::list_archive(archive)
     }
+    fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError> {
+        fs::copy_lead_plugins(handle)
+    }
 }
 
 impl Services for Imports {
-    fn backend(&self) -> ServiceBackend {
-        service::backend()
-    }
     fn install(&self, spec: &ServiceSpec) -> Result<Installed, ServiceError> {
         service::install(spec)
     }
@@ -64,9 +61,6 @@ impl Services for Imports {
     }
     fn stop(&self, label: &str) -> Result<(), ServiceError> {
         service::stop(label)
-    }
-    fn restart(&self, label: &str) -> Result<(), ServiceError> {
-        service::restart(label)
     }
     fn uninstall(&self, label: &str) -> Result<(), ServiceError> {
         service::uninstall(label)

@@ -17,6 +17,8 @@ pub struct ConfigParams<'a> {
     /// `$OC_HOME/workspace`.
     pub workspace: &'a str,
     pub model: Option<&'a str>,
+    /// The plugins the host copies into `extensions/` (each enabled).
+    pub plugins: &'a [&'a str],
     /// The sibling's own Sesame key and the API URL, when the Sesame plugin is installed.
     pub sesame: Option<(&'a Secret, &'a str)>,
 }
@@ -39,7 +41,10 @@ pub fn openclaw_json(p: &ConfigParams) -> Value {
     });
     if let Some((key, api_url)) = p.sesame {
         config["channels"] = json!({ "sesame": { "enabled": true, "apiKey": key.expose(), "apiUrl": api_url } });
-        config["plugins"] = json!({ "entries": { "sesame": { "enabled": true } } });
+    }
+    if !p.plugins.is_empty() {
+        let entries: serde_json::Map<String, Value> = p.plugins.iter().map(|name| (name.to_string(), json!({ "enabled": true }))).collect();
+        config["plugins"] = json!({ "entries": entries });
     }
     config
 }
@@ -80,6 +85,7 @@ mod tests {
             gateway_token: "tok",
             workspace: "/h/.openclaw-nova/workspace",
             model: Some("anthropic/claude-opus-4-6"),
+            plugins: &["sesame"],
             sesame: Some((&key, "https://api.sesame.space")),
         });
         assert_eq!(keys(&config), ["agents", "channels", "gateway", "plugins"]);
@@ -100,7 +106,7 @@ mod tests {
 
     #[test]
     fn leaves_out_what_is_not_given() {
-        let config = openclaw_json(&ConfigParams { port: 19000, gateway_token: "t", workspace: "/w", model: None, sesame: None });
+        let config = openclaw_json(&ConfigParams { port: 19000, gateway_token: "t", workspace: "/w", model: None, plugins: &[], sesame: None });
         assert_eq!(keys(&config), ["agents", "gateway"]);
         assert_eq!(keys(&config["agents"]["defaults"]), ["workspace"]);
     }

@@ -16,17 +16,18 @@ fn load(caps: &Caps, ctx: &Context) -> Result<Registry, CommandError> {
 }
 
 /// Where `member`'s registry entry disagrees with the disk or its service manager.
-fn problems(caps: &Caps, member: &Member, status: &Result<ServiceStatus, String>) -> Vec<String> {
+fn problems(caps: &Caps, ctx: &Context, member: &Member, status: &Result<ServiceStatus, String>) -> Vec<String> {
     let mut found = Vec::new();
-    match caps.files.metadata(&member.oc_home) {
+    let home = member.home(&ctx.home);
+    match caps.files.metadata(&home) {
         Ok(Some(_)) => {}
-        Ok(None) => found.push(format!("its home {} is gone", member.oc_home)),
-        Err(e) => found.push(format!("its home {} cannot be checked: {}", member.oc_home, e.message())),
+        Ok(None) => found.push(format!("its home {home} is gone")),
+        Err(e) => found.push(format!("its home {home} cannot be checked: {}", e.message())),
     }
     match status {
-        Ok(s) if s.state == RunState::NotInstalled => found.push(format!("its service {} is not installed", member.label)),
+        Ok(s) if s.state == RunState::NotInstalled => found.push(format!("its service {} is not installed", member.label())),
         Ok(_) => {}
-        Err(e) => found.push(format!("its service {} cannot be queried: {e}", member.label)),
+        Err(e) => found.push(format!("its service {} cannot be queried: {e}", member.label())),
     }
     found
 }
@@ -37,17 +38,17 @@ pub fn members(caps: &Caps, ctx: &Context) -> Result<Vec<FamilyMember>, CommandE
         .siblings
         .into_iter()
         .map(|m| {
-            let status = caps.services.status(&m.label).map_err(|e| e.message());
+            let status = caps.services.status(&m.label()).map_err(|e| e.message());
             FamilyMember {
-                problems: problems(caps, &m, &status),
+                problems: problems(caps, ctx, &m, &status),
+                oc_home: m.home(&ctx.home),
+                label: m.label(),
                 handle: m.handle,
                 display_name: m.display_name,
                 principal_id: m.principal_id,
                 family_id: m.family_id,
                 port: m.port,
-                oc_home: m.oc_home,
                 backend: m.backend,
-                label: m.label,
                 created_at: m.created_at,
                 status: m.status,
             }
@@ -82,7 +83,7 @@ pub fn ports(caps: &Caps, ctx: &Context, range_start: u16) -> Result<PortReport,
 pub fn health(caps: &Caps, ctx: &Context, request: &HealthRequest) -> Result<HealthReport, CommandError> {
     let registry = load(caps, ctx)?;
     let statuses: Vec<Result<ServiceStatus, String>> =
-        registry.siblings.iter().map(|m| caps.services.status(&m.label).map_err(|e| e.message())).collect();
+        registry.siblings.iter().map(|m| caps.services.status(&m.label()).map_err(|e| e.message())).collect();
     let ports: Vec<u16> = registry.siblings.iter().map(|m| m.port).collect();
     let probes = health::probe_all(caps.http, caps.clock, &ports, ctx.timing.probe_timeout_ms);
     let siblings: Vec<SiblingHealth> = registry
@@ -100,11 +101,11 @@ pub fn health(caps: &Caps, ctx: &Context, request: &HealthRequest) -> Result<Hea
                 uptime_seconds: s.and_then(|s| s.uptime_seconds),
                 restarts: s.and_then(|s| s.restarts),
                 // An old log line says nothing about a gateway that is down now.
-                sesame_authenticated: probe.healthy && health::sesame_authenticated(caps.files, &SiblingLayout::new(&m.oc_home)),
+                sesame_authenticated: probe.healthy && health::sesame_authenticated(caps.files, &SiblingLayout::new(&ctx.home, &m.handle)),
                 healthy: probe.healthy,
                 probe: probe.words,
                 probe_millis: probe.millis,
-                problems: problems(caps, m, &status),
+                problems: problems(caps, ctx, m, &status),
             }
         })
         .collect();

@@ -214,21 +214,11 @@ mod tests {
 
     fn world(http: FakeHttp) -> (World, SiblingLayout) {
         let world = World::new(http);
-        let layout = SiblingLayout::new("/h/.openclaw-nova");
+        let layout = SiblingLayout::new("/h", "nova");
         world.fs.add_file(&layout.stdout_log, "");
         world.fs.add_file(&layout.stderr_log, "");
         world.fs.add_file(&format!("{}/dist/index.js", layout.extensions_sesame), "");
-        let spec = ServiceSpec {
-            label: "com.openclaw.nova".into(),
-            program: "/bin/openclaw".into(),
-            args: vec![],
-            environment: vec![],
-            working_directory: layout.root.clone(),
-            stdout_log: layout.stdout_log.clone(),
-            stderr_log: layout.stderr_log.clone(),
-            port: 18790,
-            keep_alive: true,
-        };
+        let spec = ServiceSpec { label: "com.openclaw.nova".into(), port: 18790 };
         world.services.install(&spec).unwrap();
         world.services.start("com.openclaw.nova").unwrap();
         (world, layout)

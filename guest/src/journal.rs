@@ -10,15 +10,15 @@ use serde::{Deserialize, Serialize};
 /// The steps of a provision, in order.
 pub const STEPS: [&str; 6] = ["config", "workspace", "vault", "service", "health", "report"];
 
-/// What an interrupted provision needs to be undone or finished. No secrets.
+/// What an interrupted provision needs to be undone or finished. No secrets. The home
+/// and service label are derived from the handle, never read back (older journals'
+/// `ocHome`/`label` fields are ignored).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Journal {
     pub handle: String,
     pub principal_id: String,
     pub family_id: String,
-    pub oc_home: String,
-    pub label: String,
     pub port: u16,
     pub task_id: Option<String>,
     pub onboarding_channel_id: Option<String>,
@@ -49,7 +49,13 @@ impl Journal {
     pub fn load(files: &dyn Files, lead: &LeadLayout, handle: &str) -> Result<Option<Journal>, String> {
         let path = path(lead, handle);
         match files.read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("the journal {path} is corrupt ({e})")),
+            Ok(bytes) => {
+                let journal: Journal = serde_json::from_slice(&bytes).map_err(|e| format!("the journal {path} is corrupt ({e})"))?;
+                if journal.handle != handle {
+                    return Err(format!("the journal {path} is corrupt (it names {:?}, not {handle})", journal.handle));
+                }
+                Ok(Some(journal))
+            }
             Err(FsError::NotFound(_)) => Ok(None),
             Err(e) => Err(format!("cannot read the journal {path}: {}", e.message())),
         }
@@ -113,8 +119,6 @@ mod tests {
             handle: "nova".into(),
             principal_id: "p".into(),
             family_id: "f".into(),
-            oc_home: "/h/.openclaw-nova".into(),
-            label: "com.openclaw.nova".into(),
             port: 18930,
             task_id: Some("t".into()),
             onboarding_channel_id: None,

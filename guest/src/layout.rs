@@ -5,7 +5,8 @@ pub fn join(dir: &str, relative: &str) -> String {
     format!("{}/{}", dir.trim_end_matches('/'), relative)
 }
 
-/// The files and directories of a sibling's OpenClaw home (`$OC_HOME`).
+/// The files and directories of a sibling's OpenClaw home (`$OC_HOME`), and where the
+/// host's service manager writes its logs. Derived from the handle alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SiblingLayout {
     pub root: String,
@@ -17,19 +18,21 @@ pub struct SiblingLayout {
     pub agent_dir: String,
     pub auth_json: String,
     pub auth_profiles: String,
+    /// `extensions/sesame`, which the host copies from the lead.
     pub extensions_sesame: String,
-    pub skills_sesame: String,
     pub workspace: String,
     pub memory: String,
-    pub logs: String,
+    /// The gateway's logs, in a directory the host owns outside the home.
     pub stdout_log: String,
     pub stderr_log: String,
 }
 
 impl SiblingLayout {
-    pub fn new(root: &str) -> Self {
-        let root = root.trim_end_matches('/').to_string();
+    /// The layout of `<home>/.openclaw-<handle>`.
+    pub fn new(home: &str, handle: &str) -> Self {
+        let root = naming::sibling_home(home, handle);
         let at = |rel: &str| join(&root, rel);
+        let logs = naming::log_dir(home, handle);
         Self {
             config: at("openclaw.json"),
             env_file: at(".env"),
@@ -37,19 +40,12 @@ impl SiblingLayout {
             auth_json: at("agents/main/agent/auth.json"),
             auth_profiles: at("agents/main/agent/auth-profiles.json"),
             extensions_sesame: at("extensions/sesame"),
-            skills_sesame: at("skills/sesame"),
             workspace: at("workspace"),
             memory: at("workspace/memory"),
-            logs: at("logs"),
-            stdout_log: at("logs/stdout.log"),
-            stderr_log: at("logs/stderr.log"),
+            stdout_log: join(&logs, naming::LOG_FILES[0]),
+            stderr_log: join(&logs, naming::LOG_FILES[1]),
             root,
         }
-    }
-
-    /// `$HOME/.openclaw-<handle>`.
-    pub fn for_handle(home: &str, handle: &str) -> Self {
-        Self::new(&join(home, &format!(".openclaw-{handle}")))
     }
 }
 
@@ -60,8 +56,6 @@ pub struct LeadLayout {
     pub env_file: String,
     pub auth_json: String,
     pub auth_profiles: String,
-    pub extensions_sesame: String,
-    pub skills_sesame: String,
     pub workspace: String,
     pub user_md: String,
     pub memory_md: String,
@@ -82,8 +76,6 @@ impl LeadLayout {
             env_file: at(".env"),
             auth_json: at("agents/main/agent/auth.json"),
             auth_profiles: at("agents/main/agent/auth-profiles.json"),
-            extensions_sesame: at("extensions/sesame"),
-            skills_sesame: at("skills/sesame"),
             workspace: at("workspace"),
             user_md: at("workspace/USER.md"),
             memory_md: at("workspace/MEMORY.md"),
@@ -108,10 +100,10 @@ mod tests {
 
     #[test]
     fn sibling_paths() {
-        let l = SiblingLayout::for_handle("/home/u/", "nova");
+        let l = SiblingLayout::new("/home/u/", "nova");
         assert_eq!(l.root, "/home/u/.openclaw-nova");
         assert_eq!(l.auth_json, "/home/u/.openclaw-nova/agents/main/agent/auth.json");
-        assert_eq!(l.stderr_log, "/home/u/.openclaw-nova/logs/stderr.log");
+        assert_eq!(l.stderr_log, "/home/u/.local/state/agent-provisioner/logs/nova/stderr.log");
         assert_eq!(archives_dir("/home/u"), "/home/u/.openclaw-archives");
     }
 }

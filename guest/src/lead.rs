@@ -3,7 +3,7 @@
 //! give a warning that quotes the host.
 
 use crate::caps::{Files, FsError};
-use crate::layout::{LeadLayout, join};
+use crate::layout::LeadLayout;
 use crate::secret::Secret;
 use crate::task::Provider;
 
@@ -33,7 +33,6 @@ pub struct LeadContext {
     pub siblings: Option<String>,
     pub heartbeat: Option<String>,
     pub workspace_id: Option<String>,
-    pub has_sesame_extension: bool,
     pub has_auth_profiles: bool,
     /// Files that exist but could not be read, in words.
     pub warnings: Vec<String>,
@@ -69,8 +68,6 @@ pub fn read(files: &dyn Files, lead: &LeadLayout) -> LeadContext {
         siblings: section(&["family", "siblings"]),
         heartbeat,
         workspace_id: field(&tools, &["workspace id", "workspace"]).filter(|v| !v.contains(' ')),
-        has_sesame_extension: exists(&join(&lead.extensions_sesame, "openclaw.plugin.json"))
-            || exists(&join(&lead.extensions_sesame, "dist/index.js")),
         has_auth_profiles: exists(&lead.auth_profiles),
         warnings,
     }
@@ -214,7 +211,6 @@ mod tests {
         fs.add_file(&l.memory_md, MEMORY_MD);
         fs.add_file(&l.heartbeat_md, "# Heartbeat\n- check the family\n");
         fs.add_file(&l.tools_md, "## Sesame\n- Workspace ID: ws-123\n");
-        fs.add_file(&join(&l.extensions_sesame, "dist/index.js"), "");
         let ctx = read(&fs, &l);
         assert_eq!(ctx.lead_name.as_deref(), Some("Atlas"));
         assert_eq!(ctx.human.name.as_deref(), Some("Alex Rivera"));
@@ -230,7 +226,7 @@ mod tests {
         assert_eq!(ctx.siblings.as_deref(), Some("- atlas (lead)"));
         assert!(ctx.heartbeat.unwrap().contains("check the family"));
         assert_eq!(ctx.workspace_id.as_deref(), Some("ws-123"));
-        assert!(ctx.has_sesame_extension && !ctx.has_auth_profiles);
+        assert!(!ctx.has_auth_profiles);
         assert!(ctx.warnings.is_empty());
     }
 

@@ -35,9 +35,9 @@ impl Action {
 
 /// Finds `handle` in the registry, refusing the lead, unknown handles and a corrupt registry.
 pub fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<(Registry, Member), CommandError> {
-    task::validate_handle(handle, None)
+    task::validate_handle(handle, &[])
         .map_err(|message| CommandError::InvalidInput(FieldError { field: "handle".into(), message }))?;
-    if ctx.lead_handle.as_deref() == Some(handle) {
+    if ctx.lead_handles.iter().any(|h| h == handle) {
         return Err(CommandError::Refused(format!("{handle} is the lead itself, not a sibling")));
     }
     let registry = Registry::load(caps.files, &LeadLayout::new(&ctx.lead_home)).map_err(CommandError::Refused)?;
@@ -50,8 +50,9 @@ pub fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<(Registry,
 /// Runs `action` on the registered sibling `handle`.
 pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<LifecycleOutcome, CommandError> {
     let (mut registry, member) = registered(caps, ctx, handle)?;
-    let layout = SiblingLayout::new(&member.oc_home);
-    let label = member.label.as_str();
+    let layout = SiblingLayout::new(&ctx.home, handle);
+    let label = member.label();
+    let label = label.as_str();
     let failed = |step: &str, message: String, rollback: Vec<RollbackStep>| {
         CommandError::Failed(Failure { step: step.into(), message, rollback, archive: None })
     };
@@ -130,7 +131,9 @@ fn deprovision(
     member: &Member,
     mut outcome: LifecycleOutcome,
 ) -> Result<LifecycleOutcome, CommandError> {
-    let label = member.label.as_str();
+    let label = member.label();
+    let label = label.as_str();
+    let home = member.home(&ctx.home);
     let failed = |step: &str, message: String, done: Vec<RollbackStep>| {
         CommandError::Failed(Failure { step: step.into(), message, rollback: done, archive: None })
     };
@@ -145,15 +148,15 @@ fn deprovision(
         Err(ServiceError::NotInstalled(_)) => outcome.warnings.push(format!("{label} was not installed")),
         Err(e) => return Err(failed("service", format!("{label}: {}", e.message()), done)),
     }
-    match caps.files.metadata(&member.oc_home) {
+    match caps.files.metadata(&home) {
         Ok(Some(_)) => {
-            caps.progress.emit(Level::Step, &format!("archiving {}", member.oc_home));
-            let archived = archive_and_remove(caps, ctx, &member.handle, &member.oc_home)
+            caps.progress.emit(Level::Step, &format!("archiving {home}"));
+            let archived = archive_and_remove(caps, ctx, &member.handle, &home)
                 .map_err(|e| failed("archive", e, done.clone()))?;
             outcome.archived = Some(archived.stats);
             outcome.archive = Some(archived.path);
         }
-        Ok(None) => outcome.warnings.push(format!("the home {} was already gone", member.oc_home)),
+        Ok(None) => outcome.warnings.push(format!("the home {home} was already gone")),
         Err(e) => return Err(failed("archive", e.message(), done)),
     }
     registry.remove(&member.handle);

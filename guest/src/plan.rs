@@ -2,7 +2,7 @@
 //! decided before anything is touched. `plan` shows it; `provision` carries it out, so
 //! the plan lists exactly what a real run does.
 
-use crate::caps::{Caps, FsError, ServiceSpec};
+use crate::caps::{Caps, FsError, RunState, ServiceError, ServiceSpec};
 use crate::commands::{
     CommandError, Context, FieldError, PhaseTime, PlannedCall, PlannedFile, PlannedService, ProvisionPlan, ProvisionRequest,
 };
@@ -30,6 +30,9 @@ pub enum FileOp {
     Dir { path: String, mode: u32 },
     Write { path: String, mode: u32, contents: Vec<u8>, secret: bool },
     Copy { source: String, destination: String },
+    /// The host copies the lead's allowlisted plugins and skills (`relative` paths) into
+    /// the sibling's home; the component cannot write code there itself.
+    LeadPlugins { handle: String, lead_home: String, home: String, relative: Vec<String> },
 }
 
 /// Everything a provision does, decided up front.
@@ -81,18 +84,13 @@ impl<'a> PhaseTimer<'a> {
     }
 }
 
-/// `com.openclaw.<handle>`.
-pub fn label(handle: &str) -> String {
-    format!("com.openclaw.{handle}")
-}
-
 /// Builds the plan: validates the task, reads the lead's context and the registry, and
 /// picks the port. Port conflicts without `auto-port` are kept in `conflicts` for the
 /// caller to judge (a plan shows them, a provision refuses).
 pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<Provisioning, CommandError> {
     let mut timer = PhaseTimer::new(caps.clock);
     // Everything but the "no home yet" check first: an interrupted provision's home exists.
-    let env = |resuming| TaskEnv { home: &ctx.home, lead_home: &ctx.lead_home, lead_handle: ctx.lead_handle.as_deref(), resuming };
+    let env = |resuming| TaskEnv { home: &ctx.home, lead_home: &ctx.lead_home, lead_handles: &ctx.lead_handles, resuming };
     let task = task::parse(&request.task_json, &env(true), caps.files).map_err(CommandError::InvalidInput)?;
     let lead_layout = LeadLayout::new(&ctx.lead_home);
     let journal = Journal::load(caps.files, &lead_layout, &task.handle).map_err(CommandError::Refused)?;
@@ -125,6 +123,15 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
             task.handle, task.handle
         )));
     }
+    let label = naming::label(&task.handle);
+    match caps.services.status(&label) {
+        // The host names a definition it did not write (the user's own, OpenClaw's).
+        Err(ServiceError::Denied(why)) => return Err(CommandError::Refused(why)),
+        Ok(s) if s.state != RunState::NotInstalled && resume_from.is_none() => {
+            return Err(CommandError::Refused(format!("{label} is already installed; deprovision {} first", task.handle)));
+        }
+        _ => {}
+    }
     let mut warnings = Vec::new();
     // A resumed provision keeps the port it was given (its own gateway may hold it).
     let found = match &resume_from {
@@ -152,7 +159,7 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
     let lead = lead::read(caps.files, &lead_layout);
     timer.lap("lead context");
     warnings.extend(lead.warnings.iter().cloned());
-    let layout = SiblingLayout::new(&task.oc_home);
+    let layout = SiblingLayout::new(&ctx.home, &task.handle);
     let token = Secret::new(config::gateway_token(caps.random));
     let mut secrets = vec![task.sesame_api_key.clone(), token.clone()];
     let mut files: Vec<(Step, FileOp)> = Vec::new();
@@ -161,12 +168,13 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
     add(Step::Config, FileOp::Dir { path: layout.root.clone(), mode: 0o700 });
     add(Step::Config, FileOp::Dir { path: layout.agent_dir.clone(), mode: 0o700 });
     // OpenClaw refuses a channel no installed plugin provides: configure Sesame only
-    // when its plugin is copied from the lead.
-    let sesame_plugin = lead.has_sesame_extension;
+    // when the host copies its plugin from the lead.
+    let plugins: Vec<&str> = ctx.lead_plugins.iter().filter_map(|p| p.strip_prefix("extensions/")).collect();
+    let sesame_plugin = plugins.contains(&"sesame");
     if !sesame_plugin {
         warnings.push(format!(
-            "the lead has no Sesame plugin in {}; the sibling's gateway will run without the Sesame channel",
-            lead_layout.extensions_sesame
+            "the host copies no Sesame plugin from the lead ({}/extensions/sesame); the sibling's gateway will run without the Sesame channel",
+            ctx.lead_home
         ));
     }
     let openclaw_json = config::openclaw_json(&config::ConfigParams {
@@ -174,6 +182,7 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
         gateway_token: token.expose(),
         workspace: &layout.workspace,
         model: task.model.as_deref(),
+        plugins: &plugins,
         sesame: sesame_plugin.then_some((&task.sesame_api_key, ctx.api_url.as_str())),
     });
     add(Step::Config, FileOp::Write {
@@ -203,19 +212,15 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
             }
         }
     }
-    let copies = [
-        (sesame_plugin, &lead_layout.extensions_sesame, &layout.extensions_sesame),
-        (skill_present(caps, &lead_layout.skills_sesame, &mut warnings), &lead_layout.skills_sesame, &layout.skills_sesame),
-    ];
-    for (present, source, destination) in copies {
-        if present {
-            let parent = destination.rsplit_once('/').map(|(p, _)| p.to_string()).expect("absolute");
-            add(Step::Config, FileOp::Dir { path: parent, mode: 0o700 });
-            add(Step::Config, FileOp::Copy { source: source.clone(), destination: destination.clone() });
-        }
+    if !ctx.lead_plugins.is_empty() {
+        add(Step::Config, FileOp::LeadPlugins {
+            handle: task.handle.clone(),
+            lead_home: ctx.lead_home.clone(),
+            home: layout.root.clone(),
+            relative: ctx.lead_plugins.clone(),
+        });
     }
     add(Step::Config, FileOp::Dir { path: layout.memory.clone(), mode: 0o700 });
-    add(Step::Config, FileOp::Dir { path: layout.logs.clone(), mode: 0o700 });
 
     timer.lap("config");
     let vault_name = format!("{}-main", task.handle);
@@ -233,22 +238,7 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
     }
 
     timer.lap("render");
-    let label = label(&task.handle);
-    let service = ServiceSpec {
-        label: label.clone(),
-        program: ctx.openclaw_bin.clone(),
-        args: ["--profile", &task.handle, "gateway", "run", "--port", &port.to_string()].map(String::from).to_vec(),
-        environment: vec![
-            ("OPENCLAW_STATE_DIR".into(), layout.root.clone()),
-            ("OPENCLAW_CONFIG_PATH".into(), layout.config.clone()),
-            ("OPENCLAW_NO_AUTO_UPDATE".into(), "1".into()),
-        ],
-        working_directory: layout.root.clone(),
-        stdout_log: layout.stdout_log.clone(),
-        stderr_log: layout.stderr_log.clone(),
-        port,
-        keep_alive: true,
-    };
+    let service = ServiceSpec { label: label.clone(), port };
     let timings = timer.finish();
     Ok(Provisioning {
         timings,
@@ -286,21 +276,6 @@ fn credentials(caps: &Caps, task: &Task, lead: &LeadLayout) -> Result<Secret, Co
             lead.env_file
         ))),
         Err(why) => Err(invalid(format!("is null and the lead's key cannot be inherited: {why}"))),
-    }
-}
-
-/// Whether the lead has the Sesame skill to copy (a warning when it has not).
-fn skill_present(caps: &Caps, path: &str, warnings: &mut Vec<String>) -> bool {
-    match caps.files.metadata(path) {
-        Ok(Some(_)) => true,
-        Ok(None) => {
-            warnings.push(format!("the lead has no Sesame skill at {path}; the sibling will run without it"));
-            false
-        }
-        Err(e) => {
-            warnings.push(format!("cannot look at the lead's Sesame skill: {}", e.message()));
-            false
-        }
     }
 }
 
@@ -382,8 +357,6 @@ pub fn journal(p: &Provisioning, started_at: String) -> Journal {
         handle: p.task.handle.clone(),
         principal_id: p.task.principal_id.clone(),
         family_id: p.task.family_id.clone(),
-        oc_home: p.layout.root.clone(),
-        label: p.label.clone(),
         port: p.port,
         task_id: p.task.task_id.clone(),
         onboarding_channel_id: p.task.onboarding_channel_id.clone(),
@@ -422,32 +395,30 @@ pub fn rollback_calls(task: &Journal, what: &str) -> Vec<Call> {
 
 /// The plan as the WIT record `plan` returns.
 pub fn to_record(p: &Provisioning, ctx: &Context) -> ProvisionPlan {
+    let copy = |source: String, path: String| PlannedFile { path, action: "copy".into(), mode: 0, size: 0, source: Some(source), secret: false };
     let files = p
         .files
         .iter()
-        .map(|(_, op)| match op {
-            FileOp::Dir { path, mode } => PlannedFile { path: path.clone(), action: "dir".into(), mode: *mode, size: 0, source: None, secret: false },
-            FileOp::Write { path, mode, contents, secret } => PlannedFile {
+        .flat_map(|(_, op)| match op {
+            FileOp::Dir { path, mode } => vec![PlannedFile { path: path.clone(), action: "dir".into(), mode: *mode, size: 0, source: None, secret: false }],
+            FileOp::Write { path, mode, contents, secret } => vec![PlannedFile {
                 path: path.clone(),
                 action: "file".into(),
                 mode: *mode,
                 size: contents.len() as u64,
                 source: None,
                 secret: *secret,
-            },
-            FileOp::Copy { source, destination } => PlannedFile {
-                path: destination.clone(),
-                action: "copy".into(),
-                mode: 0,
-                size: 0,
-                source: Some(source.clone()),
-                secret: false,
-            },
+            }],
+            FileOp::Copy { source, destination } => vec![copy(source.clone(), destination.clone())],
+            FileOp::LeadPlugins { lead_home, home, relative, .. } => {
+                relative.iter().map(|r| copy(join(lead_home, r), join(home, r))).collect()
+            }
         })
         .collect();
-    let command = std::iter::once(p.service.program.as_str()).chain(p.service.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
+    let command = format!("{} --profile {} gateway run --port {}", ctx.openclaw_bin, p.task.handle, p.port);
+    let logs = p.layout.stdout_log.rsplit_once('/').map_or("", |(dir, _)| dir);
     let services = vec![
-        PlannedService { action: "install".into(), label: p.label.clone(), detail: format!("{command} (logs in {})", p.layout.logs) },
+        PlannedService { action: "install".into(), label: p.label.clone(), detail: format!("{command} (logs in {logs})") },
         PlannedService { action: "start".into(), label: p.label.clone(), detail: format!("{} backend", ctx.service_backend.name()) },
         PlannedService {
             action: "wait".into(),
@@ -488,5 +459,6 @@ pub fn apply(caps: &Caps, op: &FileOp) -> Result<(), FsError> {
         FileOp::Dir { path, mode } => caps.files.create_dir_all(path, *mode),
         FileOp::Write { path, mode, contents, .. } => caps.files.write_atomic(path, contents, *mode),
         FileOp::Copy { source, destination } => caps.files.copy_tree(source, destination).map(|_| ()),
+        FileOp::LeadPlugins { handle, .. } => caps.files.copy_lead_plugins(handle).map(|_| ()),
     }
 }

@@ -5,21 +5,13 @@
 use crate::caps::Ports;
 use crate::registry::Registry;
 use std::collections::BTreeMap;
-use std::ops::RangeInclusive;
 
 /// The default start of the range `--auto-port` searches.
 pub const DEFAULT_RANGE_START: u16 = 18790;
-/// The highest base whose claimed ports still fit below 65536.
-pub const MAX_BASE: u16 = u16::MAX - 110;
-
-/// The port ranges a gateway on `base` claims.
-pub fn claimed(base: u16) -> [RangeInclusive<u32>; 2] {
-    let b = u32::from(base);
-    [b..=b + 2, b + 11..=b + 110]
-}
+pub use naming::{MAX_BASE, claimed_ports as claimed};
 
 fn overlaps(a: u16, b: u16) -> bool {
-    claimed(a).iter().any(|x| claimed(b).iter().any(|y| x.start() <= y.end() && y.start() <= x.end()))
+    naming::claims_overlap(a, b)
 }
 
 /// Why a base port cannot be used.

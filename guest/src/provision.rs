@@ -34,10 +34,10 @@ struct Done {
 
 impl Done {
     /// What is actually there for `journal` (a resumed or interrupted provision).
-    fn observe(caps: &Caps, journal: &Journal) -> Self {
+    fn observe(caps: &Caps, home: &str, journal: &Journal) -> Self {
         Done {
-            home_created: matches!(caps.files.metadata(&journal.oc_home), Ok(Some(_))),
-            service_installed: caps.services.status(&journal.label).is_ok_and(|s| s.state != RunState::NotInstalled),
+            home_created: matches!(caps.files.metadata(&naming::sibling_home(home, &journal.handle)), Ok(Some(_))),
+            service_installed: caps.services.status(&naming::label(&journal.handle)).is_ok_and(|s| s.state != RunState::NotInstalled),
         }
     }
 }
@@ -69,7 +69,7 @@ pub fn provision(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Resu
     let (mut journal, mut done) = match &p.resume_from {
         Some(j) => {
             caps.progress.emit(Level::Step, &format!("resuming the provision of {} from {}", j.handle, j.position()));
-            (j.clone(), Done::observe(caps, j))
+            (j.clone(), Done::observe(caps, &ctx.home, j))
         }
         None => (plan::journal(&p, timestamp::rfc3339(caps.clock.now_unix_ms())), Done::default()),
     };
@@ -191,6 +191,7 @@ fn write_files(caps: &Caps, p: &Provisioning, step: Step, done: &mut Done) -> Re
         plan::apply(caps, op).map_err(|e| match op {
             FileOp::Dir { path, .. } | FileOp::Write { path, .. } => failed(path, e),
             FileOp::Copy { source, destination } => failed(&format!("{source} -> {destination}"), e),
+            FileOp::LeadPlugins { lead_home, home, .. } => failed(&format!("the lead's plugins {lead_home} -> {home}"), e),
         })?;
     }
     Ok(())
@@ -216,9 +217,7 @@ fn register(caps: &Caps, ctx: &Context, p: &Provisioning) -> Result<(), String> 
         family_id: p.task.family_id.clone(),
         display_name: p.task.display_name.clone(),
         port: p.port,
-        oc_home: p.layout.root.clone(),
         backend: ctx.service_backend.name().into(),
-        label: p.label.clone(),
         created_at: timestamp::rfc3339(caps.clock.now_unix_ms()),
         status: "online".into(),
         task_id: p.task.task_id.clone(),
@@ -248,7 +247,7 @@ fn roll_back(
         };
         steps.push(RollbackStep { action: action.into(), ok, detail });
     };
-    let label = &journal.label;
+    let label = &naming::label(&journal.handle);
     if done.service_installed {
         let _ = caps.services.stop(label);
         record("remove the service", match caps.services.uninstall(label) {
@@ -258,7 +257,7 @@ fn roll_back(
     }
     let mut archive = None;
     if done.home_created {
-        let result = archive_and_remove(caps, ctx, &journal.handle, &journal.oc_home);
+        let result = archive_and_remove(caps, ctx, &journal.handle, &naming::sibling_home(&ctx.home, &journal.handle));
         if let Ok(archived) = &result {
             archive = Some(archived.path.clone());
         }
@@ -283,13 +282,13 @@ fn roll_back(
 /// service and home exists is removed (the home archived first), Sesame is told, and the
 /// journal (and a registry entry, if it got that far) is removed.
 pub fn rollback_interrupted(caps: &Caps, ctx: &Context, handle: &str) -> Result<RollbackOutcome, CommandError> {
-    crate::task::validate_handle(handle, ctx.lead_handle.as_deref())
+    crate::task::validate_handle(handle, &ctx.lead_handles)
         .map_err(|message| CommandError::InvalidInput(FieldError { field: "handle".into(), message }))?;
     let lead = LeadLayout::new(&ctx.lead_home);
     let journal = Journal::load(caps.files, &lead, handle)
         .map_err(CommandError::Refused)?
         .ok_or_else(|| CommandError::Refused(format!("there is no interrupted provision of {handle} (no journal)")))?;
-    let done = Done::observe(caps, &journal);
+    let done = Done::observe(caps, &ctx.home, &journal);
     let sesame = Sesame::new(caps.http, caps.clock, caps.progress, &ctx.api_url, retry_policy(ctx));
     let position = journal.position();
     caps.progress.emit(Level::Step, &format!("rolling back the provision of {handle}, interrupted at {position}"));

@@ -1,6 +1,11 @@
 //! The family registry: `<lead home>/agent-provisioner/family.json`, one entry per
 //! sibling this provisioner created. Provision adds, deprovision removes; commands that
 //! get only a handle find the rest here. Written atomically, 0600.
+//!
+//! The file sits where a component can write, so nothing that decides where to act is
+//! read back from it: a sibling's home and service label are derived from its handle
+//! (fields `ocHome`/`label` of older files are ignored), and a handle that breaks the
+//! naming rules makes the whole file corrupt.
 
 use crate::caps::{FsError, Files};
 use crate::layout::LeadLayout;
@@ -11,17 +16,15 @@ const VERSION: u32 = 1;
 
 /// One sibling.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Member {
     pub handle: String,
     pub principal_id: String,
     pub family_id: String,
     pub display_name: String,
     pub port: u16,
-    pub oc_home: String,
     /// `launchd`, `systemd` or `direct`.
     pub backend: String,
-    pub label: String,
     /// RFC 3339, UTC.
     pub created_at: String,
     /// Last known: `online`, `error`, `stopped`.
@@ -40,6 +43,18 @@ pub struct Registry {
     pub siblings: Vec<Member>,
 }
 
+impl Member {
+    /// `<home>/.openclaw-<handle>`, derived from the handle.
+    pub fn home(&self, home: &str) -> String {
+        naming::sibling_home(home, &self.handle)
+    }
+
+    /// `com.openclaw.<handle>`, derived from the handle.
+    pub fn label(&self) -> String {
+        naming::label(&self.handle)
+    }
+}
+
 impl Registry {
     /// Reads the registry; a missing file is an empty registry. A file that does not
     /// parse, has another version, or repeats a handle is an error naming the file, so
@@ -55,6 +70,9 @@ impl Registry {
         let registry: Registry = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if registry.version != VERSION {
             return Err(corrupt(format!("version {} is not {VERSION}", registry.version)));
+        }
+        if let Some((m, why)) = registry.siblings.iter().find_map(|m| naming::check_handle(&m.handle).err().map(|e| (m, e))) {
+            return Err(corrupt(format!("handle {:?} {why}", m.handle)));
         }
         let mut handles: Vec<&str> = registry.siblings.iter().map(|m| m.handle.as_str()).collect();
         handles.sort_unstable();
@@ -100,9 +118,7 @@ pub(crate) fn member(handle: &str, port: u16) -> Member {
         family_id: "66666666-7777-8888-9999-000000000000".into(),
         display_name: handle.to_uppercase(),
         port,
-        oc_home: format!("/h/.openclaw-{handle}"),
         backend: "direct".into(),
-        label: format!("com.openclaw.{handle}"),
         created_at: "2026-11-25T10:20:30Z".into(),
         status: "online".into(),
         task_id: None,
@@ -135,6 +151,25 @@ mod tests {
         assert!(fs.file(&lead().registry).unwrap().contains("\"principalId\""));
     }
 
+    /// A registry file with one entry for `handle`, as a component could write it.
+    fn poisoned(handle: &str) -> String {
+        let mut entry = serde_json::to_value(member("nova", 18790)).unwrap();
+        entry["handle"] = handle.into();
+        serde_json::json!({ "version": 1, "siblings": [entry] }).to_string()
+    }
+
+    #[test]
+    fn home_and_label_are_never_read_back() {
+        let fs = MemFs::new();
+        let mut entry = serde_json::to_value(member("nova", 18790)).unwrap();
+        entry["ocHome"] = "/h/.openclaw".into();
+        entry["label"] = "com.openclaw.atlas".into();
+        fs.add_file(&lead().registry, &serde_json::json!({ "version": 1, "siblings": [entry] }).to_string());
+        let loaded = Registry::load(&fs, &lead()).unwrap();
+        assert_eq!(loaded.siblings, [member("nova", 18790)]);
+        assert!(!serde_json::to_string(&loaded).unwrap().contains("ocHome"));
+    }
+
     #[test]
     fn upsert_replaces_and_remove_reports() {
         let mut registry = Registry { version: 1, siblings: vec![] };
@@ -152,6 +187,8 @@ mod tests {
             ("{not json", "corrupt"),
             (r#"{"version": 2, "siblings": []}"#, "version 2"),
             (r#"{"version": 1, "siblings": [], "extra": 1}"#, "unknown field"),
+            (&poisoned("../../.ssh"), "\"../../.ssh\" contains `.`"),
+            (&poisoned("gateway"), "reserved"),
         ] {
             fs.add_file(&lead().registry, text);
             let err = Registry::load(&fs, &lead()).unwrap_err();

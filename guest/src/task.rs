@@ -7,7 +7,6 @@
 
 use crate::caps::{EntryKind, Files, FsError};
 use crate::commands::FieldError;
-use crate::layout::join;
 use crate::secret::Secret;
 use serde_json::{Map, Value};
 
@@ -86,40 +85,18 @@ pub struct Task {
 pub struct TaskEnv<'a> {
     pub home: &'a str,
     pub lead_home: &'a str,
-    pub lead_handle: Option<&'a str>,
+    pub lead_handles: &'a [String],
     /// Resuming an interrupted provision: its home may already exist.
     pub resuming: bool,
 }
 
-/// Handles that would collide with something that is not a sibling home.
-const RESERVED_HANDLES: [&str; 1] = ["archives"];
-
-/// Checks a handle: 1-32 of `[a-z0-9_-]`, starting with a letter or digit, not reserved,
-/// not the lead's.
-pub fn validate_handle(handle: &str, lead_handle: Option<&str>) -> Result<(), String> {
-    if handle.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if handle.chars().count() > 32 {
-        return Err(format!("is {} characters long; at most 32", handle.chars().count()));
-    }
-    if let Some(bad) = handle.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-' | '_')) {
-        return Err(format!(
-            "{} contains {}; use lowercase letters, digits, `-` and `_` only",
-            shown(handle),
-            describe_char(bad)
-        ));
-    }
-    if !handle.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(format!("{} must start with a letter or digit", shown(handle)));
-    }
-    if RESERVED_HANDLES.contains(&handle) {
-        return Err(format!("`{handle}` is reserved (~/.openclaw-{handle} is not a sibling home)"));
-    }
-    if lead_handle == Some(handle) {
-        return Err(format!("`{handle}` is the lead's own handle"));
-    }
-    Ok(())
+/// Checks a handle against the shared naming rules ([`naming::check_sibling`]): the
+/// grammar, the reserved names, and the lead's own handles.
+pub fn validate_handle(handle: &str, lead_handles: &[String]) -> Result<(), String> {
+    naming::check_sibling(handle, lead_handles).map_err(|e| match e {
+        naming::HandleError::Empty | naming::HandleError::TooLong(_) => e.to_string(),
+        _ => format!("{} {e}", shown(handle)),
+    })
 }
 
 /// A value for messages: quoted, escaped, bounded.
@@ -331,7 +308,7 @@ pub fn parse(text: &str, env: &TaskEnv, files: &dyn Files) -> Result<Task, Field
 
     let principal_id = f.uuid("principalId", true)?.expect("required");
     let handle = f.required("handle")?.to_string();
-    validate_handle(&handle, env.lead_handle).map_err(|m| f.error("handle", m))?;
+    validate_handle(&handle, env.lead_handles).map_err(|m| f.error("handle", m))?;
     let display_name = f.text("displayName", 64)?;
     let family_id = f.uuid("familyId", true)?.expect("required");
     let dm_channel_id = f.uuid("dmChannelId", false)?;
@@ -437,7 +414,7 @@ fn human(value: &Value) -> Result<Human, FieldError> {
 
 /// Resolves `ocHomeDir` (default `~/.openclaw-<handle>`); it must be exactly that path.
 fn oc_home(given: Option<&str>, handle: &str, env: &TaskEnv) -> Result<String, String> {
-    let expected = join(env.home, &format!(".openclaw-{handle}"));
+    let expected = naming::sibling_home(env.home, handle);
     let Some(given) = given else { return Ok(expected) };
     let expanded = match given.strip_prefix('~') {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{}{rest}", env.home.trim_end_matches('/')),

@@ -23,7 +23,12 @@ pub struct MemFs {
     pub failing: RefCell<BTreeSet<String>>,
     /// Every mutating call, in order.
     pub log: RefCell<Vec<String>>,
+    /// What `copy-lead-plugins` copies: (lead source path, path relative to the sibling home).
+    pub lead_plugins: RefCell<Vec<(String, String)>>,
 }
+
+/// The home the fakes' sibling homes live in.
+pub const HOME: &str = "/h";
 
 impl MemFs {
     pub fn new() -> Self {
@@ -177,21 +182,6 @@ impl Files for MemFs {
         Ok(())
     }
 
-    fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
-        self.check("list-dir", path)?;
-        self.require_dir(path)?;
-        let prefix = format!("{}/", path.trim_end_matches('/'));
-        Ok(self
-            .nodes
-            .borrow()
-            .iter()
-            .filter_map(|(p, n)| {
-                let rest = p.strip_prefix(&prefix)?;
-                (!rest.contains('/')).then(|| DirEntry { name: rest.to_string(), meta: Self::meta(n) })
-            })
-            .collect())
-    }
-
     fn metadata(&self, path: &str) -> Result<Option<EntryMeta>, FsError> {
         self.check("metadata", path)?;
         Ok(self.nodes.borrow().get(path).map(Self::meta))
@@ -267,6 +257,18 @@ impl Files for MemFs {
         let contents = self.read(archive)?;
         Ok(String::from_utf8_lossy(&contents).lines().map(String::from).collect())
     }
+
+    fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError> {
+        let home = naming::sibling_home(HOME, handle);
+        let plugins = self.lead_plugins.borrow().clone();
+        for (source, relative) in &plugins {
+            let destination = format!("{home}/{relative}");
+            self.create_dir_all(Self::parent(&destination), 0o700)?;
+            self.remove_tree(&destination)?;
+            self.copy_tree(source, &destination)?;
+        }
+        Ok(plugins.into_iter().map(|(_, relative)| relative).collect())
+    }
 }
 
 /// A service manager that records calls and keeps states in memory.
@@ -308,10 +310,6 @@ impl FakeServices {
 }
 
 impl Services for FakeServices {
-    fn backend(&self) -> ServiceBackend {
-        self.backend
-    }
-
     fn install(&self, spec: &ServiceSpec) -> Result<Installed, ServiceError> {
         self.call("install", &spec.label)?;
         self.installed.borrow_mut().insert(spec.label.clone(), spec.clone());
@@ -333,12 +331,6 @@ impl Services for FakeServices {
     fn stop(&self, label: &str) -> Result<(), ServiceError> {
         self.call("stop", label)?;
         self.running.borrow_mut().remove(label);
-        Ok(())
-    }
-
-    fn restart(&self, label: &str) -> Result<(), ServiceError> {
-        self.call("restart", label)?;
-        self.running.borrow_mut().insert(label.to_string());
         Ok(())
     }
 

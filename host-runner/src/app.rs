@@ -6,8 +6,9 @@ use crate::bindings::commands::{self, Context, HealthRequest, ProvisionRequest, 
 use crate::bindings::{CredentialLayout, ServiceBackend};
 use crate::cli::{Cli, Command, Layout, Manager, SkillCommand, SkillInstallArgs};
 use crate::skill::Skill;
-use crate::fs_cap::FsCap;
+use crate::fs_cap::{FsCap, LeadPlugins};
 use crate::grants::{GrantConfig, Grants};
+use crate::host_state::HostState;
 use crate::http_gate::{HttpGate, Origin};
 use crate::output::{self, EXIT_FAILED, EXIT_INVALID, Rendered};
 use crate::runtime::{self, Capabilities, Limits, ProgressSink, Sandbox};
@@ -134,27 +135,39 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     let needs_openclaw = matches!(&cli.command, Command::Provision(p) if !p.plan)
         || matches!(cli.command, Command::Start(_) | Command::Restart(_));
     let openclaw_bin = resolve_openclaw(g.openclaw_bin.as_deref(), needs_openclaw).map_err(setup)?;
+    let lead_handles = naming::lead_handles(&text(&lead_home), lead.handle.as_deref());
+    let state = Arc::new(HostState::open(&home).map_err(setup)?);
     let gateway_ports = Arc::new(Mutex::new(BTreeSet::new()));
     let services = ServiceCap::new(
         ServiceConfig {
             backend,
             home: home.clone(),
             lead_home: lead_home.clone(),
+            lead_handles: lead_handles.clone(),
             openclaw_bin: openclaw_bin.clone(),
             launchctl: g.launchctl.clone(),
             systemctl: g.systemctl.clone(),
         },
         audit.clone(),
+        state.clone(),
         gateway_ports.clone(),
     )
     .map_err(setup)?;
-    let service_dir = service::definition_dir(backend, &home);
-    let grants = Grants::new(GrantConfig { home: home.clone(), lead_home: lead_home.clone(), service_dir: Some(service_dir) })
+    let grants = Grants::new(GrantConfig { home: home.clone(), lead_home: lead_home.clone(), lead_handles: lead_handles.clone(), state })
         .map_err(setup)?;
+    let api_url = g.api_url.trim_end_matches('/').to_string();
+    let plugins = LeadPlugins::found(&lead_home, &g.copy_plugins, &g.copy_skills, &api_url);
     let origin = Origin::parse(&g.api_url).map_err(setup)?;
     let gate = HttpGate::new(origin, lead.sesame_key.clone(), gateway_ports, audit.clone());
 
     let mut banner: Vec<String> = grants.describe();
+    banner.push(format!(
+        "code: the host copies {} from {} into new siblings (allowlist: --copy-plugin {}, --copy-skill {})",
+        if plugins.paths.is_empty() { "nothing".to_string() } else { plugins.paths.join(", ") },
+        lead_home.display(),
+        g.copy_plugins.join(","),
+        g.copy_skills.join(",")
+    ));
     banner.extend(services.describe());
     banner.extend(gate.describe());
     banner.push(match (&lead.key_source, audit.path()) {
@@ -201,9 +214,10 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     let ctx = Context {
         home: text(&home),
         lead_home: text(&lead_home),
-        lead_handle: lead.handle,
+        lead_handles,
+        lead_plugins: plugins.paths.clone(),
         lead_workspace_id: lead.workspace_id,
-        api_url: g.api_url.trim_end_matches('/').to_string(),
+        api_url,
         host_name: host_name(),
         host_os: if cfg!(target_os = "macos") { "darwin" } else { std::env::consts::OS }.to_string(),
         host_arch: if cfg!(target_arch = "aarch64") { "arm64" } else { std::env::consts::ARCH }.to_string(),
@@ -220,7 +234,7 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         },
     };
     let caps = Capabilities {
-        fs: FsCap::new(grants, audit.clone(), lead.sesame_key),
+        fs: FsCap::new(grants, audit.clone(), lead.sesame_key, plugins),
         services,
         gate,
         progress: ProgressSink { quiet: g.quiet },

@@ -166,6 +166,13 @@ pub struct Global {
     /// Wall-clock limit for the whole command, in seconds.
     #[arg(long, global = true, default_value_t = 600, value_name = "SECS")]
     pub deadline: u64,
+    /// A lead plugin (`<lead home>/extensions/NAME`) the host copies into new siblings;
+    /// repeat for several. The component cannot copy or write code itself.
+    #[arg(long = "copy-plugin", global = true, default_value = "sesame", value_name = "NAME", value_parser = plugin_name)]
+    pub copy_plugins: Vec<String>,
+    /// A lead skill (`<lead home>/skills/NAME`) the host copies into new siblings.
+    #[arg(long = "copy-skill", global = true, default_value = "sesame", value_name = "NAME", value_parser = plugin_name)]
+    pub copy_skills: Vec<String>,
     /// How long to wait for another run that is changing the family, in seconds.
     #[arg(long, global = true, default_value_t = 600, value_name = "SECS")]
     pub lock_timeout: u64,
@@ -233,5 +240,13 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(cli.global.json);
+    }
+}
+
+/// A plugin or skill name: the handle grammar (no `/`, no `..`).
+fn plugin_name(text: &str) -> Result<String, String> {
+    match naming::check_handle(text) {
+        Ok(()) | Err(naming::HandleError::Reserved(_)) => Ok(text.to_string()),
+        Err(why) => Err(format!("{text:?} {why}")),
     }
 }

@@ -3,14 +3,17 @@
 //! Each call resolves its path to a grant (or is denied, naming the grants), checks the
 //! grant allows the operation, and then works only through a directory capability opened
 //! at the grant's root. Every decision is audited once. Reads from the lead's home never
-//! return, and copies never carry, a file holding the lead's Sesame key.
+//! return, and copies never carry, a file holding the lead's Sesame key. What goes into a
+//! sibling home is checked by [`crate::sibling_files`] (no code, checked config and
+//! `.env`, safe modes); the lead's plugins and skills are copied by the host itself.
 
 use crate::archive;
 use crate::atomic;
 use crate::audit::{Audit, Decision};
-use crate::bindings::{DirEntry, EntryKind, EntryMeta, FsError, TreeStats};
-use crate::grants::{Grants, Kind, Resolved, create_dir_exact, is_service_name};
+use crate::bindings::{EntryKind, EntryMeta, FsError, TreeStats};
+use crate::grants::{Grants, Kind, Resolved, create_dir_exact};
 use crate::secret::Secret;
+use crate::sibling_files::{self, SiblingRules};
 use cap_std::fs::{Dir, FileType, Metadata, OpenOptions, PermissionsExt as _};
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::OpenOptionsExt as _;
@@ -21,11 +24,43 @@ use std::sync::Arc;
 /// The largest file `read` returns.
 const MAX_READ: u64 = 64 << 20;
 
+/// The two grants of a copy; `by_host` for the host's own copy of the lead's plugins,
+/// which may write where the guest may not.
+struct CopyJob<'a> {
+    from: &'a Resolved,
+    to: &'a Resolved,
+    by_host: bool,
+}
+
 /// File operations for the guest, checked against [`Grants`] on every call.
 pub struct FsCap {
     grants: Grants,
     audit: Arc<Audit>,
     lead_secret: Option<Secret>,
+    plugins: LeadPlugins,
+}
+
+/// The lead's plugins and skills the host copies into new siblings, and the API URL
+/// their config must name.
+#[derive(Clone, Debug, Default)]
+pub struct LeadPlugins {
+    /// Relative paths in the lead home (`extensions/sesame`, `skills/sesame`) that exist.
+    pub paths: Vec<String>,
+    pub api_url: String,
+}
+
+impl LeadPlugins {
+    /// The allowlisted paths (`--copy-plugin`/`--copy-skill`) that the lead home holds.
+    pub fn found(lead_home: &Path, plugins: &[String], skills: &[String], api_url: &str) -> Self {
+        let wanted = plugins.iter().map(|p| format!("extensions/{p}")).chain(skills.iter().map(|s| format!("skills/{s}")));
+        let paths = wanted.filter(|rel| std::fs::symlink_metadata(lead_home.join(rel)).is_ok_and(|m| m.is_dir())).collect();
+        Self { paths, api_url: api_url.to_string() }
+    }
+
+    /// Names of the plugins copied into `extensions/`.
+    pub fn plugin_names(&self) -> Vec<String> {
+        self.paths.iter().filter_map(|p| p.strip_prefix("extensions/")).map(String::from).collect()
+    }
 }
 
 type Fs<T> = Result<T, FsError>;
@@ -65,12 +100,30 @@ fn rel(r: &Resolved) -> &Path {
 }
 
 impl FsCap {
-    pub fn new(grants: Grants, audit: Arc<Audit>, lead_secret: Option<Secret>) -> Self {
-        Self { grants, audit, lead_secret }
+    pub fn new(grants: Grants, audit: Arc<Audit>, lead_secret: Option<Secret>, plugins: LeadPlugins) -> Self {
+        Self { grants, audit, lead_secret, plugins }
     }
 
-    pub fn grants(&self) -> &Grants {
-        &self.grants
+    /// Checks what goes into a sibling home; other grants have no such rules.
+    fn sibling_rules<T>(&self, r: &Resolved, check: impl FnOnce(&SiblingRules) -> Result<T, String>) -> Fs<()> {
+        let plugins = self.plugins.plugin_names();
+        let rules = SiblingRules { home: &r.root, api_url: &self.plugins.api_url, plugins: &plugins };
+        match r.kind {
+            Kind::SiblingHome(_) => check(&rules).map(|_| ()).map_err(|why| FsError::Denied(format!("{}: {why}", r.root.display()))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a sibling home in the host's state before the guest creates it.
+    fn claim(&self, r: &Resolved) -> Fs<()> {
+        match &r.kind {
+            Kind::SiblingHome(handle) if r.unclaimed => self
+                .grants
+                .state()
+                .claim_home(handle, self.grants.lead_home())
+                .map_err(|e| FsError::Io(format!("recording the new home {}: {e:#}", r.root.display()))),
+            _ => Ok(()),
+        }
     }
 
     /// Resolves `path` for `op`; `write` asks for a writable grant.
@@ -108,10 +161,6 @@ impl FsCap {
         self.audited("create-dir-all", path, path, self.create_dir_all_inner(path, mode))
     }
 
-    pub fn list_dir(&self, path: &str) -> Fs<Vec<DirEntry>> {
-        self.audited("list-dir", path, path, self.list_dir_inner(path))
-    }
-
     pub fn metadata(&self, path: &str) -> Fs<Option<EntryMeta>> {
         self.audited("metadata", path, path, self.metadata_inner(path))
     }
@@ -136,6 +185,11 @@ impl FsCap {
         self.audited("list-archive", archive, archive, self.list_archive_inner(archive))
     }
 
+    pub fn copy_lead_plugins(&self, handle: &str) -> Fs<Vec<String>> {
+        let home = self.grants.sibling_home(handle).display().to_string();
+        self.audited("copy-lead-plugins", &format!("{} -> {home}", self.plugins.paths.join(", ")), &home, self.copy_lead_plugins_inner(&home))
+    }
+
     /// The lead's key must not leave the host through `bytes` read from `r`.
     fn guard(&self, path: &str, r: &Resolved, bytes: &[u8]) -> Fs<()> {
         let holds_key = self.lead_secret.as_ref().is_some_and(|s| contains(bytes, s.expose().as_bytes()));
@@ -150,7 +204,10 @@ impl FsCap {
         match r.open_root(None) {
             Ok(dir) => Ok(Some(dir)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) if r.kind != Kind::LeadHome && r.kind != Kind::ServiceDir && is_symlink_error(&e) => {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied && matches!(r.kind, Kind::SiblingHome(_)) => {
+                Err(FsError::Denied(format!("{path}: {} {e}", r.root.display())))
+            }
+            Err(e) if r.creatable_root() && is_symlink_error(&e) => {
                 Err(FsError::Denied(format!("{path}: the grant's root {} is a symlink; not following it", r.root.display())))
             }
             Err(e) => Err(io_error(&r.root.display().to_string(), e)),
@@ -183,17 +240,26 @@ impl FsCap {
         if r.relative.as_os_str().is_empty() {
             return Err(FsError::Io(format!("{path}: is a grant's root directory, not a file")));
         }
+        sibling_files::check_mode(mode).map_err(|why| FsError::Denied(format!("{path}: {why}")))?;
+        self.sibling_rules(&r, |rules| sibling_files::check_write(&r.relative, contents, rules))?;
         let dir = self.existing_root(path, &r)?;
-        atomic::write(&dir, &r.relative, contents, mode & 0o7777).map_err(|e| io_error(path, e))
+        atomic::write(&dir, &r.relative, contents, mode).map_err(|e| io_error(path, e))
     }
 
     fn create_dir_all_inner(&self, path: &str, mode: u32) -> Fs<()> {
         let r = self.check("create-dir-all", path, true)?;
-        let dir = r.open_root(Some(mode & 0o7777)).map_err(|e| io_error(path, e))?;
+        sibling_files::check_mode(mode).map_err(|why| FsError::Denied(format!("{path}: {why}")))?;
         let mut current = PathBuf::new();
         for component in r.relative.components() {
             current.push(component);
-            match create_dir_exact(&dir, &current, mode & 0o7777) {
+            self.sibling_rules(&r, |_| sibling_files::check_entry(&current))?;
+        }
+        self.claim(&r)?;
+        let dir = r.open_root(Some(mode)).map_err(|e| io_error(path, e))?;
+        let mut current = PathBuf::new();
+        for component in r.relative.components() {
+            current.push(component);
+            match create_dir_exact(&dir, &current, mode) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     let m = dir.symlink_metadata(&current).map_err(|e| io_error(path, e))?;
@@ -207,26 +273,9 @@ impl FsCap {
         Ok(())
     }
 
-    fn list_dir_inner(&self, path: &str) -> Fs<Vec<DirEntry>> {
-        let r = self.check("list-dir", path, false)?;
-        let dir = self.existing_root(path, &r)?.open_dir(rel(&r)).map_err(|e| io_error(path, e))?;
-        let mut entries = Vec::new();
-        for entry in dir.entries().map_err(|e| io_error(path, e))? {
-            let entry = entry.map_err(|e| io_error(path, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if r.kind == Kind::ServiceDir && r.relative.as_os_str().is_empty() && !is_service_name(&name) {
-                continue;
-            }
-            let m = dir.symlink_metadata(&name).map_err(|e| io_error(path, e))?;
-            entries.push(DirEntry { name, meta: meta(&m) });
-        }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(entries)
-    }
-
     fn metadata_inner(&self, path: &str) -> Fs<Option<EntryMeta>> {
         let r = self.check("metadata", path, false)?;
-        if r.relative.as_os_str().is_empty() && r.kind != Kind::LeadHome && r.kind != Kind::ServiceDir {
+        if r.relative.as_os_str().is_empty() && r.creatable_root() {
             // A creatable root: report what is there without following a symlink.
             let parent = r.open_root_parent().map_err(|e| io_error(path, e))?;
             let name = r.root.file_name().expect("roots have names");
@@ -246,6 +295,7 @@ impl FsCap {
 
     fn walk_tree_inner(&self, path: &str) -> Fs<Vec<String>> {
         let r = self.check("walk-tree", path, false)?;
+        only_sibling_source(path, &r)?;
         let dir = self.existing_root(path, &r)?.open_dir(rel(&r)).map_err(|e| io_error(path, e))?;
         let mut out = Vec::new();
         walk(&dir, "", &mut out).map_err(|e| io_error(path, e))?;
@@ -258,6 +308,7 @@ impl FsCap {
         if to.relative.as_os_str().is_empty() {
             return Err(FsError::Io(format!("{destination}: cannot copy onto a grant's root")));
         }
+        self.sibling_rules(&to, |_| sibling_files::check_entry(&to.relative))?;
         let src_root = self.existing_root(source, &from)?;
         let dst_root = self.existing_root(destination, &to)?;
         if dst_root.symlink_metadata(&to.relative).is_ok() {
@@ -267,7 +318,8 @@ impl FsCap {
             return Err(FsError::Denied(format!("{source} is a symlink; copies never follow symlinks")));
         }
         let mut stats = TreeStats { files: 0, directories: 0, bytes: 0 };
-        let result = self.copy_entry(&src_root, rel(&from), &dst_root, &to.relative, &from, Path::new(source), &mut stats);
+        let job = CopyJob { from: &from, to: &to, by_host: false };
+        let result = self.copy_entry(&job, (&src_root, rel(&from)), (&dst_root, &to.relative), &to.relative, Path::new(source), &mut stats);
         if let Err(e) = result {
             let _ = dst_root.remove_dir_all(&to.relative).or_else(|_| dst_root.remove_file(&to.relative));
             return Err(e);
@@ -275,17 +327,21 @@ impl FsCap {
         Ok(stats)
     }
 
-    /// Copies `name` in `src` to `dst_name` in `dst`: directories recursively, each opened
-    /// once (never through a symlink) so that every file operation is a one-name lookup;
-    /// symlinks are skipped. `shown` is the source path for messages.
-    #[allow(clippy::too_many_arguments)]
-    fn copy_entry(&self, src: &Dir, name: &Path, dst: &Dir, dst_name: &Path, from: &Resolved, shown: &Path, stats: &mut TreeStats) -> Fs<()> {
+    /// Copies `name` in `src` to `dst_name` in `dst` (`dst_relative` below the root of
+    /// the destination grant): directories recursively, each opened once (never through a
+    /// symlink) so that every file operation is a one-name lookup; symlinks and special
+    /// files are skipped; modes are narrowed to what a component may create; every entry
+    /// is checked against the destination's rules. `shown` is the source path for messages.
+    fn copy_entry(&self, job: &CopyJob, (src, name): (&Dir, &Path), (dst, dst_name): (&Dir, &Path), dst_relative: &Path, shown: &Path, stats: &mut TreeStats) -> Fs<()> {
         let fail = |e: io::Error| io_error(&shown.display().to_string(), e);
         let m = src.symlink_metadata(name).map_err(fail)?;
-        if m.is_symlink() {
+        if !m.is_dir() && !m.is_file() {
             return Ok(());
         }
-        let mode = m.permissions().mode() & 0o7777;
+        if !job.by_host {
+            self.sibling_rules(job.to, |_| sibling_files::check_entry(dst_relative))?;
+        }
+        let mode = m.permissions().mode() & sibling_files::ALLOWED_MODE;
         if m.is_dir() {
             create_dir_exact(dst, dst_name, mode).map_err(fail)?;
             stats.directories += 1;
@@ -295,11 +351,11 @@ impl FsCap {
             names.sort();
             for n in names {
                 let n = Path::new(&n);
-                self.copy_entry(&src_dir, n, &dst_dir, n, from, &shown.join(n), stats)?;
+                self.copy_entry(job, (&src_dir, n), (&dst_dir, n), &dst_relative.join(n), &shown.join(n), stats)?;
             }
         } else if m.is_file() {
             let bytes = src.read(name).map_err(fail)?;
-            self.guard(&shown.display().to_string(), from, &bytes)?;
+            self.guard(&shown.display().to_string(), job.from, &bytes)?;
             let mut options = OpenOptions::new();
             options.write(true).create_new(true).mode(mode);
             let mut file = dst.open_with(dst_name, &options).map_err(fail)?;
@@ -314,11 +370,16 @@ impl FsCap {
     fn remove_tree_inner(&self, path: &str) -> Fs<()> {
         let r = self.check("remove-tree", path, true)?;
         if r.relative.as_os_str().is_empty() {
-            if r.kind != Kind::SiblingHome {
+            let Kind::SiblingHome(handle) = &r.kind else {
                 return Err(FsError::Denied(format!("{path}: the root of the {} grant cannot be removed", r.describe())));
-            }
+            };
             let parent = r.open_root_parent().map_err(|e| io_error(path, e))?;
-            return remove(&parent, Path::new(r.root.file_name().expect("named")), path);
+            remove(&parent, Path::new(r.root.file_name().expect("named")), path)?;
+            return self
+                .grants
+                .state()
+                .release_home(handle)
+                .map_err(|e| FsError::Io(format!("{path} was removed, but the host's record was not updated: {e:#}")));
         }
         match self.root(path, &r)? {
             None => Ok(()),
@@ -329,6 +390,7 @@ impl FsCap {
     fn archive_tree_inner(&self, source: &str, archive: &str) -> Fs<TreeStats> {
         let target = format!("{source} -> {archive}");
         let from = self.check("archive-tree", source, false)?;
+        only_sibling_source(source, &from)?;
         let to = self.check("archive-tree", archive, true)?;
         let (dst_parent, name) = match (to.relative.parent(), to.relative.file_name()) {
             (Some(parent), Some(name)) => (parent.to_path_buf(), name.to_string_lossy().into_owned()),
@@ -359,11 +421,49 @@ impl FsCap {
         })
     }
 
+    /// Copies each allowlisted lead plugin and skill into the sibling home, replacing an
+    /// earlier copy. The sibling home must be granted (it is the one being provisioned).
+    fn copy_lead_plugins_inner(&self, home: &str) -> Fs<Vec<String>> {
+        let to_home = self.check("copy-lead-plugins", home, true)?;
+        let from_lead = self.check("copy-lead-plugins", &self.grants.lead_home().display().to_string(), false)?;
+        let lead = self.existing_root(home, &from_lead)?;
+        let sibling = self.existing_root(home, &to_home)?;
+        for relative in &self.plugins.paths {
+            let relative = Path::new(relative);
+            let parent = relative.parent().expect("plugin paths have a parent");
+            match create_dir_exact(&sibling, parent, 0o700) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_error(home, e)),
+                _ => {}
+            }
+            remove(&sibling, relative, home)?;
+            let (mut to, mut from) = (to_home.clone(), from_lead.clone());
+            to.relative = relative.to_path_buf();
+            from.relative = relative.to_path_buf();
+            let job = CopyJob { from: &from, to: &to, by_host: true };
+            let shown = self.grants.lead_home().join(relative);
+            let mut stats = TreeStats { files: 0, directories: 0, bytes: 0 };
+            if let Err(e) = self.copy_entry(&job, (&lead, relative), (&sibling, relative), relative, &shown, &mut stats) {
+                let _ = remove(&sibling, relative, home);
+                return Err(e);
+            }
+        }
+        Ok(self.plugins.paths.clone())
+    }
+
     fn list_archive_inner(&self, archive: &str) -> Fs<Vec<String>> {
         let r = self.check("list-archive", archive, false)?;
         let file = self.existing_root(archive, &r)?.open(rel(&r)).map_err(|e| io_error(archive, e))?;
         let names = archive::list(io::BufReader::new(file)).map_err(|e| FsError::Io(format!("{archive}: not a readable .tar.gz ({e})")))?;
         Ok(names)
+    }
+}
+
+/// Bulk reads (walk, archive) take only a sibling home: never the lead's home, the
+/// provisioner's state or the logs.
+fn only_sibling_source(path: &str, r: &Resolved) -> Fs<()> {
+    match r.kind {
+        Kind::SiblingHome(_) => Ok(()),
+        _ => Err(FsError::Denied(format!("{path}: only a sibling home can be walked or archived, not the {}", r.describe()))),
     }
 }
 

@@ -5,29 +5,36 @@
 //! `..` nor a symlink can lead outside it. Grants:
 //! 1. the lead's home: read-only;
 //! 2. `<lead home>/agent-provisioner/`: read-write (registry, journals);
-//! 3. sibling homes `<home>/.openclaw-<handle>`: read-write, including the home itself;
+//! 3. sibling homes `<home>/.openclaw-<handle>`: read-write, for handles the naming rules
+//!    allow (never reserved, never the lead's), and only homes the host's own record says
+//!    it created for this lead, or that do not exist yet (creating one records it); any
+//!    other existing `~/.openclaw-*` (another OpenClaw profile) is refused, as is a home
+//!    that turns out to be the lead's own directory;
 //! 4. `<home>/.openclaw-archives`: read-write;
-//! 5. the service definition directory: read-only, `com.openclaw.*`/`openclaw-*` only.
+//! 5. the gateways' logs, `<home>/.local/state/agent-provisioner/logs/`: read-only.
 
+use crate::host_state::HostState;
 use cap_fs_ext::DirExt as _;
 use cap_std::ambient_authority;
-use cap_std::fs::Dir;
+use cap_std::fs::{Dir, MetadataExt as _};
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// The longest path the guest may pass.
 const MAX_PATH: usize = 4096;
 
 /// What the grants are derived from.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GrantConfig {
     /// The user's home (`--home`).
     pub home: PathBuf,
     /// The lead's OpenClaw home (`--lead-home`): read-only except `agent-provisioner/`.
     pub lead_home: PathBuf,
-    /// The service definition directory (LaunchAgents or systemd user units), read-only
-    /// for the guest, restricted to `com.openclaw.*` / `openclaw-*` names.
-    pub service_dir: Option<PathBuf>,
+    /// Every handle the lead goes by ([`naming::lead_handles`]).
+    pub lead_handles: Vec<String>,
+    /// The host's record of the sibling homes it made.
+    pub state: Arc<HostState>,
 }
 
 /// Which grant a path falls under.
@@ -35,9 +42,10 @@ pub struct GrantConfig {
 pub enum Kind {
     LeadHome,
     ProvisionerState,
-    SiblingHome,
+    /// A sibling home, with its handle.
+    SiblingHome(String),
     Archives,
-    ServiceDir,
+    ServiceLogs,
 }
 
 /// A path matched to its grant.
@@ -49,6 +57,10 @@ pub struct Resolved {
     /// The path below the root (empty for the root itself).
     pub relative: PathBuf,
     pub writable: bool,
+    /// A sibling home not yet in the host's record: creating it records it first.
+    pub unclaimed: bool,
+    /// The lead home's device and inode, which no sibling home may be.
+    lead_identity: Option<(u64, u64)>,
 }
 
 impl Resolved {
@@ -57,32 +69,43 @@ impl Resolved {
         let what = match self.kind {
             Kind::LeadHome => "lead home",
             Kind::ProvisionerState => "provisioner state",
-            Kind::SiblingHome => "sibling home",
+            Kind::SiblingHome(_) => "sibling home",
             Kind::Archives => "archives",
-            Kind::ServiceDir => "service definitions",
+            Kind::ServiceLogs => "gateway logs",
         };
         let access = if self.writable { "read-write" } else { "read-only" };
         format!("{what} {} ({access})", self.root.display())
     }
 
-    /// Opens the grant's root as a directory capability. Roots the guest may create
-    /// (sibling homes, archives, the provisioner's state) are opened from their parent
-    /// without following a symlink at the root, and created first when `create` is set.
+    /// Whether the root is a directory the guest may create (and is opened without
+    /// following a symlink at the root).
+    pub fn creatable_root(&self) -> bool {
+        matches!(self.kind, Kind::ProvisionerState | Kind::SiblingHome(_) | Kind::Archives)
+    }
+
+    /// Opens the grant's root as a directory capability. Creatable roots are opened from
+    /// their parent without following a symlink at the root, and created first when
+    /// `create` is set; a sibling home that is the lead's own directory is refused.
     pub fn open_root(&self, create: Option<u32>) -> io::Result<Dir> {
-        match self.kind {
-            Kind::LeadHome | Kind::ServiceDir => Dir::open_ambient_dir(&self.root, ambient_authority()),
-            Kind::ProvisionerState | Kind::SiblingHome | Kind::Archives => {
-                let parent = Dir::open_ambient_dir(self.root.parent().expect("roots have parents"), ambient_authority())?;
-                let name = self.root.file_name().expect("roots have names");
-                if let Some(mode) = create {
-                    match create_dir_exact(&parent, Path::new(name), mode) {
-                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-                        _ => {}
-                    }
-                }
-                parent.open_dir_nofollow(name)
+        if !self.creatable_root() {
+            return Dir::open_ambient_dir(&self.root, ambient_authority());
+        }
+        let parent = self.open_root_parent()?;
+        let name = self.root.file_name().expect("roots have names");
+        if let Some(mode) = create {
+            match create_dir_exact(&parent, Path::new(name), mode) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
             }
         }
+        let dir = parent.open_dir_nofollow(name)?;
+        if matches!(self.kind, Kind::SiblingHome(_)) && self.lead_identity.is_some() {
+            let m = dir.dir_metadata()?;
+            if Some((m.dev(), m.ino())) == self.lead_identity {
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, "is the lead's own home (same device and inode)"));
+            }
+        }
+        Ok(dir)
     }
 
     /// The parent of the root, for removing a sibling home itself.
@@ -101,51 +124,65 @@ pub fn create_dir_exact(dir: &Dir, relative: &Path, mode: u32) -> io::Result<()>
 }
 
 /// The guest's file grants.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Grants {
     home: PathBuf,
     lead_home: PathBuf,
-    state: PathBuf,
+    lead_handles: Vec<String>,
+    lead_identity: Option<(u64, u64)>,
+    provisioner: PathBuf,
     archives: PathBuf,
-    service_dir: Option<PathBuf>,
-}
-
-/// A sibling home's name: `[a-z0-9][a-z0-9_-]{0,31}`, not `archives`.
-fn is_sibling_name(name: &str) -> bool {
-    let ok_chars = name.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-' | '_'));
-    ok_chars && (1..=32).contains(&name.len()) && name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name != "archives"
-}
-
-/// Service definition names the guest may read.
-pub fn is_service_name(name: &str) -> bool {
-    name.starts_with("com.openclaw.") || name.starts_with("openclaw-")
+    logs: PathBuf,
+    state: Arc<HostState>,
 }
 
 impl Grants {
     pub fn new(config: GrantConfig) -> anyhow::Result<Self> {
         anyhow::ensure!(config.home.is_absolute(), "--home {} is not absolute", config.home.display());
         anyhow::ensure!(config.lead_home.is_absolute(), "--lead-home {} is not absolute", config.lead_home.display());
+        let lead_identity = std::fs::metadata(&config.lead_home).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt as _;
+            (m.dev(), m.ino())
+        });
         Ok(Self {
-            state: config.lead_home.join("agent-provisioner"),
+            provisioner: config.lead_home.join("agent-provisioner"),
             archives: config.home.join(".openclaw-archives"),
+            logs: PathBuf::from(naming::host_state_dir(&config.home.display().to_string())).join("logs"),
             home: config.home,
             lead_home: config.lead_home,
-            service_dir: config.service_dir,
+            lead_handles: config.lead_handles,
+            lead_identity,
+            state: config.state,
         })
+    }
+
+    /// The host's record of sibling homes.
+    pub fn state(&self) -> &HostState {
+        &self.state
+    }
+
+    pub fn lead_home(&self) -> &Path {
+        &self.lead_home
+    }
+
+    /// The home of the sibling `handle`.
+    pub fn sibling_home(&self, handle: &str) -> PathBuf {
+        self.home.join(naming::home_name(handle))
     }
 
     /// One line per grant, for the operator.
     pub fn describe(&self) -> Vec<String> {
-        let mut lines = vec![
+        vec![
             format!("files: {} (lead home, read-only)", self.lead_home.display()),
-            format!("files: {} (provisioner state, read-write)", self.state.display()),
-            format!("files: {}/.openclaw-<handle> (sibling homes, read-write)", self.home.display()),
+            format!("files: {} (provisioner state, read-write)", self.provisioner.display()),
+            format!(
+                "files: {}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; read-write, no code: {})",
+                self.home.display(),
+                crate::sibling_files::CODE_PATHS.join(", ")
+            ),
             format!("files: {} (archives, read-write)", self.archives.display()),
-        ];
-        if let Some(dir) = &self.service_dir {
-            lines.push(format!("files: {}/{{com.openclaw.*,openclaw-*}} (service definitions, read-only)", dir.display()));
-        }
-        lines
+            format!("files: {} (gateway logs, read-only)", self.logs.display()),
+        ]
     }
 
     fn summary(&self) -> String {
@@ -168,48 +205,67 @@ impl Grants {
         }
         let path = Path::new(path);
         let under = |root: &Path| path.strip_prefix(root).ok().map(Path::to_path_buf);
-        let grant = |kind, root: &Path, relative: PathBuf, writable| Ok(Resolved { kind, root: root.to_path_buf(), relative, writable });
-        if let Some(relative) = under(&self.state) {
-            return grant(Kind::ProvisionerState, &self.state, relative, true);
+        let grant = |kind, root: &Path, relative: PathBuf, writable| Ok(Resolved {
+            kind,
+            root: root.to_path_buf(),
+            relative,
+            writable,
+            unclaimed: false,
+            lead_identity: self.lead_identity,
+        });
+        if let Some(relative) = under(&self.provisioner) {
+            return grant(Kind::ProvisionerState, &self.provisioner, relative, true);
         }
         if let Some(relative) = under(&self.lead_home) {
             return grant(Kind::LeadHome, &self.lead_home, relative, false);
         }
-        if let Some(dir) = &self.service_dir
-            && let Some(relative) = under(dir)
-        {
-            let first = relative.components().next().and_then(|c| c.as_os_str().to_str());
-            return match first {
-                None => grant(Kind::ServiceDir, dir, relative, false),
-                Some(name) if is_service_name(name) => grant(Kind::ServiceDir, dir, relative, false),
-                Some(name) => Err(format!(
-                    "{}: {name} is not an OpenClaw service (grant: {}/{{com.openclaw.*,openclaw-*}}, read-only)",
-                    path.display(),
-                    dir.display()
-                )),
-            };
-        }
         if let Some(relative) = under(&self.archives) {
             return grant(Kind::Archives, &self.archives, relative, true);
+        }
+        if let Some(relative) = under(&self.logs) {
+            return grant(Kind::ServiceLogs, &self.logs, relative, false);
         }
         if let Some(rest) = under(&self.home) {
             let mut components = rest.components();
             if let Some(Component::Normal(first)) = components.next() {
                 let name = first.to_str().unwrap_or("");
                 if let Some(handle) = name.strip_prefix(".openclaw-") {
-                    if is_sibling_name(handle) {
-                        let root = self.home.join(name);
-                        return grant(Kind::SiblingHome, &root, components.as_path().to_path_buf(), true);
-                    }
-                    return Err(format!(
-                        "{}: `{handle}` is not a sibling handle (grant: {}/.openclaw-<handle>, handle [a-z0-9][a-z0-9_-]*)",
-                        path.display(),
-                        self.home.display()
-                    ));
+                    let root = self.home.join(name);
+                    let mut resolved = self.sibling(handle, &root)?;
+                    resolved.relative = components.as_path().to_path_buf();
+                    return Ok(resolved);
                 }
             }
         }
         Err(format!("{}: outside every grant (grants: {})", path.display(), self.summary()))
+    }
+
+    /// The grant of the sibling home `root` of `handle`, or why there is none.
+    fn sibling(&self, handle: &str, root: &Path) -> Result<Resolved, String> {
+        if let Err(why) = naming::check_sibling(handle, &self.lead_handles) {
+            return Err(format!("{}: `{handle}` is not a sibling handle: it {why}", root.display()));
+        }
+        let unclaimed = self.state.sibling(handle, &self.lead_home).is_none();
+        if unclaimed {
+            match std::fs::symlink_metadata(root) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                _ => {
+                    return Err(format!(
+                        "{} exists and is not a sibling home this host created for the lead {} (another OpenClaw profile, or made by hand); not touching it",
+                        root.display(),
+                        self.lead_home.display()
+                    ));
+                }
+            }
+        }
+        Ok(Resolved {
+            kind: Kind::SiblingHome(handle.to_string()),
+            root: root.to_path_buf(),
+            relative: PathBuf::new(),
+            writable: true,
+            unclaimed,
+            lead_identity: self.lead_identity,
+        })
     }
 }
 
@@ -217,13 +273,18 @@ impl Grants {
 mod tests {
     use super::*;
 
-    fn grants() -> Grants {
+    fn grants_at(home: &Path, lead_home: &str, state: HostState) -> Grants {
         Grants::new(GrantConfig {
-            home: "/home/u".into(),
-            lead_home: "/home/u/.openclaw".into(),
-            service_dir: Some("/home/u/.config/systemd/user".into()),
+            home: home.into(),
+            lead_home: home.join(lead_home),
+            lead_handles: naming::lead_handles(&home.join(lead_home).display().to_string(), Some("chief")),
+            state: Arc::new(state),
         })
         .unwrap()
+    }
+
+    fn grants() -> Grants {
+        grants_at(Path::new("/home/u"), ".openclaw", HostState::in_memory())
     }
 
     fn kind(path: &str) -> Result<(Kind, String, bool), String> {
@@ -232,13 +293,17 @@ mod tests {
 
     #[test]
     fn paths_match_their_grant() {
+        let sibling = Kind::SiblingHome("nova".into());
         assert_eq!(kind("/home/u/.openclaw/workspace/USER.md"), Ok((Kind::LeadHome, "workspace/USER.md".into(), false)));
         assert_eq!(kind("/home/u/.openclaw/agent-provisioner/family.json"), Ok((Kind::ProvisionerState, "family.json".into(), true)));
-        assert_eq!(kind("/home/u/.openclaw-nova"), Ok((Kind::SiblingHome, "".into(), true)));
-        assert_eq!(kind("/home/u/.openclaw-nova/logs/x"), Ok((Kind::SiblingHome, "logs/x".into(), true)));
+        assert_eq!(kind("/home/u/.openclaw-nova"), Ok((sibling.clone(), "".into(), true)));
+        assert_eq!(kind("/home/u/.openclaw-nova/workspace/x"), Ok((sibling.clone(), "workspace/x".into(), true)));
         assert_eq!(kind("/home/u/.openclaw-archives/n.tar.gz"), Ok((Kind::Archives, "n.tar.gz".into(), true)));
-        assert_eq!(kind("/home/u/.config/systemd/user/openclaw-nova.service"), Ok((Kind::ServiceDir, "openclaw-nova.service".into(), false)));
-        assert_eq!(kind("/home/u//.openclaw-nova//x"), Ok((Kind::SiblingHome, "x".into(), true)));
+        assert_eq!(
+            kind("/home/u/.local/state/agent-provisioner/logs/nova/stdout.log"),
+            Ok((Kind::ServiceLogs, "nova/stdout.log".into(), false))
+        );
+        assert_eq!(kind("/home/u//.openclaw-nova//x"), Ok((sibling, "x".into(), true)));
     }
 
     #[test]
@@ -250,10 +315,15 @@ mod tests {
             ("/home/u/.openclawx/a", "outside every grant"),
             ("/home/u/.openclaw-UPPER/a", "not a sibling handle"),
             ("/home/u/.openclaw-a.b", "not a sibling handle"),
+            ("/home/u/.openclaw-dev/openclaw.json", "reserved"),
+            ("/home/u/.openclaw-default", "reserved"),
+            ("/home/u/.openclaw-gateway-work/x", "reserved"),
+            ("/home/u/.openclaw-chief/x", "lead's own handle"),
+            ("/home/u/.local/state/agent-provisioner/siblings.json", "outside every grant"),
+            ("/home/u/.config/systemd/user/openclaw-sibling-nova.service", "outside every grant"),
             ("/home/u/.openclaw-nova/../.ssh/x", "`..`"),
             ("/home/u/.openclaw-nova/./x", "`.`"),
             ("relative/path", "absolute"),
-            ("/home/u/.config/systemd/user/sshd.service", "not an OpenClaw service"),
             ("/home/u/.openclaw-nova/a\0b", "NUL"),
         ] {
             let err = grants().resolve(path).unwrap_err();
@@ -264,9 +334,38 @@ mod tests {
 
     #[test]
     fn a_lead_in_a_profile_home_is_not_a_sibling() {
-        let g = Grants::new(GrantConfig { home: "/h".into(), lead_home: "/h/.openclaw-atlas".into(), service_dir: None }).unwrap();
+        let g = grants_at(Path::new("/h"), ".openclaw-atlas", HostState::in_memory());
         let r = g.resolve("/h/.openclaw-atlas/openclaw.json").unwrap();
         assert_eq!((r.kind, r.writable), (Kind::LeadHome, false));
-        assert_eq!(g.resolve("/h/.openclaw-nova").unwrap().kind, Kind::SiblingHome);
+        assert_eq!(g.resolve("/h/.openclaw-nova").unwrap().kind, Kind::SiblingHome("nova".into()));
+    }
+
+    #[test]
+    fn existing_homes_are_granted_only_when_the_host_made_them_for_this_lead() {
+        let temp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(temp.path().join(".openclaw")).unwrap();
+        std::fs::create_dir_all(temp.path().join(".openclaw-work")).unwrap();
+        std::fs::create_dir_all(temp.path().join(".openclaw-nova")).unwrap();
+        let state = HostState::in_memory();
+        state.claim_home("nova", &temp.path().join(".openclaw")).unwrap();
+        state.claim_home("work", &temp.path().join(".openclaw-other-lead")).unwrap();
+        let g = grants_at(temp.path(), ".openclaw", state);
+        let home = temp.path().display();
+        assert!(!g.resolve(&format!("{home}/.openclaw-nova/x")).unwrap().unclaimed);
+        let err = g.resolve(&format!("{home}/.openclaw-work/openclaw.json")).unwrap_err();
+        assert!(err.contains("another OpenClaw profile"), "{err}");
+        assert!(g.resolve(&format!("{home}/.openclaw-new")).unwrap().unclaimed, "a home that does not exist yet");
+    }
+
+    #[test]
+    fn a_sibling_home_that_is_the_lead_home_is_refused() {
+        let temp = tempfile::tempdir().unwrap();
+        let lead = temp.path().join(".openclaw");
+        std::fs::create_dir_all(&lead).unwrap();
+        let g = grants_at(temp.path(), ".openclaw", HostState::in_memory());
+        let mut r = g.resolve(&format!("{}/.openclaw-nova", temp.path().display())).unwrap();
+        r.root = lead;
+        let err = r.open_root(None).err().unwrap();
+        assert!(err.to_string().contains("lead's own home"), "{err}");
     }
 }

@@ -15,7 +15,7 @@ pub struct LeadConfig {
     pub key_source: Option<String>,
     /// `channels.sesame.workspaceId`.
     pub workspace_id: Option<String>,
-    /// The lead's handle: from a `~/.openclaw-<handle>` home, else `channels.sesame.handle`.
+    /// The handle the lead's config names (`channels.sesame.handle`).
     pub handle: Option<String>,
 }
 
@@ -37,13 +37,7 @@ pub fn read(lead_home: &Path, env_key: Option<String>) -> Result<LeadConfig> {
             None => (None, None),
         },
     };
-    let handle = lead_home
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix(".openclaw-"))
-        .map(String::from)
-        .or_else(|| text(&sesame["handle"]));
-    Ok(LeadConfig { sesame_key, key_source, workspace_id: text(&sesame["workspaceId"]), handle })
+    Ok(LeadConfig { sesame_key, key_source, workspace_id: text(&sesame["workspaceId"]), handle: text(&sesame["handle"]) })
 }
 
 #[cfg(test)]
@@ -61,13 +55,13 @@ mod tests {
     #[test]
     fn reads_key_workspace_and_handle_from_json5() {
         let (_t, home) = lead(
-            "{ // comment\n channels: { sesame: { apiKey: 'sk-lead', workspaceId: 'ws-1' } }, }",
+            "{ // comment\n channels: { sesame: { apiKey: 'sk-lead', workspaceId: 'ws-1', handle: '@atlas' } }, }",
             ".openclaw-atlas",
         );
         let config = read(&home, None).unwrap();
         assert_eq!(config.sesame_key.unwrap().expose(), "sk-lead");
         assert_eq!(config.workspace_id.as_deref(), Some("ws-1"));
-        assert_eq!(config.handle.as_deref(), Some("atlas"));
+        assert_eq!(config.handle.as_deref(), Some("@atlas"));
         assert!(!config.key_source.unwrap().contains("sk-lead"));
     }
 

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod engine;
 pub mod fs_cap;
 pub mod grants;
+pub mod host_state;
 pub mod http_gate;
 pub mod lead_config;
 pub mod lock;
@@ -19,6 +20,7 @@ pub mod ports;
 pub mod runtime;
 pub mod secret;
 pub mod service;
+pub mod sibling_files;
 pub mod skill;
 
 /// When the process started (set first thing in `main`), for `--timings`.

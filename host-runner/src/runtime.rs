@@ -91,9 +91,6 @@ mod imports {
         fn create_dir_all(&mut self, path: String, mode: u32) -> Result<(), FsError> {
             self.caps.fs.create_dir_all(&path, mode)
         }
-        fn list_dir(&mut self, path: String) -> Result<Vec<DirEntry>, FsError> {
-            self.caps.fs.list_dir(&path)
-        }
         fn metadata(&mut self, path: String) -> Result<Option<EntryMeta>, FsError> {
             self.caps.fs.metadata(&path)
         }
@@ -112,12 +109,12 @@ mod imports {
         fn list_archive(&mut self, archive: String) -> Result<Vec<String>, FsError> {
             self.caps.fs.list_archive(&archive)
         }
+        fn copy_lead_plugins(&mut self, handle: String) -> Result<Vec<String>, FsError> {
+            self.caps.fs.copy_lead_plugins(&handle)
+        }
     }
 
     impl service::Host for HostState {
-        fn backend(&mut self) -> ServiceBackend {
-            self.caps.services.backend()
-        }
         fn install(&mut self, spec: ServiceSpec) -> Result<Installed, ServiceError> {
             self.caps.services.install(spec)
         }
@@ -126,9 +123,6 @@ mod imports {
         }
         fn stop(&mut self, label: String) -> Result<(), ServiceError> {
             self.caps.services.stop(&label)
-        }
-        fn restart(&mut self, label: String) -> Result<(), ServiceError> {
-            self.caps.services.restart(&label)
         }
         fn uninstall(&mut self, label: String) -> Result<(), ServiceError> {
             self.caps.services.uninstall(&label)

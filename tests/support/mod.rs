@@ -179,6 +179,11 @@ impl TestHome {
         self.home.join(format!(".openclaw-{handle}"))
     }
 
+    /// A gateway log (`stdout.log`, `stderr.log`) in the host's log directory of `handle`.
+    pub fn log(&self, handle: &str, name: &str) -> PathBuf {
+        self.home.join(".local/state/agent-provisioner/logs").join(handle).join(name)
+    }
+
     pub fn audit_log(&self) -> PathBuf {
         self.lead().join("logs/agent-provisioner-audit.jsonl")
     }
@@ -232,6 +237,32 @@ impl TestHome {
         out.retain(|p| !p.starts_with(".openclaw/logs"));
         out.sort();
         out
+    }
+
+    /// Records `handle` in the host's own state as a sibling home it made for the lead,
+    /// as an earlier provision would have (for tests that plant a home by hand).
+    pub fn register_sibling(&self, handle: &str) {
+        let dir = self.home.join(".local/state/agent-provisioner");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("siblings.json");
+        let mut state: Value = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(serde_json::json!({"version": 1, "siblings": {}}));
+        state["siblings"][handle] = serde_json::json!({ "lead_home": self.lead() });
+        std::fs::write(path, state.to_string()).unwrap();
+    }
+
+    /// A recording stand-in for `systemctl`/`launchctl` in the temp dir: each call's
+    /// arguments are appended to `<name>.log`; every call succeeds.
+    pub fn recording_tool(&self, name: &str) -> PathBuf {
+        let path = self.temp.path().join(name);
+        let log = self.temp.path().join(format!("{name}.log"));
+        std::fs::write(&path, format!("#!/bin/sh\necho \"$*\" >> '{}'\nexit 0\n", log.display())).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// The calls a [`TestHome::recording_tool`] received.
+    pub fn tool_calls(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.temp.path().join(format!("{name}.log"))).unwrap_or_default().lines().map(String::from).collect()
     }
 
     /// The pid the direct backend recorded for `handle`'s gateway, if it runs.

@@ -5,8 +5,11 @@ use serde_json::json;
 const HOME: &str = "/home/u";
 const LEAD: &str = "/home/u/.openclaw";
 
+const LEAD_HANDLES: &[String] = &[];
+
 fn env() -> TaskEnv<'static> {
-    TaskEnv { home: HOME, lead_home: LEAD, lead_handle: Some("atlas"), resuming: false }
+    static HANDLES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    TaskEnv { home: HOME, lead_home: LEAD, lead_handles: HANDLES.get_or_init(|| vec!["atlas".into(), "chief".into()]), resuming: false }
 }
 
 fn notes() -> Value {
@@ -166,14 +169,18 @@ fn handles_must_be_short_lowercase_slugs() {
 
 #[test]
 fn reserved_and_lead_handles_are_refused() {
-    assert_field(error_with("handle", Some(json!("archives"))), "handle", "reserved");
-    assert_field(error_with("handle", Some(json!("atlas"))), "handle", "lead's own handle");
+    for reserved in ["archives", "gateway", "gateway-work", "default", "dev"] {
+        assert_field(error_with("handle", Some(json!(reserved))), "handle", "reserved");
+    }
+    for lead in ["atlas", "chief"] {
+        assert_field(error_with("handle", Some(json!(lead))), "handle", "lead's own handle");
+    }
 }
 
 #[test]
 fn valid_handles_pass() {
     for good in ["a", "nova-2", "x_y", "0day", &"a".repeat(32)] {
-        assert!(validate_handle(good, None).is_ok(), "{good}");
+        assert!(validate_handle(good, LEAD_HANDLES).is_ok(), "{good}");
     }
 }
 

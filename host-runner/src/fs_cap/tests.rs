@@ -1,11 +1,13 @@
 use super::*;
 use crate::grants::GrantConfig;
+use crate::host_state::HostState;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 const LEAD_KEY: &str = "sk_sesame_lead_secret_0001";
 
-/// A temp home with a lead home, a sibling home, a service dir and an outside dir.
+/// A temp home with a lead home, a sibling home the host made (`victim`), another
+/// OpenClaw profile's home (`work`) and an outside dir.
 struct Fixture {
     _temp: tempfile::TempDir,
     home: PathBuf,
@@ -21,9 +23,10 @@ impl Fixture {
         for dir in [
             home.join(".openclaw/workspace"),
             home.join(".openclaw/extensions/sesame/dist"),
+            home.join(".openclaw/skills/sesame"),
             home.join(".openclaw-victim/logs"),
+            home.join(".openclaw-work"),
             home.join(".ssh"),
-            home.join(".config/systemd/user"),
             outside.clone(),
         ] {
             std::fs::create_dir_all(dir).unwrap();
@@ -32,18 +35,22 @@ impl Fixture {
         std::fs::write(home.join(".openclaw/openclaw.json"), format!("{{\"apiKey\": \"{LEAD_KEY}\"}}")).unwrap();
         std::fs::write(home.join(".openclaw/extensions/sesame/dist/index.js"), "// plugin\n").unwrap();
         std::fs::write(home.join(".ssh/authorized_keys"), "ssh-ed25519 good\n").unwrap();
-        std::fs::write(home.join(".config/systemd/user/openclaw-victim.service"), "[Unit]\n").unwrap();
-        std::fs::write(home.join(".config/systemd/user/sshd.service"), "[Unit]\n").unwrap();
+        std::fs::write(home.join(".openclaw/skills/sesame/SKILL.md"), "# skill\n").unwrap();
+        std::fs::write(home.join(".openclaw-work/openclaw.json"), "{}\n").unwrap();
         std::fs::write(outside.join("secret.txt"), "outside secret\n").unwrap();
         symlink(&outside, home.join(".openclaw-victim/escape")).unwrap();
+        let state = HostState::in_memory();
+        state.claim_home("victim", &home.join(".openclaw")).unwrap();
         let grants = Grants::new(GrantConfig {
             home: home.clone(),
             lead_home: home.join(".openclaw"),
-            service_dir: Some(home.join(".config/systemd/user")),
+            lead_handles: vec!["chief".into()],
+            state: Arc::new(state),
         })
         .unwrap();
         let audit = Arc::new(Audit::stderr_only(vec![]));
-        let fs = FsCap::new(grants, audit, Secret::new(LEAD_KEY));
+        let plugins = LeadPlugins::found(&home.join(".openclaw"), &["sesame".into()], &["sesame".into()], "https://api.sesame.space");
+        let fs = FsCap::new(grants, audit, Secret::new(LEAD_KEY), plugins);
         Self { _temp: temp, home, outside, fs }
     }
 
@@ -100,8 +107,14 @@ fn hostile_writes_are_denied_and_change_nothing() {
     denied(f.fs.write_atomic(&f.p(".openclaw-victim/./x"), b"evil", 0o600), "`.`");
     denied(f.fs.write_atomic(".openclaw-victim/x", b"evil", 0o600), "absolute");
     denied(f.fs.write_atomic(&f.p(".openclaw-victim/escape/pwned"), b"evil", 0o644), "outside the grant");
-    denied(f.fs.write_atomic(&f.p(".config/systemd/user/openclaw-victim.service"), b"evil", 0o644), "does not allow writing");
+    denied(f.fs.write_atomic(&f.p(".config/systemd/user/openclaw-victim.service"), b"evil", 0o644), "outside every grant");
     denied(f.fs.write_atomic(&f.p(".openclaw-UPPER/x"), b"evil", 0o644), "not a sibling handle");
+    denied(f.fs.write_atomic(&f.p(".openclaw-work/openclaw.json"), b"{}", 0o600), "another OpenClaw profile");
+    denied(f.fs.read(&f.p(".openclaw-work/openclaw.json")), "another OpenClaw profile");
+    denied(f.fs.create_dir_all(&f.p(".openclaw-dev/x"), 0o700), "reserved");
+    denied(f.fs.create_dir_all(&f.p(".openclaw-chief"), 0o700), "lead's own handle");
+    denied(f.fs.archive_tree(&f.p(".openclaw"), &f.p(".openclaw-archives/lead.tar.gz")), "only a sibling home");
+    denied(f.fs.walk_tree(&f.p(".openclaw")), "only a sibling home");
     denied(f.fs.create_dir_all(&f.p(".openclawx"), 0o700), "outside every grant");
     denied(f.fs.remove_tree(&f.p(".openclaw-archives")), "cannot be removed");
     assert_eq!(f.snapshot(), before);
@@ -113,7 +126,7 @@ fn symlinks_never_lead_out_of_a_grant() {
     denied(f.fs.read(&f.p(".openclaw-victim/escape/secret.txt")), "outside the grant");
     denied(f.fs.copy_tree(&f.p(".openclaw-victim/escape"), &f.p(".openclaw-victim/stolen")), "never follow symlinks");
     denied(f.fs.copy_tree(&f.p(".openclaw-victim/escape/secret.txt"), &f.p(".openclaw-victim/stolen")), "outside the grant");
-    denied(f.fs.list_dir(&f.p(".openclaw-victim/escape")), "outside the grant");
+    denied(f.fs.walk_tree(&f.p(".openclaw-victim/escape")), "outside the grant");
     assert!(!Path::new(&f.p(".openclaw-victim/stolen")).exists());
     // Removing the link removes the link, never its target.
     f.fs.remove_tree(&f.p(".openclaw-victim/escape")).unwrap();
@@ -124,6 +137,9 @@ fn symlinks_never_lead_out_of_a_grant() {
 fn a_symlink_as_the_sibling_home_is_not_followed() {
     let f = Fixture::new();
     symlink(&f.outside, f.home.join(".openclaw-trap")).unwrap();
+    denied(f.fs.read(&f.p(".openclaw-trap/secret.txt")), "not a sibling home this host created");
+    // A sibling the host made that turns its home into a link.
+    f.fs.grants.state().claim_home("trap", &f.home.join(".openclaw")).unwrap();
     denied(f.fs.read(&f.p(".openclaw-trap/secret.txt")), "is a symlink; not following it");
     denied(f.fs.write_atomic(&f.p(".openclaw-trap/x"), b"evil", 0o600), "is a symlink; not following it");
     let m = f.fs.metadata(&f.p(".openclaw-trap")).unwrap().unwrap();
@@ -139,18 +155,43 @@ fn the_leads_key_never_leaves_through_files() {
     std::fs::create_dir_all(f.home.join(".openclaw/skills/sesame")).unwrap();
     std::fs::write(f.home.join(".openclaw/skills/sesame/config.txt"), LEAD_KEY).unwrap();
     std::fs::write(f.home.join(".openclaw/skills/sesame/SKILL.md"), "# skill").unwrap();
-    denied(f.fs.copy_tree(&f.p(".openclaw/skills/sesame"), &f.p(".openclaw-victim/skills")), "lead's Sesame key");
-    assert!(!Path::new(&f.p(".openclaw-victim/skills")).exists(), "a refused copy leaves nothing behind");
+    denied(f.fs.copy_lead_plugins("victim"), "lead's Sesame key");
+    denied(f.fs.copy_tree(&f.p(".openclaw/skills/sesame"), &f.p(".openclaw-victim/notes")), "lead's Sesame key");
+    assert!(!Path::new(&f.p(".openclaw-victim/notes")).exists(), "a refused copy leaves nothing behind");
     assert_eq!(f.fs.read(&f.p(".openclaw/workspace/USER.md")).unwrap(), b"Alex\n");
 }
 
 #[test]
-fn service_definitions_are_read_only_and_filtered() {
+fn no_code_and_no_unchecked_config_goes_into_a_sibling_home() {
     let f = Fixture::new();
-    let names: Vec<String> = f.fs.list_dir(&f.p(".config/systemd/user")).unwrap().into_iter().map(|e| e.name).collect();
-    assert_eq!(names, ["openclaw-victim.service"]);
-    assert_eq!(f.fs.read(&f.p(".config/systemd/user/openclaw-victim.service")).unwrap(), b"[Unit]\n");
-    denied(f.fs.read(&f.p(".config/systemd/user/sshd.service")), "not an OpenClaw service");
+    let before = f.snapshot();
+    denied(f.fs.create_dir_all(&f.p(".openclaw-victim/extensions/evil"), 0o700), "loads code from extensions/");
+    denied(f.fs.create_dir_all(&f.p(".openclaw-victim/workspace/skills"), 0o700), "loads code from workspace/skills/");
+    denied(f.fs.write_atomic(&f.p(".openclaw-victim/hooks"), b"x", 0o600), "loads code from hooks/");
+    denied(f.fs.copy_tree(&f.p(".openclaw/extensions/sesame"), &f.p(".openclaw-victim/extensions")), "loads code");
+    denied(f.fs.copy_tree(&f.p(".openclaw/workspace"), &f.p(".openclaw-victim/openclaw.json")), "contents are checked");
+    denied(f.fs.write_atomic(&f.p(".openclaw-victim/openclaw.json"), br#"{"plugins":{"load":{"paths":["/tmp"]}}}"#, 0o600), "openclaw.json");
+    denied(f.fs.write_atomic(&f.p(".openclaw-victim/.env"), b"NODE_OPTIONS=\"--require /tmp/x.js\"\n", 0o600), "only ANTHROPIC_API_KEY");
+    denied(f.fs.write_atomic(&f.p(".openclaw-victim/x"), b"x", 0o4777), "setuid");
+    denied(f.fs.create_dir_all(&f.p(".openclaw-victim/shared"), 0o777), "group/other write");
+    assert_eq!(f.snapshot(), before);
+}
+
+#[test]
+fn the_host_copies_the_allowlisted_plugins_itself() {
+    let f = Fixture::new();
+    let lead_ext = f.home.join(".openclaw/extensions/sesame");
+    std::fs::set_permissions(lead_ext.join("dist/index.js"), std::fs::Permissions::from_mode(0o4777)).unwrap();
+    symlink("/etc/passwd", lead_ext.join("passwd")).unwrap();
+    std::fs::create_dir_all(f.home.join(".openclaw/extensions/other")).unwrap();
+    assert_eq!(f.fs.copy_lead_plugins("victim").unwrap(), ["extensions/sesame", "skills/sesame"]);
+    assert_eq!(std::fs::read(f.p(".openclaw-victim/extensions/sesame/dist/index.js")).unwrap(), b"// plugin\n");
+    assert_eq!(mode(&f.p(".openclaw-victim/extensions/sesame/dist/index.js")), 0o755, "modes narrowed");
+    assert!(!Path::new(&f.p(".openclaw-victim/extensions/sesame/passwd")).exists(), "links skipped");
+    assert!(!Path::new(&f.p(".openclaw-victim/extensions/other")).exists(), "only the allowlist");
+    assert!(Path::new(&f.p(".openclaw-victim/skills/sesame/SKILL.md")).exists());
+    f.fs.copy_lead_plugins("victim").unwrap();
+    denied(f.fs.copy_lead_plugins("work"), "another OpenClaw profile");
 }
 
 #[test]
@@ -163,6 +204,7 @@ fn a_sibling_home_round_trip_with_modes() {
         assert_eq!(mode(&f.p(dir)), 0o700, "{dir}");
     }
     f.fs.write_atomic(&f.p(".openclaw-nova/.env"), b"ANTHROPIC_API_KEY=x\n", 0o600).unwrap();
+    assert!(f.fs.grants.state().sibling("nova", &f.home.join(".openclaw")).is_some(), "creating the home recorded it");
     f.fs.write_atomic(&f.p(".openclaw-nova/README"), b"hi", 0o644).unwrap();
     assert_eq!(mode(&f.p(".openclaw-nova/.env")), 0o600);
     assert_eq!(mode(&f.p(".openclaw-nova/README")), 0o644);
@@ -170,28 +212,12 @@ fn a_sibling_home_round_trip_with_modes() {
     let m = f.fs.metadata(&f.p(".openclaw-nova/.env")).unwrap().unwrap();
     assert_eq!((m.kind, m.size, m.mode), (EntryKind::File, 20, 0o600));
     assert_eq!(f.fs.walk_tree(&root).unwrap(), [".env", "README", "agents/", "agents/main/", "agents/main/agent/"]);
-    let listed: Vec<String> = f.fs.list_dir(&root).unwrap().into_iter().map(|e| e.name).collect();
-    assert_eq!(listed, [".env", "README", "agents"]);
     f.fs.create_dir_all(&root, 0o755).unwrap();
     assert_eq!(mode(&root), 0o700, "an existing directory keeps its mode");
     f.fs.remove_tree(&root).unwrap();
     assert!(!Path::new(&root).exists());
+    assert!(f.fs.grants.state().sibling("nova", &f.home.join(".openclaw")).is_none(), "removing it released it");
     f.fs.remove_tree(&root).unwrap();
-}
-
-#[test]
-fn copying_from_the_lead_keeps_modes_and_skips_links() {
-    let f = Fixture::new();
-    let lead_ext = f.home.join(".openclaw/extensions/sesame");
-    std::fs::set_permissions(lead_ext.join("dist/index.js"), std::fs::Permissions::from_mode(0o640)).unwrap();
-    symlink("/etc/passwd", lead_ext.join("passwd")).unwrap();
-    f.fs.create_dir_all(&f.p(".openclaw-nova/extensions"), 0o700).unwrap();
-    let stats = f.fs.copy_tree(&f.p(".openclaw/extensions/sesame"), &f.p(".openclaw-nova/extensions/sesame")).unwrap();
-    assert_eq!((stats.files, stats.directories, stats.bytes), (1, 2, 10));
-    assert_eq!(mode(&f.p(".openclaw-nova/extensions/sesame/dist/index.js")), 0o640);
-    assert!(!Path::new(&f.p(".openclaw-nova/extensions/sesame/passwd")).exists());
-    let again = f.fs.copy_tree(&f.p(".openclaw/extensions/sesame"), &f.p(".openclaw-nova/extensions/sesame"));
-    assert!(matches!(again, Err(FsError::AlreadyExists(_))), "{again:?}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! No service manager (containers): the gateway runs as a detached process in its own
-//! process group, logging into the sibling's `logs/`. The host keeps a JSON record per
+//! process group, logging into the log directory the host made for it. The host keeps a JSON record per
 //! service (the validated definition plus the running pid and its identity) in its own
 //! state directory, outside every guest grant. Before any pid is signalled its identity
 //! (its start time on Linux) is checked against the record, so a stale pid is never hit.
@@ -146,11 +146,10 @@ impl SignalNumber for std::process::ExitStatus {
     }
 }
 
-/// Opens a log for appending (0600), relative to the sibling home, never through a symlink.
+/// Opens a log for appending (0600) in the host's log directory, never through a symlink.
 fn open_log(def: &Definition, log: &std::path::Path) -> std::io::Result<std::fs::File> {
-    let home = Dir::open_ambient_dir(def.working_directory.parent().expect("homes have parents"), ambient_authority())?
-        .open_dir_nofollow(def.working_directory.file_name().expect("homes have names"))?;
-    let logs = home.open_dir_nofollow("logs")?;
+    let logs = Dir::open_ambient_dir(def.log_dir.parent().expect("log dirs have parents"), ambient_authority())?
+        .open_dir_nofollow(def.log_dir.file_name().expect("log dirs have names"))?;
     let mut options = OpenOptions::new();
     options.append(true).create(true).mode(0o600);
     cap_fs_ext::OpenOptionsFollowExt::follow(&mut options, cap_fs_ext::FollowSymlinks::No);
@@ -180,6 +179,11 @@ fn is_alive(pid: u32) -> bool {
 }
 
 impl Backend for Direct {
+    /// The record lives in the host's own state directory, which nothing else writes.
+    fn definition_path(&self, _label: &str) -> Option<PathBuf> {
+        None
+    }
+
     fn install(&mut self, def: &Definition) -> Result<PathBuf, ServiceError> {
         let previous = self.load(&def.label).ok();
         let record = Record {
@@ -209,11 +213,6 @@ impl Backend for Direct {
         record.identity = None;
         record.started_at = None;
         self.save(&record)
-    }
-
-    fn restart(&mut self, label: &str) -> Result<(), ServiceError> {
-        self.stop(label)?;
-        self.start(label)
     }
 
     fn uninstall(&mut self, label: &str) -> Result<(), ServiceError> {
@@ -262,8 +261,9 @@ mod tests {
         let (temp, policy) = fixture();
         std::fs::write(&policy.openclaw_bin, script).unwrap();
         std::fs::set_permissions(&policy.openclaw_bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let def = policy.check(&spec(&policy, "nova")).unwrap();
+        let def = policy.check(&spec("nova")).unwrap();
         let mut direct = Direct::new(policy.home.join(".local/state/agent-provisioner/services"));
+        crate::service::create_log_dir(&def).unwrap();
         direct.install(&def).unwrap();
         (temp, direct, def)
     }
@@ -299,7 +299,8 @@ mod tests {
         eventually(|| log_containing(&def.stderr_log, &format!("state {}", def.working_directory.display())));
         d.start(LABEL).unwrap();
         assert_eq!(d.status(LABEL).unwrap().pid, Some(pid), "starting a running service is a no-op");
-        d.restart(LABEL).unwrap();
+        d.stop(LABEL).unwrap();
+        d.start(LABEL).unwrap();
         let second = d.status(LABEL).unwrap().pid.unwrap();
         assert_ne!(second, pid);
         assert!(!is_alive(pid));
@@ -318,7 +319,7 @@ mod tests {
         eventually(|| (d.status(LABEL).unwrap().state == RunState::Stopped).then_some(()));
         let env = std::fs::read_to_string(&def.stdout_log).unwrap();
         let names: Vec<&str> = env.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
-        assert!(names.iter().all(|n| n.starts_with("OPENCLAW_") || *n == "PATH" || *n == "PWD" || *n == "SHLVL" || *n == "_"), "{names:?}");
+        assert!(names.iter().all(|n| crate::service::policy::ENVIRONMENT.contains(n) || ["PWD", "SHLVL", "_"].contains(n)), "{names:?}");
         assert!(env.contains("OPENCLAW_NO_AUTO_UPDATE=1"));
     }
 

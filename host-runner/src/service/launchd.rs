@@ -1,5 +1,6 @@
 //! macOS LaunchAgents: `~/Library/LaunchAgents/<label>.plist` (0644, no secrets), driven
-//! with `launchctl bootstrap|bootout|enable|kickstart|print gui/<uid>`.
+//! with `launchctl bootstrap|bootout|enable|kickstart|print gui/<uid>`. Each plist carries
+//! the host's marker comment ([`super::MARKER`]).
 
 use super::exec;
 use super::policy::Definition;
@@ -39,6 +40,7 @@ impl Launchd {
         self.dir.join(format!("{label}.plist"))
     }
 
+
     fn target(&self, label: &str) -> String {
         format!("gui/{}/{label}", self.uid)
     }
@@ -69,10 +71,19 @@ impl Launchd {
 }
 
 impl Backend for Launchd {
+    fn definition_path(&self, label: &str) -> Option<PathBuf> {
+        Some(self.plist(label))
+    }
+
     fn install(&mut self, def: &Definition) -> Result<PathBuf, ServiceError> {
         let mut bytes = Vec::new();
         render(def).to_writer_xml(&mut bytes).map_err(|e| ServiceError::Failed(format!("rendering the plist: {e}")))?;
-        super::write_definition(&self.dir, &format!("{}.plist", def.label), &bytes, 0o644)?;
+        let text = String::from_utf8(bytes).expect("plist XML is UTF-8");
+        let marked = match text.split_once('\n') {
+            Some((declaration, rest)) => format!("{declaration}\n<!-- {} for sibling {}. Do not edit. -->\n{rest}", super::MARKER, def.handle),
+            None => text,
+        };
+        super::write_definition(&self.dir, &naming::plist_name(&def.handle), marked.as_bytes(), 0o644)?;
         Ok(self.plist(&def.label))
     }
 
@@ -92,11 +103,6 @@ impl Backend for Launchd {
             self.must(&["bootout", &self.target(label)])?;
         }
         Ok(())
-    }
-
-    fn restart(&mut self, label: &str) -> Result<(), ServiceError> {
-        self.require_plist(label)?;
-        if self.loaded(label)?.is_some() { self.must(&["kickstart", "-k", &self.target(label)]) } else { self.start(label) }
     }
 
     fn uninstall(&mut self, label: &str) -> Result<(), ServiceError> {
@@ -157,7 +163,7 @@ mod tests {
     #[test]
     fn the_plist_has_every_key_and_no_secret() {
         let (_t, policy) = fixture();
-        let def = policy.check(&spec(&policy, "nova")).unwrap();
+        let def = policy.check(&spec("nova")).unwrap();
         let recorder = Recorder::new();
         let path = backend(&policy.home, &recorder).install(&def).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -169,10 +175,11 @@ mod tests {
         assert_eq!(argv[1..], ["--profile", "nova", "gateway", "run", "--port", "18930"]);
         assert_eq!(d["RunAtLoad"].as_boolean(), Some(true));
         assert_eq!(d["KeepAlive"].as_boolean(), Some(true));
-        assert!(d["StandardOutPath"].as_string().unwrap().ends_with(".openclaw-nova/logs/stdout.log"));
-        assert!(d["StandardErrorPath"].as_string().unwrap().ends_with(".openclaw-nova/logs/stderr.log"));
+        assert!(d["StandardOutPath"].as_string().unwrap().ends_with("agent-provisioner/logs/nova/stdout.log"));
+        assert!(d["StandardErrorPath"].as_string().unwrap().ends_with("agent-provisioner/logs/nova/stderr.log"));
         let env = d["EnvironmentVariables"].as_dictionary().unwrap();
-        assert!(env.keys().all(|k| k.starts_with("OPENCLAW_") || k == "PATH"), "{env:?}");
+        assert_eq!(env.keys().map(String::as_str).collect::<Vec<_>>(), crate::service::policy::ENVIRONMENT);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("<!-- Written by agent-provisioner for sibling nova."));
         assert!(recorder.calls().is_empty(), "install only writes the plist");
         assert_eq!(backend(&policy.home, &recorder).installed_ports(), [18930]);
     }
@@ -180,7 +187,7 @@ mod tests {
     #[test]
     fn launchctl_sequences() {
         let (_t, policy) = fixture();
-        let def = policy.check(&spec(&policy, "nova")).unwrap();
+        let def = policy.check(&spec("nova")).unwrap();
         let recorder = Recorder::new();
         let mut b = backend(&policy.home, &recorder);
         let plist = b.install(&def).unwrap().display().to_string();
@@ -191,9 +198,6 @@ mod tests {
         b.stop("com.openclaw.nova").unwrap();
         assert_eq!(recorder.calls(), ["print gui/501/com.openclaw.nova"], "not loaded: nothing to boot out");
         recorder.answer("print", 0, "gui/501/com.openclaw.nova = {\n\tstate = running\n\tpid = 4242\n\truns = 3\n\tlast exit code = 0\n}\n");
-        recorder.clear();
-        b.restart("com.openclaw.nova").unwrap();
-        assert_eq!(recorder.calls(), ["print gui/501/com.openclaw.nova", "kickstart -k gui/501/com.openclaw.nova"]);
         recorder.clear();
         b.uninstall("com.openclaw.nova").unwrap();
         assert_eq!(recorder.calls(), ["print gui/501/com.openclaw.nova", "bootout gui/501/com.openclaw.nova"]);
@@ -212,7 +216,7 @@ mod tests {
     #[test]
     fn a_failing_launchctl_is_reported_with_its_words() {
         let (_t, policy) = fixture();
-        let def = policy.check(&spec(&policy, "nova")).unwrap();
+        let def = policy.check(&spec("nova")).unwrap();
         let recorder = Recorder::new();
         let mut b = backend(&policy.home, &recorder);
         b.install(&def).unwrap();

@@ -1,5 +1,7 @@
-//! systemd user units: `~/.config/systemd/user/openclaw-<handle>.service` (0644) with an
-//! `EnvironmentFile` in the sibling's home (0600), driven with `systemctl --user`.
+//! systemd user units: `~/.config/systemd/user/openclaw-sibling-<handle>.service` (0644,
+//! no secrets: the environment is the host's pinned, non-secret variables), driven with
+//! `systemctl --user`. The name cannot meet OpenClaw's own `openclaw-gateway*` units
+//! ([`naming::unit_name`]); the unit starts with the host's marker ([`super::MARKER`]).
 
 use super::exec;
 use super::policy::Definition;
@@ -14,14 +16,9 @@ pub struct Systemd {
     pub systemctl: PathBuf,
 }
 
-/// `openclaw-<handle>.service` for `com.openclaw.<handle>`.
+/// `openclaw-sibling-<handle>.service` for `com.openclaw.<handle>`.
 pub fn unit_name(label: &str) -> String {
-    format!("openclaw-{}.service", label.trim_start_matches("com.openclaw."))
-}
-
-/// The environment file of a service: `<home>/service.env`.
-pub fn env_file(def: &Definition) -> PathBuf {
-    def.working_directory.join("service.env")
+    naming::unit_name(label.trim_start_matches("com.openclaw."))
 }
 
 /// One argument quoted for `ExecStart=`: double quotes, `\` and `"` escaped, `$` and `%`
@@ -40,11 +37,13 @@ fn path_value(path: &Path) -> String {
 pub fn render_unit(def: &Definition) -> String {
     let exec: Vec<String> = std::iter::once(def.program.display().to_string()).chain(def.args.iter().cloned()).map(|a| quote(&a)).collect();
     let mut unit = String::new();
-    let _ = writeln!(unit, "# Written by agent-provisioner for sibling {}. Do not edit.", def.handle);
+    let _ = writeln!(unit, "# {} for sibling {}. Do not edit.", super::MARKER, def.handle);
     let _ = writeln!(unit, "[Unit]\nDescription=OpenClaw gateway {}\nAfter=network-online.target\n", def.handle);
     let _ = writeln!(unit, "[Service]\nType=simple");
     let _ = writeln!(unit, "WorkingDirectory={}", path_value(&def.working_directory));
-    let _ = writeln!(unit, "EnvironmentFile={}", path_value(&env_file(def)));
+    for (name, value) in &def.environment {
+        let _ = writeln!(unit, "Environment={}", quote(&format!("{name}={value}")));
+    }
     let _ = writeln!(unit, "ExecStart={}", exec.join(" "));
     let _ = writeln!(unit, "Restart={}", if def.keep_alive { "always" } else { "no" });
     let _ = writeln!(unit, "RestartSec=5");
@@ -54,13 +53,6 @@ pub fn render_unit(def: &Definition) -> String {
     unit
 }
 
-/// The environment file: `NAME="value"` lines (values have no line breaks).
-pub fn render_env(def: &Definition) -> String {
-    def.environment
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"\n", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect()
-}
 
 impl Systemd {
     fn unit_path(&self, label: &str) -> PathBuf {
@@ -88,12 +80,18 @@ impl Systemd {
 }
 
 impl Backend for Systemd {
+    fn definition_path(&self, label: &str) -> Option<PathBuf> {
+        Some(self.unit_path(label))
+    }
+
     fn install(&mut self, def: &Definition) -> Result<PathBuf, ServiceError> {
-        super::write_into_home(def, "service.env", render_env(def).as_bytes(), 0o600)?;
         super::write_definition(&self.dir, &unit_name(&def.label), render_unit(def).as_bytes(), 0o644)?;
-        self.must(&["daemon-reload"])?;
-        self.must(&["enable", &unit_name(&def.label)])?;
         Ok(self.unit_path(&def.label))
+    }
+
+    fn activate(&mut self, label: &str) -> Result<(), ServiceError> {
+        self.must(&["daemon-reload"])?;
+        self.must(&["enable", &unit_name(label)])
     }
 
     fn start(&mut self, label: &str) -> Result<(), ServiceError> {
@@ -106,25 +104,11 @@ impl Backend for Systemd {
         self.must(&["stop", &unit])
     }
 
-    fn restart(&mut self, label: &str) -> Result<(), ServiceError> {
-        let unit = self.require_unit(label)?;
-        self.must(&["restart", &unit])
-    }
-
     fn uninstall(&mut self, label: &str) -> Result<(), ServiceError> {
         let unit = self.require_unit(label)?;
         let path = self.unit_path(label);
-        let env = env_file_of(&path)?;
         self.must(&["disable", "--now", &unit])?;
         std::fs::remove_file(&path).map_err(|e| ServiceError::Failed(format!("removing {}: {e}", path.display())))?;
-        if let Some(env) = env {
-            match std::fs::remove_file(&env) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(ServiceError::Failed(format!("removing {}: {e}", env.display())));
-                }
-                _ => {}
-            }
-        }
         self.must(&["daemon-reload"])
     }
 
@@ -142,7 +126,6 @@ impl Backend for Systemd {
 
     fn installed_ports(&self) -> Vec<u16> {
         super::definitions(&self.dir, ".service")
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("openclaw-")))
             .filter_map(|p| std::fs::read_to_string(p).ok())
             .filter_map(|unit| {
                 let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart="))?;
@@ -151,26 +134,6 @@ impl Backend for Systemd {
             })
             .collect()
     }
-}
-
-/// The `EnvironmentFile=` a unit names, to remove with it (it holds secrets). Only one we
-/// would have written is accepted — `service.env` directly in a sibling home
-/// (`.openclaw-*`) — so a foreign unit cannot make uninstall delete another file.
-fn env_file_of(unit: &Path) -> Result<Option<PathBuf>, ServiceError> {
-    let text = std::fs::read_to_string(unit).map_err(|e| ServiceError::Failed(format!("reading {}: {e}", unit.display())))?;
-    let Some(env) = text.lines().find_map(|l| l.strip_prefix("EnvironmentFile=")).map(|p| PathBuf::from(p.replace("%%", "%"))) else {
-        return Ok(None);
-    };
-    let ours = env.file_name().is_some_and(|n| n == "service.env")
-        && env.parent().and_then(Path::file_name).and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".openclaw-"));
-    if !ours {
-        return Err(ServiceError::Failed(format!(
-            "{} names {} as its environment file, which agent-provisioner did not write; the unit is left alone",
-            unit.display(),
-            env.display()
-        )));
-    }
-    Ok(Some(env))
 }
 
 fn monotonic_micros() -> u64 {
@@ -209,24 +172,24 @@ mod tests {
     }
 
     #[test]
-    fn the_unit_has_exec_start_restart_and_a_private_environment_file() {
+    fn the_unit_has_exec_start_restart_and_the_pinned_environment() {
         let (_t, policy) = fixture();
-        let def = policy.check(&spec(&policy, "nova")).unwrap();
+        let def = policy.check(&spec("nova")).unwrap();
         let recorder = Recorder::new();
-        let path = backend(&policy.home, &recorder).install(&def).unwrap();
+        let mut b = backend(&policy.home, &recorder);
+        let path = b.install(&def).unwrap();
+        b.activate(&def.label).unwrap();
         let unit = std::fs::read_to_string(&path).unwrap();
-        assert!(path.ends_with("openclaw-nova.service"));
+        assert!(path.ends_with("openclaw-sibling-nova.service"));
+        assert!(unit.starts_with("# Written by agent-provisioner for sibling nova."));
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
         let exec = format!("ExecStart=\"{}\" \"--profile\" \"nova\" \"gateway\" \"run\" \"--port\" \"18930\"", def.program.display());
         assert!(unit.contains(&exec), "{unit}");
         assert!(unit.contains("Restart=always\n"));
-        let env_path = def.working_directory.join("service.env");
-        assert!(unit.contains(&format!("EnvironmentFile={}\n", env_path.display())));
-        assert!(!unit.contains("OPENCLAW_STATE_DIR"), "the environment stays in the 0600 file");
-        assert_eq!(std::fs::metadata(&env_path).unwrap().permissions().mode() & 0o777, 0o600);
-        let env = std::fs::read_to_string(&env_path).unwrap();
-        assert!(env.contains(&format!("OPENCLAW_STATE_DIR=\"{}\"\n", def.working_directory.display())));
-        assert_eq!(recorder.calls(), ["--user daemon-reload", "--user enable openclaw-nova.service"]);
+        assert!(unit.contains(&format!("Environment=\"OPENCLAW_STATE_DIR={}\"\n", def.working_directory.display())), "{unit}");
+        assert!(!unit.contains("EnvironmentFile"), "nothing is read from the sibling's home");
+        assert!(unit.contains(&format!("StandardOutput=append:{}\n", def.stdout_log.display())));
+        assert_eq!(recorder.calls(), ["--user daemon-reload", "--user enable openclaw-sibling-nova.service"]);
         assert_eq!(backend(&policy.home, &recorder).installed_ports(), [18930]);
     }
 
@@ -239,50 +202,24 @@ mod tests {
     #[test]
     fn systemctl_sequences() {
         let (_t, policy) = fixture();
-        let def = policy.check(&spec(&policy, "nova")).unwrap();
+        let def = policy.check(&spec("nova")).unwrap();
         let recorder = Recorder::new();
         let mut b = backend(&policy.home, &recorder);
         b.install(&def).unwrap();
         recorder.clear();
         b.start("com.openclaw.nova").unwrap();
         b.stop("com.openclaw.nova").unwrap();
-        b.restart("com.openclaw.nova").unwrap();
         b.uninstall("com.openclaw.nova").unwrap();
         assert_eq!(
             recorder.calls(),
             [
-                "--user start openclaw-nova.service",
-                "--user stop openclaw-nova.service",
-                "--user restart openclaw-nova.service",
-                "--user disable --now openclaw-nova.service",
+                "--user start openclaw-sibling-nova.service",
+                "--user stop openclaw-sibling-nova.service",
+                "--user disable --now openclaw-sibling-nova.service",
                 "--user daemon-reload"
             ]
         );
-        assert!(!def.working_directory.join("service.env").exists());
         assert!(matches!(b.start("com.openclaw.nova"), Err(ServiceError::NotInstalled(_))));
-    }
-
-    #[test]
-    fn uninstall_refuses_a_unit_whose_environment_file_is_not_ours() {
-        let (_t, policy) = fixture();
-        let def = policy.check(&spec(&policy, "nova")).unwrap();
-        let recorder = Recorder::new();
-        let mut b = backend(&policy.home, &recorder);
-        b.install(&def).unwrap();
-        let precious = policy.home.join("precious.txt");
-        std::fs::write(&precious, "keep me").unwrap();
-        let unit = b.unit_path("com.openclaw.nova");
-        let text = std::fs::read_to_string(&unit).unwrap();
-        let foreign: String = text
-            .lines()
-            .map(|l| if l.starts_with("EnvironmentFile=") { format!("EnvironmentFile={}\n", precious.display()) } else { format!("{l}\n") })
-            .collect();
-        std::fs::write(&unit, foreign).unwrap();
-        recorder.clear();
-        let err = b.uninstall("com.openclaw.nova").unwrap_err();
-        assert!(format!("{err:?}").contains("did not write"), "{err:?}");
-        assert!(precious.exists() && unit.exists());
-        assert!(recorder.calls().is_empty(), "nothing was run: {:?}", recorder.calls());
     }
 
     #[test]
