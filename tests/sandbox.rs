@@ -210,3 +210,85 @@ fn without_a_lead_key_sesame_requests_are_refused_with_the_way_out() {
     let audit = std::fs::read_to_string(t.audit_log()).unwrap();
     assert!(audit.contains("SESAME_API_KEY"), "the denial names the way out");
 }
+
+#[test]
+fn hostile_handles_are_refused_naming_the_field_and_nothing_is_touched() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let mut t = TestHome::new(&sesame.url);
+    let config = t.lead().join("openclaw.json");
+    let mut lead: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    lead["channels"]["sesame"]["handle"] = "@Atlas".into();
+    std::fs::write(&config, lead.to_string()).unwrap();
+    let units = t.home.join(".config/systemd/user");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(units.join("openclaw-gateway.service"), "[Service]\nExecStart=/usr/bin/openclaw gateway\n").unwrap();
+    t.backend = "systemd";
+    let systemctl = t.recording_tool("systemctl");
+    t.extra = vec!["--systemctl".into(), systemctl.display().to_string()];
+    let before = t.tree();
+    for (handle, why) in [("gateway", "reserved"), ("gateway-work", "reserved"), ("default", "reserved"), ("dev", "reserved"), ("atlas", "lead's own handle")] {
+        let run = t.provision(&t.task(handle, gateway_port(), |_| {})).expect(2);
+        let error = run.json()["error"].clone();
+        assert_eq!(error["kind"], "invalid-input", "{handle}: {error}");
+        assert!(error["field"].as_str().unwrap().ends_with("handle"), "{handle}: {error}");
+        assert!(error["message"].as_str().unwrap().contains(why), "{handle}: {error}");
+    }
+    assert_eq!(t.tree().iter().filter(|p| !p.starts_with(".cache")).collect::<Vec<_>>(), before.iter().filter(|p| !p.starts_with(".cache")).collect::<Vec<_>>());
+    assert!(sesame.requests().is_empty(), "nothing was sent");
+    assert!(t.tool_calls("systemctl").is_empty(), "no systemctl call: {:?}", t.tool_calls("systemctl"));
+}
+
+#[test]
+fn a_foreign_unit_or_launch_agent_for_a_valid_handle_is_named_and_never_touched() {
+    for (backend, dir, file, tool) in [
+        ("systemd", ".config/systemd/user", "openclaw-sibling-nova.service", "systemctl"),
+        ("launchd", "Library/LaunchAgents", "com.openclaw.nova.plist", "launchctl"),
+    ] {
+        let sesame = SesameStandin::start(Some(LEAD_KEY));
+        let mut t = TestHome::new(&sesame.url);
+        let foreign = t.home.join(dir).join(file);
+        std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
+        std::fs::write(&foreign, "the user's own definition\n").unwrap();
+        t.backend = backend;
+        let recorder = t.recording_tool(tool);
+        t.extra = vec![format!("--{tool}"), recorder.display().to_string()];
+        let task = t.task("nova", gateway_port(), |_| {});
+        for args in [vec!["--json", "provision", "--task", task.to_str().unwrap()], vec!["--json", "provision", "--plan", "--task", task.to_str().unwrap()]] {
+            let run = t.run(&args).expect(2);
+            let error = run.json()["error"].clone();
+            assert_eq!(error["kind"], "refused", "{backend}: {error}");
+            let message = error["message"].as_str().unwrap();
+            assert!(message.contains(&foreign.display().to_string()) && message.contains("not written by agent-provisioner"), "{message}");
+        }
+        assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "the user's own definition\n");
+        assert!(!t.sibling("nova").exists(), "{backend}: nothing was written");
+        assert!(t.tool_calls(tool).is_empty(), "{backend}: {:?}", t.tool_calls(tool));
+        assert!(sesame.requests().is_empty());
+    }
+}
+
+#[test]
+fn a_poisoned_registry_cannot_point_lifecycle_commands_elsewhere() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    t.provision(&t.task("nova", gateway_port(), |_| {})).expect(0);
+    let registry = t.lead().join("agent-provisioner/family.json");
+    let mut family: Value = serde_json::from_str(&std::fs::read_to_string(&registry).unwrap()).unwrap();
+    family["siblings"][0]["ocHome"] = t.lead().display().to_string().into();
+    family["siblings"][0]["label"] = "com.openclaw.gateway".into();
+    std::fs::write(&registry, family.to_string()).unwrap();
+    let run = t.run(&["--json", "deprovision", "nova"]).expect(0);
+    let outcome = run.json()["outcome"].clone();
+    assert_eq!(outcome["label"], "com.openclaw.nova", "the label comes from the handle");
+    assert!(outcome["archive"].as_str().unwrap().contains("/.openclaw-archives/nova-"));
+    assert!(t.lead().join("openclaw.json").exists() && t.lead().join("workspace").exists(), "the lead's home is untouched");
+    assert!(!t.sibling("nova").exists());
+
+    // A registry entry whose handle breaks the rules makes the registry corrupt.
+    t.provision(&t.task("vega", gateway_port(), |_| {})).expect(0);
+    let mut family: Value = serde_json::from_str(&std::fs::read_to_string(&registry).unwrap()).unwrap();
+    family["siblings"][0]["handle"] = "../.openclaw".into();
+    std::fs::write(&registry, family.to_string()).unwrap();
+    let run = t.run(&["--json", "stop", "vega"]).expect(2);
+    assert!(run.json()["error"]["message"].as_str().unwrap().contains("corrupt"), "{}", run.stdout);
+}
