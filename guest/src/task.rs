@@ -8,6 +8,7 @@
 use crate::caps::{EntryKind, Files, FsError};
 use crate::commands::FieldError;
 use crate::secret::Secret;
+use naming::describe_char;
 use serde_json::{Map, Value};
 
 /// The most task text accepted.
@@ -108,15 +109,6 @@ fn shown(text: &str) -> String {
     format!("{shown:?}")
 }
 
-fn describe_char(c: char) -> String {
-    if c.is_control() || c.is_whitespace() {
-        format!("the character U+{:04X}", c as u32)
-    } else if !c.is_ascii() {
-        format!("the non-ASCII character `{c}` (U+{:04X})", c as u32)
-    } else {
-        format!("`{c}`")
-    }
-}
 
 /// Reads fields of the notes object, naming them with the input's prefix.
 struct Fields<'a> {

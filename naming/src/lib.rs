@@ -55,7 +55,8 @@ impl std::fmt::Display for HandleError {
     }
 }
 
-fn describe_char(c: char) -> String {
+/// A character in words, for messages (control and non-ASCII ones by code point).
+pub fn describe_char(c: char) -> String {
     if c.is_control() || c.is_whitespace() {
         format!("the character U+{:04X}", c as u32)
     } else if !c.is_ascii() {
