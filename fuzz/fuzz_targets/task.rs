@@ -2,7 +2,7 @@
 //! a slug handle, the home `~/.openclaw-<handle>`, a port in range.
 #![no_main]
 
-use guest::caps::{DirEntry, EntryMeta, Files, FsError, TreeStats};
+use guest::caps::{EntryMeta, Files, FsError, TreeStats};
 use guest::task::{TaskEnv, parse, validate_handle};
 use libfuzzer_sys::fuzz_target;
 
@@ -18,9 +18,6 @@ impl Files for Empty {
     }
     fn create_dir_all(&self, path: &str, _: u32) -> Result<(), FsError> {
         Err(FsError::Denied(path.into()))
-    }
-    fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
-        Err(FsError::NotFound(path.into()))
     }
     fn metadata(&self, _: &str) -> Result<Option<EntryMeta>, FsError> {
         Ok(None)
@@ -40,14 +37,18 @@ impl Files for Empty {
     fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError> {
         Err(FsError::NotFound(archive.into()))
     }
+    fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError> {
+        Err(FsError::Denied(handle.into()))
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let env = TaskEnv { home: "/home/u", lead_home: "/home/u/.openclaw", lead_handle: Some("atlas"), resuming: false };
+    let leads = ["atlas".to_string()];
+    let env = TaskEnv { home: "/home/u", lead_home: "/home/u/.openclaw", lead_handles: &leads, resuming: false };
     match parse(text, &env, &Empty) {
         Ok(task) => {
-            assert!(validate_handle(&task.handle, Some("atlas")).is_ok(), "accepted a bad handle {:?}", task.handle);
+            assert!(validate_handle(&task.handle, &leads).is_ok(), "accepted a bad handle {:?}", task.handle);
             assert_eq!(task.oc_home, format!("/home/u/.openclaw-{}", task.handle));
             assert!(task.gateway_port >= 1024);
             assert!(!task.display_name.chars().any(char::is_control));

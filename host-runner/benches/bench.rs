@@ -413,7 +413,8 @@ mod native {
         Context {
             home: home.display().to_string(),
             lead_home: home.join(".openclaw").display().to_string(),
-            lead_handle: None,
+            lead_handles: vec![],
+            lead_plugins: vec!["extensions/sesame".into(), "skills/sesame".into()],
             lead_workspace_id: None,
             api_url: api_url.into(),
             host_name: "bench".into(),
@@ -456,14 +457,6 @@ mod native {
         fn create_dir_all(&self, path: &str, _: u32) -> Result<(), FsError> {
             Err(FsError::Denied(format!("{path}: a plan writes nothing")))
         }
-        fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
-            let mut out = Vec::new();
-            for e in std::fs::read_dir(path).map_err(|e| io(path, e))? {
-                let e = e.map_err(|e| io(path, e))?;
-                out.push(DirEntry { name: e.file_name().to_string_lossy().into(), meta: meta(&e.metadata().map_err(|e| io(path, e))?) });
-            }
-            Ok(out)
-        }
         fn metadata(&self, path: &str) -> Result<Option<EntryMeta>, FsError> {
             match std::fs::symlink_metadata(path) {
                 Ok(m) => Ok(Some(meta(&m))),
@@ -486,12 +479,12 @@ mod native {
         fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError> {
             Err(FsError::Denied(archive.into()))
         }
+        fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError> {
+            Err(FsError::Denied(handle.into()))
+        }
     }
 
     impl Services for World {
-        fn backend(&self) -> ServiceBackend {
-            ServiceBackend::Direct
-        }
         fn install(&self, spec: &ServiceSpec) -> Result<Installed, ServiceError> {
             Err(ServiceError::Denied(spec.label.clone()))
         }
@@ -499,9 +492,6 @@ mod native {
             Err(ServiceError::Denied(label.into()))
         }
         fn stop(&self, label: &str) -> Result<(), ServiceError> {
-            Err(ServiceError::Denied(label.into()))
-        }
-        fn restart(&self, label: &str) -> Result<(), ServiceError> {
             Err(ServiceError::Denied(label.into()))
         }
         fn uninstall(&self, label: &str) -> Result<(), ServiceError> {
