@@ -186,7 +186,7 @@ fn the_grants_command_shows_every_grant() {
         format!("files: {home}/.openclaw (lead home, read-only)"),
         format!("files: {home}/.openclaw/agent-provisioner (provisioner state, read-write)"),
         format!("files: {home}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; read-write, no code: extensions"),
-        format!("code: the host copies extensions/sesame"),
+        "code: the host copies extensions/sesame".to_string(),
         format!("files: {home}/.openclaw-archives (archives, read-write)"),
         "http: https://api.sesame.space:443/api/v1/*".to_string(),
         "lead Sesame key: held by the host".to_string(),

@@ -51,8 +51,7 @@ pub fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<(Registry,
 pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<LifecycleOutcome, CommandError> {
     let (mut registry, member) = registered(caps, ctx, handle)?;
     let layout = SiblingLayout::new(&ctx.home, handle);
-    let label = member.label();
-    let label = label.as_str();
+    let label = &member.label();
     let failed = |step: &str, message: String, rollback: Vec<RollbackStep>| {
         CommandError::Failed(Failure { step: step.into(), message, rollback, archive: None })
     };
@@ -131,8 +130,7 @@ fn deprovision(
     member: &Member,
     mut outcome: LifecycleOutcome,
 ) -> Result<LifecycleOutcome, CommandError> {
-    let label = member.label();
-    let label = label.as_str();
+    let label = &member.label();
     let home = member.home(&ctx.home);
     let failed = |step: &str, message: String, done: Vec<RollbackStep>| {
         CommandError::Failed(Failure { step: step.into(), message, rollback: done, archive: None })

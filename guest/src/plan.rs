@@ -30,9 +30,10 @@ pub enum FileOp {
     Dir { path: String, mode: u32 },
     Write { path: String, mode: u32, contents: Vec<u8>, secret: bool },
     Copy { source: String, destination: String },
-    /// The host copies the lead's allowlisted plugins and skills (`relative` paths) into
-    /// the sibling's home; the component cannot write code there itself.
-    LeadPlugins { handle: String, lead_home: String, home: String, relative: Vec<String> },
+    /// The host copies the lead's allowlisted plugins and skills (`relative` paths, the
+    /// context's `lead-plugins`) into the sibling's home; the component cannot write code
+    /// there itself.
+    LeadPlugins { handle: String, relative: Vec<String> },
 }
 
 /// Everything a provision does, decided up front.
@@ -213,12 +214,7 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
         }
     }
     if !ctx.lead_plugins.is_empty() {
-        add(Step::Config, FileOp::LeadPlugins {
-            handle: task.handle.clone(),
-            lead_home: ctx.lead_home.clone(),
-            home: layout.root.clone(),
-            relative: ctx.lead_plugins.clone(),
-        });
+        add(Step::Config, FileOp::LeadPlugins { handle: task.handle.clone(), relative: ctx.lead_plugins.clone() });
     }
     add(Step::Config, FileOp::Dir { path: layout.memory.clone(), mode: 0o700 });
 
@@ -410,9 +406,7 @@ pub fn to_record(p: &Provisioning, ctx: &Context) -> ProvisionPlan {
                 secret: *secret,
             }],
             FileOp::Copy { source, destination } => vec![copy(source.clone(), destination.clone())],
-            FileOp::LeadPlugins { lead_home, home, relative, .. } => {
-                relative.iter().map(|r| copy(join(lead_home, r), join(home, r))).collect()
-            }
+            FileOp::LeadPlugins { relative, .. } => relative.iter().map(|r| copy(join(&ctx.lead_home, r), join(&p.layout.root, r))).collect(),
         })
         .collect();
     let command = format!("{} --profile {} gateway run --port {}", ctx.openclaw_bin, p.task.handle, p.port);

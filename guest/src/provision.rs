@@ -191,7 +191,7 @@ fn write_files(caps: &Caps, p: &Provisioning, step: Step, done: &mut Done) -> Re
         plan::apply(caps, op).map_err(|e| match op {
             FileOp::Dir { path, .. } | FileOp::Write { path, .. } => failed(path, e),
             FileOp::Copy { source, destination } => failed(&format!("{source} -> {destination}"), e),
-            FileOp::LeadPlugins { lead_home, home, .. } => failed(&format!("the lead's plugins {lead_home} -> {home}"), e),
+            FileOp::LeadPlugins { relative, .. } => failed(&format!("copying the lead's {} into {}", relative.join(", "), p.layout.root), e),
         })?;
     }
     Ok(())

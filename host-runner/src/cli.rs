@@ -220,6 +220,14 @@ pub enum Layout {
     Legacy,
 }
 
+/// A plugin or skill name: the handle grammar (no `/`, no `..`).
+fn plugin_name(text: &str) -> Result<String, String> {
+    match naming::check_handle(text) {
+        Ok(()) | Err(naming::HandleError::Reserved(_)) => Ok(text.to_string()),
+        Err(why) => Err(format!("{text:?} {why}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,13 +248,5 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(cli.global.json);
-    }
-}
-
-/// A plugin or skill name: the handle grammar (no `/`, no `..`).
-fn plugin_name(text: &str) -> Result<String, String> {
-    match naming::check_handle(text) {
-        Ok(()) | Err(naming::HandleError::Reserved(_)) => Ok(text.to_string()),
-        Err(why) => Err(format!("{text:?} {why}")),
     }
 }

@@ -46,6 +46,8 @@ pub struct FsCap {
 pub struct LeadPlugins {
     /// Relative paths in the lead home (`extensions/sesame`, `skills/sesame`) that exist.
     pub paths: Vec<String>,
+    /// Names of the plugins among them (copied into `extensions/`).
+    plugin_names: Vec<String>,
     pub api_url: String,
 }
 
@@ -53,13 +55,9 @@ impl LeadPlugins {
     /// The allowlisted paths (`--copy-plugin`/`--copy-skill`) that the lead home holds.
     pub fn found(lead_home: &Path, plugins: &[String], skills: &[String], api_url: &str) -> Self {
         let wanted = plugins.iter().map(|p| format!("extensions/{p}")).chain(skills.iter().map(|s| format!("skills/{s}")));
-        let paths = wanted.filter(|rel| std::fs::symlink_metadata(lead_home.join(rel)).is_ok_and(|m| m.is_dir())).collect();
-        Self { paths, api_url: api_url.to_string() }
-    }
-
-    /// Names of the plugins copied into `extensions/`.
-    pub fn plugin_names(&self) -> Vec<String> {
-        self.paths.iter().filter_map(|p| p.strip_prefix("extensions/")).map(String::from).collect()
+        let paths: Vec<String> = wanted.filter(|rel| std::fs::symlink_metadata(lead_home.join(rel)).is_ok_and(|m| m.is_dir())).collect();
+        let plugin_names = paths.iter().filter_map(|p| p.strip_prefix("extensions/")).map(String::from).collect();
+        Self { paths, plugin_names, api_url: api_url.to_string() }
     }
 }
 
@@ -106,12 +104,11 @@ impl FsCap {
 
     /// Checks what goes into a sibling home; other grants have no such rules.
     fn sibling_rules<T>(&self, r: &Resolved, check: impl FnOnce(&SiblingRules) -> Result<T, String>) -> Fs<()> {
-        let plugins = self.plugins.plugin_names();
-        let rules = SiblingRules { home: &r.root, api_url: &self.plugins.api_url, plugins: &plugins };
-        match r.kind {
-            Kind::SiblingHome(_) => check(&rules).map(|_| ()).map_err(|why| FsError::Denied(format!("{}: {why}", r.root.display()))),
-            _ => Ok(()),
+        if !matches!(r.kind, Kind::SiblingHome(_)) {
+            return Ok(());
         }
+        let rules = SiblingRules { home: &r.root, api_url: &self.plugins.api_url, plugins: &self.plugins.plugin_names };
+        check(&rules).map(|_| ()).map_err(|why| FsError::Denied(format!("{}: {why}", r.root.display())))
     }
 
     /// Records a sibling home in the host's state before the guest creates it.
@@ -498,7 +495,8 @@ fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
     Ok(())
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+/// Whether `needle` (non-empty) occurs in `haystack`.
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 

@@ -230,7 +230,8 @@ mod tests {
 
     #[test]
     fn keys_that_run_code_or_leave_the_shape_are_refused() {
-        let cases: [(fn(&mut Value), &str); 10] = [
+        type Change = fn(&mut Value);
+        let cases: [(Change, &str); 10] = [
             (|c| c["plugins"]["load"] = json!({ "paths": ["/tmp/evil"] }), "plugins.load"),
             (|c| c["plugins"]["entries"]["evil"] = json!({ "enabled": true }), "no plugin \"evil\""),
             (|c| c["hooks"] = json!({ "internal": { "enabled": true } }), "hooks is not a key"),

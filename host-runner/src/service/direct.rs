@@ -243,7 +243,7 @@ impl Backend for Direct {
     }
 
     fn installed_ports(&self) -> Vec<u16> {
-        super::definitions(&self.dir, ".json")
+        super::definitions(&self.dir, |name| name.strip_suffix(".json").and_then(naming::handle_of_label))
             .filter_map(|p| std::fs::read_to_string(p).ok())
             .filter_map(|text| serde_json::from_str::<Record>(&text).ok())
             .map(|r| r.definition.port)

@@ -122,7 +122,7 @@ impl Backend for Launchd {
     }
 
     fn installed_ports(&self) -> Vec<u16> {
-        super::definitions(&self.dir, ".plist")
+        super::definitions(&self.dir, naming::handle_of_definition)
             .filter_map(|path| plist::Value::from_file(path).ok())
             .filter_map(|v| {
                 let args = v.as_dictionary()?.get("ProgramArguments")?.as_array()?.iter().filter_map(|a| a.as_string()).collect::<Vec<_>>();

@@ -152,7 +152,7 @@ impl ServiceCap {
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let recorded = self.state.definition(handle).filter(|d| d.path == path);
         match recorded {
-            Some(d) if d.sha256 == sha256(&bytes) && contains(&bytes, MARKER.as_bytes()) => Ok(()),
+            Some(d) if d.sha256 == sha256(&bytes) && crate::fs_cap::contains(&bytes, MARKER.as_bytes()) => Ok(()),
             Some(_) => Err(foreign("was changed since agent-provisioner wrote it")),
             None => Err(foreign("was not written by agent-provisioner")),
         }
@@ -197,7 +197,7 @@ impl ServiceCap {
         self.state
             .forget_definition(&handle)
             .map_err(|e| ServiceError::Failed(format!("{label} was removed, but the host's state was not updated: {e:#}")))?;
-        remove_log_dir(&self.policy.home, &handle).map_err(|e| ServiceError::Failed(format!("removing the logs of {label}: {e}")))
+        remove_log_dir(&self.policy.log_dir(&handle)).map_err(|e| ServiceError::Failed(format!("removing the logs of {label}: {e}")))
     }
 
     pub fn status(&mut self, label: &str) -> Result<ServiceStatus, ServiceError> {
@@ -248,9 +248,8 @@ pub fn create_log_dir(def: &Definition) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Removes the log directory of `handle`, never through a symlink.
-fn remove_log_dir(home: &Path, handle: &str) -> std::io::Result<()> {
-    let logs = PathBuf::from(naming::log_dir(&home.display().to_string(), handle));
+/// Removes a gateway's log directory `logs`, never through a symlink.
+fn remove_log_dir(logs: &Path) -> std::io::Result<()> {
     let parent = match cap_std::fs::Dir::open_ambient_dir(logs.parent().expect("log dirs have parents"), cap_std::ambient_authority()) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         other => other?,
@@ -263,16 +262,14 @@ fn remove_log_dir(home: &Path, handle: &str) -> std::io::Result<()> {
     }
 }
 
-/// The host's definition files in `dir` ending in `suffix`.
-fn definitions(dir: &Path, suffix: &str) -> impl Iterator<Item = PathBuf> {
-    let suffix = suffix.to_string();
-    std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).filter(move |p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(&suffix) && (suffix == ".json" || naming::handle_of_definition(n).is_some()))
-    })
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// The files in `dir` whose name `handle_of` maps to a sibling handle: the backend's own.
+fn definitions(dir: &Path, handle_of: fn(&str) -> Option<&str>) -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(move |p| p.file_name().and_then(|n| n.to_str()).and_then(handle_of).is_some())
 }
 
 /// The value after `--port` in an argument list.

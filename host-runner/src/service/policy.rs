@@ -56,6 +56,11 @@ impl Policy {
         self.home.join(naming::home_name(handle))
     }
 
+    /// The directory the host makes for the logs of `handle`'s gateway.
+    pub fn log_dir(&self, handle: &str) -> PathBuf {
+        PathBuf::from(naming::log_dir(&text(&self.home), handle))
+    }
+
     /// Derives the definition for `spec`; the first violation is the answer.
     pub fn check(&self, spec: &ServiceSpec) -> Result<Definition, String> {
         let handle = self.handle_of(&spec.label)?;
@@ -64,7 +69,7 @@ impl Policy {
         }
         let home = self.home_of(&handle);
         real_dir(&home)?;
-        let log_dir = PathBuf::from(naming::log_dir(&text(&self.home), &handle));
+        let log_dir = self.log_dir(&handle);
         let environment: Vec<(String, String)> = ENVIRONMENT
             .iter()
             .map(|name| {

@@ -125,7 +125,7 @@ impl Backend for Systemd {
     }
 
     fn installed_ports(&self) -> Vec<u16> {
-        super::definitions(&self.dir, ".service")
+        super::definitions(&self.dir, naming::handle_of_definition)
             .filter_map(|p| std::fs::read_to_string(p).ok())
             .filter_map(|unit| {
                 let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart="))?;
