@@ -252,7 +252,20 @@ impl FsCap {
             self.sibling_rules(&r, |_| sibling_files::check_entry(&current))?;
         }
         self.claim(&r)?;
-        let dir = r.open_root(Some(mode)).map_err(|e| io_error(path, e))?;
+        let dir = match r.open_root(Some(mode)) {
+            Ok(dir) => dir,
+            Err(e) => {
+                if let Kind::SiblingHome(handle) = &r.kind
+                    && r.unclaimed
+                {
+                    let _ = self.grants.state().release_home(handle);
+                }
+                return Err(match e.kind() {
+                    io::ErrorKind::PermissionDenied => FsError::Denied(format!("{path}: {} {e}", r.root.display())),
+                    _ => io_error(path, e),
+                });
+            }
+        };
         let mut current = PathBuf::new();
         for component in r.relative.components() {
             current.push(component);

@@ -85,7 +85,9 @@ impl Resolved {
 
     /// Opens the grant's root as a directory capability. Creatable roots are opened from
     /// their parent without following a symlink at the root, and created first when
-    /// `create` is set; a sibling home that is the lead's own directory is refused.
+    /// `create` is set — exclusively for an unclaimed sibling home, so a directory that
+    /// appeared since the path was resolved is never taken over; a sibling home that is
+    /// the lead's own directory is refused.
     pub fn open_root(&self, create: Option<u32>) -> io::Result<Dir> {
         if !self.creatable_root() {
             return Dir::open_ambient_dir(&self.root, ambient_authority());
@@ -94,6 +96,9 @@ impl Resolved {
         let name = self.root.file_name().expect("roots have names");
         if let Some(mode) = create {
             match create_dir_exact(&parent, Path::new(name), mode) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.unclaimed => {
+                    return Err(io::Error::new(io::ErrorKind::PermissionDenied, "appeared while it was being created; not taking it over"));
+                }
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
                 _ => {}
             }
@@ -355,6 +360,17 @@ mod tests {
         let err = g.resolve(&format!("{home}/.openclaw-work/openclaw.json")).unwrap_err();
         assert!(err.contains("another OpenClaw profile"), "{err}");
         assert!(g.resolve(&format!("{home}/.openclaw-new")).unwrap().unclaimed, "a home that does not exist yet");
+    }
+
+    #[test]
+    fn a_home_that_appears_after_resolution_is_not_taken_over() {
+        let temp = tempfile::tempdir().unwrap();
+        let g = grants_at(temp.path(), ".openclaw", HostState::in_memory());
+        let r = g.resolve(&format!("{}/.openclaw-race", temp.path().display())).unwrap();
+        assert!(r.unclaimed);
+        std::fs::create_dir(temp.path().join(".openclaw-race")).unwrap();
+        let err = r.open_root(Some(0o700)).err().unwrap();
+        assert!(err.to_string().contains("not taking it over"), "{err}");
     }
 
     #[test]
