@@ -2,7 +2,7 @@
 //! a slug handle, the home `~/.openclaw-<handle>`, a port in range.
 #![no_main]
 
-use guest::caps::{EntryMeta, Files, FsError, TreeStats};
+use guest::caps::{CredentialLayout, EntryMeta, Files, FsError, TreeStats};
 use guest::task::{TaskEnv, parse, validate_handle};
 use libfuzzer_sys::fuzz_target;
 
@@ -25,9 +25,6 @@ impl Files for Empty {
     fn walk_tree(&self, path: &str) -> Result<Vec<String>, FsError> {
         Err(FsError::NotFound(path.into()))
     }
-    fn copy_tree(&self, source: &str, _: &str) -> Result<TreeStats, FsError> {
-        Err(FsError::Denied(source.into()))
-    }
     fn remove_tree(&self, path: &str) -> Result<(), FsError> {
         Err(FsError::Denied(path.into()))
     }
@@ -38,6 +35,9 @@ impl Files for Empty {
         Err(FsError::NotFound(archive.into()))
     }
     fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError> {
+        Err(FsError::Denied(handle.into()))
+    }
+    fn write_credentials(&self, handle: &str, _: &str, _: CredentialLayout, _: Option<&str>) -> Result<String, FsError> {
         Err(FsError::Denied(handle.into()))
     }
 }

@@ -21,13 +21,16 @@ pub trait Files {
     fn create_dir_all(&self, path: &str, mode: u32) -> Result<(), FsError>;
     fn metadata(&self, path: &str) -> Result<Option<EntryMeta>, FsError>;
     fn walk_tree(&self, path: &str) -> Result<Vec<String>, FsError>;
-    fn copy_tree(&self, source: &str, destination: &str) -> Result<TreeStats, FsError>;
     fn remove_tree(&self, path: &str) -> Result<(), FsError>;
     fn archive_tree(&self, source: &str, archive: &str) -> Result<TreeStats, FsError>;
     fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError>;
     /// Has the host copy its allowlisted lead plugins and skills into `handle`'s home;
     /// returns the relative paths copied.
     fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError>;
+    /// Has the host write `handle`'s credential file for `provider` in `layout`: `key`,
+    /// or the lead's own key when `None` (which the component never sees); returns the
+    /// path written.
+    fn write_credentials(&self, handle: &str, provider: &str, layout: CredentialLayout, key: Option<&str>) -> Result<String, FsError>;
 }
 
 /// Service control for `com.openclaw.<handle>` labels.

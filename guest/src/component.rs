@@ -35,9 +35,6 @@ impl Files for Imports {
     fn walk_tree(&self, path: &str) -> Result<Vec<String>, FsError> {
         fs::walk_tree(path)
     }
-    fn copy_tree(&self, source: &str, destination: &str) -> Result<TreeStats, FsError> {
-        fs::copy_tree(source, destination)
-    }
     fn remove_tree(&self, path: &str) -> Result<(), FsError> {
         fs::remove_tree(path)
     }
@@ -49,6 +46,9 @@ impl Files for Imports {
     }
     fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError> {
         fs::copy_lead_plugins(handle)
+    }
+    fn write_credentials(&self, handle: &str, provider: &str, layout: CredentialLayout, key: Option<&str>) -> Result<String, FsError> {
+        fs::write_credentials(handle, provider, layout, key)
     }
 }
 

@@ -1,4 +1,5 @@
-//! What goes into a sibling's home for OpenClaw itself: `openclaw.json` and credentials.
+//! What goes into a sibling's home for OpenClaw itself: `openclaw.json` (the host writes
+//! the credentials).
 //!
 //! Current OpenClaw (2026.9.x) validates `openclaw.json` strictly — an unknown key, or a
 //! channel no installed plugin provides, stops the gateway with exit 78 — so exactly the
@@ -56,18 +57,6 @@ pub fn gateway_token(random: &dyn Random) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `$OC_HOME/.env`: the provider key under the variable OpenClaw reads.
-pub fn env_file(env_var: &str, key: &Secret) -> String {
-    // Keys are validated to be printable ASCII without whitespace, so no line can be
-    // injected; quoting keeps `#` and `$` literal for dotenv readers.
-    format!("# Written by agent-provisioner. Provider key for this agent.\n{env_var}=\"{}\"\n", key.expose())
-}
-
-/// The original skill's `agents/main/agent/auth.json`.
-pub fn legacy_auth_json(provider: &str, key: &Secret) -> Value {
-    json!({ provider: { "type": "api_key", "key": key.expose() } })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,12 +105,5 @@ mod tests {
         let token = gateway_token(&CountingRandom::default());
         assert_eq!(token.len(), 64);
         assert!(token.starts_with("000102030405"));
-    }
-
-    #[test]
-    fn credentials_in_both_layouts() {
-        let key = Secret::new("sk-ant-1234");
-        assert_eq!(env_file("ANTHROPIC_API_KEY", &key).lines().last(), Some("ANTHROPIC_API_KEY=\"sk-ant-1234\""));
-        assert_eq!(legacy_auth_json("anthropic", &key), json!({"anthropic": {"type": "api_key", "key": "sk-ant-1234"}}));
     }
 }

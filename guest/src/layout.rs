@@ -12,12 +12,12 @@ pub struct SiblingLayout {
     pub root: String,
     /// `openclaw.json`: gateway config, holds the sibling's Sesame key and gateway token.
     pub config: String,
-    /// `.env`: provider keys (current OpenClaw).
+    /// `.env`: provider keys (current OpenClaw), written by the host.
     pub env_file: String,
     /// `agents/main/agent`: the legacy credential directory.
     pub agent_dir: String,
+    /// The legacy credential file, written by the host.
     pub auth_json: String,
-    pub auth_profiles: String,
     /// `extensions/sesame`, which the host copies from the lead.
     pub extensions_sesame: String,
     pub workspace: String,
@@ -38,7 +38,6 @@ impl SiblingLayout {
             env_file: at(".env"),
             agent_dir: at("agents/main/agent"),
             auth_json: at("agents/main/agent/auth.json"),
-            auth_profiles: at("agents/main/agent/auth-profiles.json"),
             extensions_sesame: at("extensions/sesame"),
             workspace: at("workspace"),
             memory: at("workspace/memory"),
@@ -49,13 +48,11 @@ impl SiblingLayout {
     }
 }
 
-/// The lead's OpenClaw home, read-only except for the provisioner's own directory.
+/// The lead's OpenClaw home: of it the guest may read only the workspace notes, and
+/// write only the provisioner's own directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeadLayout {
     pub root: String,
-    pub env_file: String,
-    pub auth_json: String,
-    pub auth_profiles: String,
     pub workspace: String,
     pub user_md: String,
     pub memory_md: String,
@@ -73,9 +70,6 @@ impl LeadLayout {
         let root = root.trim_end_matches('/').to_string();
         let at = |rel: &str| join(&root, rel);
         Self {
-            env_file: at(".env"),
-            auth_json: at("agents/main/agent/auth.json"),
-            auth_profiles: at("agents/main/agent/auth-profiles.json"),
             workspace: at("workspace"),
             user_md: at("workspace/USER.md"),
             memory_md: at("workspace/MEMORY.md"),

@@ -1,11 +1,10 @@
-//! What the lead knows: read (never written) from the lead's OpenClaw home, to fill the
-//! new sibling's workspace. Missing files are normal and give "unknown"; unreadable ones
-//! give a warning that quotes the host.
+//! What the lead knows: read (never written) from the lead's workspace notes — the only
+//! files of the lead's home the host grants — to fill the new sibling's workspace.
+//! Missing files are normal and give "unknown"; unreadable ones give a warning that
+//! quotes the host.
 
 use crate::caps::{Files, FsError};
 use crate::layout::LeadLayout;
-use crate::secret::Secret;
-use crate::task::Provider;
 
 /// The longest section of the lead's notes carried over.
 const MAX_SECTION: usize = 2000;
@@ -33,12 +32,11 @@ pub struct LeadContext {
     pub siblings: Option<String>,
     pub heartbeat: Option<String>,
     pub workspace_id: Option<String>,
-    pub has_auth_profiles: bool,
     /// Files that exist but could not be read, in words.
     pub warnings: Vec<String>,
 }
 
-/// Reads the lead's workspace notes and what its home holds.
+/// Reads the lead's workspace notes.
 pub fn read(files: &dyn Files, lead: &LeadLayout) -> LeadContext {
     let mut warnings = Vec::new();
     let mut text = |path: &str| -> Option<String> {
@@ -56,7 +54,6 @@ pub fn read(files: &dyn Files, lead: &LeadLayout) -> LeadContext {
     let memory = text(&lead.memory_md).unwrap_or_default();
     let heartbeat = text(&lead.heartbeat_md).filter(|h| !h.trim().is_empty());
     let tools = text(&lead.tools_md).unwrap_or_default();
-    let exists = |path: &str| matches!(files.metadata(path), Ok(Some(_)));
     let section = |names: &[&str]| markdown_section(&memory, names);
     LeadContext {
         lead_name: identity.as_deref().and_then(identity_name),
@@ -68,49 +65,8 @@ pub fn read(files: &dyn Files, lead: &LeadLayout) -> LeadContext {
         siblings: section(&["family", "siblings"]),
         heartbeat,
         workspace_id: field(&tools, &["workspace id", "workspace"]).filter(|v| !v.contains(' ')),
-        has_auth_profiles: exists(&lead.auth_profiles),
         warnings,
     }
-}
-
-/// The lead's key for `provider`: from its `.env`, else its legacy `auth.json`.
-pub fn provider_key(files: &dyn Files, lead: &LeadLayout, provider: Provider) -> Result<Option<Secret>, String> {
-    match files.read(&lead.env_file) {
-        Ok(bytes) => {
-            if let Some(key) = dotenv_value(&String::from_utf8_lossy(&bytes), provider.env_var()) {
-                return Ok(Some(Secret::new(key)));
-            }
-        }
-        Err(FsError::NotFound(_)) => {}
-        Err(e) => return Err(format!("{}: {}", lead.env_file, e.message())),
-    }
-    match files.read(&lead.auth_json) {
-        Ok(bytes) => {
-            let json: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{} is not valid JSON ({e})", lead.auth_json))?;
-            Ok(json[provider.as_str()]["key"].as_str().filter(|k| !k.is_empty()).map(Secret::new))
-        }
-        Err(FsError::NotFound(_)) => Ok(None),
-        Err(e) => Err(format!("{}: {}", lead.auth_json, e.message())),
-    }
-}
-
-/// `KEY=value` from dotenv text (`export ` prefixes, quotes and comments allowed).
-fn dotenv_value(text: &str, key: &str) -> Option<String> {
-    text.lines().rev().find_map(|line| {
-        let line = line.trim();
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let (name, value) = line.split_once('=')?;
-        if name.trim() != key {
-            return None;
-        }
-        let value = value.trim();
-        let value = match value.chars().next() {
-            Some(q @ ('"' | '\'')) => value[1..].split(q).next().unwrap_or(""),
-            _ => value.split(" #").next().unwrap_or("").trim(),
-        };
-        (!value.is_empty()).then(|| value.to_string())
-    })
 }
 
 /// The lead's name in IDENTITY.md: a `Name:` line, else the first heading.
@@ -226,7 +182,6 @@ mod tests {
         assert_eq!(ctx.siblings.as_deref(), Some("- atlas (lead)"));
         assert!(ctx.heartbeat.unwrap().contains("check the family"));
         assert_eq!(ctx.workspace_id.as_deref(), Some("ws-123"));
-        assert!(!ctx.has_auth_profiles);
         assert!(ctx.warnings.is_empty());
     }
 
@@ -250,26 +205,5 @@ mod tests {
     fn identity_falls_back_to_the_heading() {
         assert_eq!(identity_name("# Atlas\n\nI help."), Some("Atlas".into()));
         assert_eq!(identity_name("# IDENTITY.md - Who Am I?\n\n_fill me_"), None);
-    }
-
-    #[test]
-    fn provider_keys_come_from_dotenv_then_legacy_auth() {
-        let fs = MemFs::new();
-        let l = lead();
-        fs.add_file(&l.env_file, "# keys\nexport OPENAI_API_KEY=\"sk-openai-1234\"\nANTHROPIC_API_KEY=sk-ant-1234 # main\n");
-        assert_eq!(provider_key(&fs, &l, Provider::Anthropic).unwrap().unwrap().expose(), "sk-ant-1234");
-        assert_eq!(provider_key(&fs, &l, Provider::OpenAi).unwrap().unwrap().expose(), "sk-openai-1234");
-        assert!(provider_key(&fs, &l, Provider::OpenRouter).unwrap().is_none());
-        fs.add_file(&l.auth_json, r#"{"openrouter": {"type": "api_key", "key": "sk-or-1234"}}"#);
-        assert_eq!(provider_key(&fs, &l, Provider::OpenRouter).unwrap().unwrap().expose(), "sk-or-1234");
-    }
-
-    #[test]
-    fn a_denied_env_file_is_an_error_with_the_hosts_words() {
-        let fs = MemFs::new();
-        fs.add_file(&lead().env_file, "ANTHROPIC_API_KEY=sk-ant-1234\n");
-        fs.denied.borrow_mut().push(lead().env_file);
-        let err = provider_key(&fs, &lead(), Provider::Anthropic).unwrap_err();
-        assert!(err.contains("denied") && !err.contains("sk-ant-1234"), "{err}");
     }
 }

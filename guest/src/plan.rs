@@ -29,7 +29,9 @@ pub enum Step {
 pub enum FileOp {
     Dir { path: String, mode: u32 },
     Write { path: String, mode: u32, contents: Vec<u8>, secret: bool },
-    Copy { source: String, destination: String },
+    /// The host writes the provider credential (`path`, for the plan): the task's `key`,
+    /// or the lead's own when `None`, which the component never sees.
+    Credentials { handle: String, provider: &'static str, layout: CredentialLayout, key: Option<Secret>, path: String },
     /// The host copies the lead's allowlisted plugins and skills (`relative` paths, the
     /// context's `lead-plugins`) into the sibling's home; the component cannot write code
     /// there itself.
@@ -192,27 +194,13 @@ pub fn build(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<P
         contents: pretty(&openclaw_json),
         secret: true,
     });
-    let llm_key = credentials(caps, &task, &lead_layout)?;
-    secrets.push(llm_key.clone());
-    match ctx.credential_layout {
-        CredentialLayout::EnvFile => add(Step::Config, FileOp::Write {
-            path: layout.env_file.clone(),
-            mode: 0o600,
-            contents: config::env_file(task.provider.env_var(), &llm_key).into_bytes(),
-            secret: true,
-        }),
-        CredentialLayout::Legacy => {
-            add(Step::Config, FileOp::Write {
-                path: layout.auth_json.clone(),
-                mode: 0o600,
-                contents: pretty(&config::legacy_auth_json(task.provider.as_str(), &llm_key)),
-                secret: true,
-            });
-            if lead.has_auth_profiles {
-                add(Step::Config, FileOp::Copy { source: lead_layout.auth_profiles.clone(), destination: layout.auth_profiles.clone() });
-            }
-        }
-    }
+    let key = credentials(ctx, &task)?;
+    secrets.extend(key.iter().cloned());
+    let path = match ctx.credential_layout {
+        CredentialLayout::EnvFile => layout.env_file.clone(),
+        CredentialLayout::Legacy => layout.auth_json.clone(),
+    };
+    add(Step::Config, FileOp::Credentials { handle: task.handle.clone(), provider: task.provider.as_str(), layout: ctx.credential_layout, key, path });
     if !ctx.lead_plugins.is_empty() {
         add(Step::Config, FileOp::LeadPlugins { handle: task.handle.clone(), relative: ctx.lead_plugins.clone() });
     }
@@ -258,21 +246,23 @@ fn pretty(value: &serde_json::Value) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// The sibling's LLM key: the task's own, or the lead's when inheriting.
-fn credentials(caps: &Caps, task: &Task, lead: &LeadLayout) -> Result<Secret, CommandError> {
+/// The sibling's LLM key: the task's own (`Some`), or `None` for the lead's, which the
+/// host holds and writes itself — refused here when the host has none for the provider.
+fn credentials(ctx: &Context, task: &Task) -> Result<Option<Secret>, CommandError> {
     if let Some(key) = &task.llm_api_key {
-        return Ok(key.clone());
+        return Ok(Some(key.clone()));
     }
-    let invalid = |message: String| CommandError::InvalidInput(FieldError { field: "llmApiKey".into(), message });
-    match lead::provider_key(caps.files, lead, task.provider) {
-        Ok(Some(key)) => Ok(key),
-        Ok(None) => Err(invalid(format!(
-            "is null and the lead has no {} to inherit (in {} or its legacy auth.json); give the key in the task",
+    if ctx.lead_provider_keys.iter().any(|p| p == task.provider.as_str()) {
+        return Ok(None);
+    }
+    Err(CommandError::InvalidInput(FieldError {
+        field: "llmApiKey".into(),
+        message: format!(
+            "is null and the lead has no {} to inherit (not in its environment, {}/.env or its legacy auth.json); give the key in the task",
             task.provider.env_var(),
-            lead.env_file
-        ))),
-        Err(why) => Err(invalid(format!("is null and the lead's key cannot be inherited: {why}"))),
-    }
+            ctx.lead_home
+        ),
+    }))
 }
 
 fn workspace_params<'a>(
@@ -405,7 +395,17 @@ pub fn to_record(p: &Provisioning, ctx: &Context) -> ProvisionPlan {
                 source: None,
                 secret: *secret,
             }],
-            FileOp::Copy { source, destination } => vec![copy(source.clone(), destination.clone())],
+            FileOp::Credentials { key, path, .. } => vec![PlannedFile {
+                path: path.clone(),
+                action: "file".into(),
+                mode: 0o600,
+                size: 0,
+                source: Some(match key {
+                    Some(_) => "the task's llmApiKey, written by the host".into(),
+                    None => "the lead's key for this provider only, written by the host".into(),
+                }),
+                secret: true,
+            }],
             FileOp::LeadPlugins { relative, .. } => relative.iter().map(|r| copy(join(&ctx.lead_home, r), join(&p.layout.root, r))).collect(),
         })
         .collect();
@@ -452,7 +452,9 @@ pub fn apply(caps: &Caps, op: &FileOp) -> Result<(), FsError> {
     match op {
         FileOp::Dir { path, mode } => caps.files.create_dir_all(path, *mode),
         FileOp::Write { path, mode, contents, .. } => caps.files.write_atomic(path, contents, *mode),
-        FileOp::Copy { source, destination } => caps.files.copy_tree(source, destination).map(|_| ()),
+        FileOp::Credentials { handle, provider, layout, key, .. } => {
+            caps.files.write_credentials(handle, provider, *layout, key.as_ref().map(Secret::expose)).map(|_| ())
+        }
         FileOp::LeadPlugins { handle, .. } => caps.files.copy_lead_plugins(handle).map(|_| ()),
     }
 }

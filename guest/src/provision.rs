@@ -170,7 +170,8 @@ fn step_words(step: &str, p: &Provisioning) -> String {
 }
 
 /// Writes the files of one step. A new provision creates the home (it must not appear
-/// meanwhile); a resumed one rewrites what may be partial (copies are redone).
+/// meanwhile); a resumed one rewrites what may be partial (every write is atomic, and the
+/// host's plugin copy replaces an earlier one).
 fn write_files(caps: &Caps, p: &Provisioning, step: Step, done: &mut Done) -> Result<(), StepError> {
     let name = if step == Step::Config { "config" } else { "workspace" };
     let resuming = p.resume_from.is_some();
@@ -183,14 +184,10 @@ fn write_files(caps: &Caps, p: &Provisioning, step: Step, done: &mut Done) -> Re
                 }
                 done.home_created = true;
             }
-            FileOp::Copy { destination, .. } if resuming => {
-                caps.files.remove_tree(destination).map_err(|e| failed(destination, e))?;
-            }
             _ => {}
         }
         plan::apply(caps, op).map_err(|e| match op {
-            FileOp::Dir { path, .. } | FileOp::Write { path, .. } => failed(path, e),
-            FileOp::Copy { source, destination } => failed(&format!("{source} -> {destination}"), e),
+            FileOp::Dir { path, .. } | FileOp::Write { path, .. } | FileOp::Credentials { path, .. } => failed(path, e),
             FileOp::LeadPlugins { relative, .. } => failed(&format!("copying the lead's {} into {}", relative.join(", "), p.layout.root), e),
         })?;
     }

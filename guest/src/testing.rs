@@ -19,18 +19,43 @@ pub struct MemFs {
     pub nodes: RefCell<BTreeMap<String, Node>>,
     /// Paths (and everything under them) where every operation is denied.
     pub denied: RefCell<Vec<String>>,
-    /// Operation names (`write-atomic:PATH`, `copy-tree:PATH`...) that fail with an I/O error.
+    /// Operation names (`write-atomic:PATH`, `write-credentials:PATH`...) that fail with an I/O error.
     pub failing: RefCell<BTreeSet<String>>,
     /// Every mutating call, in order.
     pub log: RefCell<Vec<String>>,
     /// What `copy-lead-plugins` copies: (lead source path, path relative to the sibling home).
     pub lead_plugins: RefCell<Vec<(String, String)>>,
+    /// The lead's provider keys the fake host holds (provider, key).
+    pub lead_keys: RefCell<BTreeMap<String, String>>,
 }
 
 /// The home the fakes' sibling homes live in.
 pub const HOME: &str = "/h";
 
 impl MemFs {
+    /// Copies a tree as the host's plugin copy does (symlinks skipped).
+    fn copy_node(&self, source: &str, destination: &str) -> Result<TreeStats, FsError> {
+        if self.exists(destination) {
+            return Err(FsError::AlreadyExists(destination.to_string()));
+        }
+        self.require_dir(Self::parent(destination))?;
+        let copied: Vec<(String, Node)> = {
+            let nodes = self.nodes.borrow();
+            let root = nodes.get(source).cloned().ok_or(FsError::NotFound(source.to_string()))?;
+            let prefix = format!("{source}/");
+            std::iter::once((destination.to_string(), root))
+                .chain(nodes.iter().filter_map(|(p, n)| {
+                    let rest = p.strip_prefix(&prefix)?;
+                    (!matches!(n, Node::Symlink { .. }))
+                        .then(|| (format!("{destination}/{rest}"), n.clone()))
+                }))
+                .collect()
+        };
+        self.log.borrow_mut().push(format!("copy {source} {destination}"));
+        self.nodes.borrow_mut().extend(copied);
+        Ok(self.stats(destination))
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -202,28 +227,19 @@ impl Files for MemFs {
             .collect())
     }
 
-    fn copy_tree(&self, source: &str, destination: &str) -> Result<TreeStats, FsError> {
-        self.check("copy-tree", source)?;
-        self.check("copy-tree", destination)?;
-        if self.exists(destination) {
-            return Err(FsError::AlreadyExists(destination.to_string()));
-        }
-        self.require_dir(Self::parent(destination))?;
-        let copied: Vec<(String, Node)> = {
-            let nodes = self.nodes.borrow();
-            let root = nodes.get(source).cloned().ok_or(FsError::NotFound(source.to_string()))?;
-            let prefix = format!("{source}/");
-            std::iter::once((destination.to_string(), root))
-                .chain(nodes.iter().filter_map(|(p, n)| {
-                    let rest = p.strip_prefix(&prefix)?;
-                    (!matches!(n, Node::Symlink { .. }))
-                        .then(|| (format!("{destination}/{rest}"), n.clone()))
-                }))
-                .collect()
+    fn write_credentials(&self, handle: &str, provider: &str, layout: CredentialLayout, key: Option<&str>) -> Result<String, FsError> {
+        let home = naming::sibling_home(HOME, handle);
+        let path = match layout {
+            CredentialLayout::EnvFile => format!("{home}/.env"),
+            CredentialLayout::Legacy => format!("{home}/agents/main/agent/auth.json"),
         };
-        self.log.borrow_mut().push(format!("copy {source} {destination}"));
-        self.nodes.borrow_mut().extend(copied);
-        Ok(self.stats(destination))
+        self.check("write-credentials", &path)?;
+        let key = match key {
+            Some(key) => key.to_string(),
+            None => self.lead_keys.borrow().get(provider).cloned().ok_or_else(|| FsError::Denied(format!("no lead key for {provider}")))?,
+        };
+        self.write_atomic(&path, format!("{provider}={key}\n").as_bytes(), 0o600)?;
+        Ok(path)
     }
 
     fn remove_tree(&self, path: &str) -> Result<(), FsError> {
@@ -265,7 +281,7 @@ impl Files for MemFs {
             let destination = format!("{home}/{relative}");
             self.create_dir_all(Self::parent(&destination), 0o700)?;
             self.remove_tree(&destination)?;
-            self.copy_tree(source, &destination)?;
+            self.copy_node(source, &destination)?;
         }
         Ok(plugins.into_iter().map(|(_, relative)| relative).collect())
     }

@@ -415,6 +415,7 @@ mod native {
             lead_home: home.join(".openclaw").display().to_string(),
             lead_handles: vec![],
             lead_plugins: vec!["extensions/sesame".into(), "skills/sesame".into()],
+            lead_provider_keys: vec!["anthropic".into()],
             lead_workspace_id: None,
             api_url: api_url.into(),
             host_name: "bench".into(),
@@ -467,9 +468,6 @@ mod native {
         fn walk_tree(&self, path: &str) -> Result<Vec<String>, FsError> {
             Err(FsError::Denied(path.into()))
         }
-        fn copy_tree(&self, source: &str, _: &str) -> Result<TreeStats, FsError> {
-            Err(FsError::Denied(source.into()))
-        }
         fn remove_tree(&self, path: &str) -> Result<(), FsError> {
             Err(FsError::Denied(path.into()))
         }
@@ -480,6 +478,9 @@ mod native {
             Err(FsError::Denied(archive.into()))
         }
         fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError> {
+            Err(FsError::Denied(handle.into()))
+        }
+        fn write_credentials(&self, handle: &str, _: &str, _: CredentialLayout, _: Option<&str>) -> Result<String, FsError> {
             Err(FsError::Denied(handle.into()))
         }
     }

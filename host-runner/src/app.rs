@@ -13,6 +13,9 @@ use crate::http_gate::{HttpGate, Origin};
 use crate::output::{self, EXIT_FAILED, EXIT_INVALID, Rendered};
 use crate::runtime::{self, Capabilities, Limits, ProgressSink, Sandbox};
 use crate::service::{self, ServiceCap, ServiceConfig};
+use crate::credentials::LeadKeys;
+use crate::lead_env::LeadEnv;
+use crate::secret::{self, Secret};
 use crate::{engine, lead_config};
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::collections::BTreeSet;
@@ -119,7 +122,11 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         true => Some(crate::lock::acquire(&lead_home, Duration::from_secs(g.lock_timeout)).map_err(setup)?),
         false => None,
     };
-    let lead = lead_config::read(&lead_home, std::env::var("SESAME_API_KEY").ok()).map_err(setup)?;
+    let lead_env = LeadEnv::read(&lead_home, std::env::vars()).map_err(setup)?;
+    lead_env.dotenv_values().for_each(|s| secret::register(&s));
+    let lead = lead_config::read(&lead_home, &lead_env).map_err(setup)?;
+    let lead_keys = LeadKeys::find(&lead_home, &lead_env).map_err(setup)?;
+    lead.sesame_key.iter().chain(lead_keys.secrets()).for_each(secret::register);
     let secrets: Vec<_> = lead.sesame_key.iter().cloned().collect();
     let audit = Arc::new(match g.audit.as_deref() {
         Some("none") => Audit::stderr_only(secrets),
@@ -174,16 +181,23 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         (Some(source), _) => format!("lead Sesame key: held by the host, from {source}"),
         (None, _) => "lead Sesame key: none (set channels.sesame.apiKey or SESAME_API_KEY)".into(),
     });
+    banner.push(match lead_keys.providers() {
+        providers if providers.is_empty() => "lead provider keys: none to pass on (a task must give llmApiKey)".into(),
+        providers => format!(
+            "lead provider keys: held by the host, passed on only to a sibling that inherits one ({})",
+            providers.iter().map(|p| format!("{p} from {}", lead_keys.get(p).expect("listed").1)).collect::<Vec<_>>().join("; ")
+        ),
+    });
     if let Some(path) = audit.path() {
         banner.push(format!("audit log: {}", path.display()));
     }
     if matches!(cli.command, Command::Grants) {
-        banner.iter().for_each(|line| println!("{line}"));
+        banner.iter().for_each(|line| println!("{}", secret::for_terminal(line)));
         return Ok(None);
     }
     if !g.quiet {
-        eprintln!("agent-provisioner: sandbox grants:");
-        banner.iter().for_each(|line| eprintln!("  {line}"));
+        secret::eprint_line("agent-provisioner: sandbox grants:");
+        banner.iter().for_each(|line| secret::eprint_line(&format!("  {line}")));
     }
 
     let command = match &cli.command {
@@ -216,6 +230,7 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         lead_home: text(&lead_home),
         lead_handles,
         lead_plugins: plugins.paths.clone(),
+        lead_provider_keys: lead_keys.providers(),
         lead_workspace_id: lead.workspace_id,
         api_url,
         host_name: host_name(),
@@ -234,7 +249,7 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         },
     };
     let caps = Capabilities {
-        fs: FsCap::new(grants, audit.clone(), lead.sesame_key, plugins),
+        fs: FsCap::new(grants, audit.clone(), lead.sesame_key, plugins, lead_keys),
         services,
         gate,
         progress: ProgressSink { quiet: g.quiet },
@@ -272,6 +287,16 @@ fn execute(cli: &Cli, prepared: Prepared) -> Result<runtime::Answer> {
         .build()
         .context("starting the async runtime")?;
     let ready_us = crate::PROCESS_START.get().map(|t| t.elapsed().as_micros()).unwrap_or_default();
+    let (name, as_json) = (command_name(&cli.command), g.json);
+    crate::deadline::start(limits.deadline, move |limit| {
+        let message = format!(
+            "ran past its deadline of {} s inside a host call and was stopped; an interrupted provision can be finished with --resume or undone with `agent-provisioner rollback HANDLE`",
+            limit.as_secs()
+        );
+        let rendered = output::host_error(name, EXIT_FAILED, &message, as_json);
+        output::write_stdout(&rendered);
+        std::process::exit(rendered.exit_code);
+    });
     let (answer, call) = runtime.block_on(sandbox.run(prepared.caps, prepared.ctx, prepared.command, limits))?;
     if g.timings {
         let timings = serde_json::json!({
@@ -284,7 +309,7 @@ fn execute(cli: &Cli, prepared: Prepared) -> Result<runtime::Answer> {
             "call_us": call.call_us,
             "process_us": crate::PROCESS_START.get().map(|t| t.elapsed().as_micros()).unwrap_or_default(),
         });
-        eprintln!("timings: {timings}");
+        secret::eprint_line(&format!("timings: {timings}"));
     }
     Ok(answer)
 }
@@ -340,7 +365,28 @@ fn read_task(source: &str) -> Result<String, commands::CommandError> {
     if bytes.len() as u64 > MAX_TASK_BYTES {
         return Err(invalid(format!("{what} is larger than 1 MiB; that is not a provisioning task")));
     }
-    String::from_utf8(bytes).map_err(|_| invalid(format!("{what} is not UTF-8 text")))
+    let text = String::from_utf8(bytes).map_err(|_| invalid(format!("{what} is not UTF-8 text")))?;
+    register_task_keys(&text);
+    Ok(text)
+}
+
+/// Registers every key the task carries (`sesameApiKey`, `llmApiKey`, also inside the
+/// `context.notes` string) for scrubbing, before the component sees the task.
+fn register_task_keys(text: &str) {
+    fn visit(value: &serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => map.iter().for_each(|(key, v)| match (key.as_str(), v) {
+                ("sesameApiKey" | "llmApiKey", serde_json::Value::String(s)) => Secret::new(s.clone()).iter().for_each(secret::register),
+                (_, serde_json::Value::String(s)) if s.trim_start().starts_with('{') => register_task_keys(s),
+                _ => visit(v),
+            }),
+            serde_json::Value::Array(items) => items.iter().for_each(visit),
+            _ => {}
+        }
+    }
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+        visit(&value);
+    }
 }
 
 fn host_name() -> String {

@@ -10,27 +10,27 @@
 use crate::archive;
 use crate::atomic;
 use crate::audit::{Audit, Decision};
-use crate::bindings::{EntryKind, EntryMeta, FsError, TreeStats};
+use crate::bindings::{CredentialLayout, EntryKind, EntryMeta, FsError, TreeStats};
+use crate::credentials::{self, LeadKeys};
 use crate::grants::{Grants, Kind, Resolved, create_dir_exact};
+use crate::safe_open;
 use crate::secret::Secret;
 use crate::sibling_files::{self, SiblingRules};
 use cap_std::fs::{Dir, FileType, Metadata, OpenOptions, PermissionsExt as _};
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::OpenOptionsExt as _;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The largest file `read` returns.
 const MAX_READ: u64 = 64 << 20;
-
-/// The two grants of a copy; `by_host` for the host's own copy of the lead's plugins,
-/// which may write where the guest may not.
-struct CopyJob<'a> {
-    from: &'a Resolved,
-    to: &'a Resolved,
-    by_host: bool,
-}
+/// The most entries `walk-tree` lists.
+pub const MAX_WALK_ENTRIES: usize = 100_000;
+/// The deepest directory `walk-tree` enters.
+pub const MAX_WALK_DEPTH: usize = 256;
+/// The most bytes one copy of the lead's plugins and skills carries.
+const MAX_COPY_BYTES: u64 = 512 << 20;
 
 /// File operations for the guest, checked against [`Grants`] on every call.
 pub struct FsCap {
@@ -38,6 +38,7 @@ pub struct FsCap {
     audit: Arc<Audit>,
     lead_secret: Option<Secret>,
     plugins: LeadPlugins,
+    lead_keys: LeadKeys,
 }
 
 /// The lead's plugins and skills the host copies into new siblings, and the API URL
@@ -98,8 +99,8 @@ fn rel(r: &Resolved) -> &Path {
 }
 
 impl FsCap {
-    pub fn new(grants: Grants, audit: Arc<Audit>, lead_secret: Option<Secret>, plugins: LeadPlugins) -> Self {
-        Self { grants, audit, lead_secret, plugins }
+    pub fn new(grants: Grants, audit: Arc<Audit>, lead_secret: Option<Secret>, plugins: LeadPlugins, lead_keys: LeadKeys) -> Self {
+        Self { grants, audit, lead_secret, plugins, lead_keys }
     }
 
     /// Checks what goes into a sibling home; other grants have no such rules.
@@ -166,10 +167,6 @@ impl FsCap {
         self.audited("walk-tree", path, path, self.walk_tree_inner(path))
     }
 
-    pub fn copy_tree(&self, source: &str, destination: &str) -> Fs<TreeStats> {
-        self.audited("copy-tree", &format!("{source} -> {destination}"), destination, self.copy_tree_inner(source, destination))
-    }
-
     pub fn remove_tree(&self, path: &str) -> Fs<()> {
         self.audited("remove-tree", path, path, self.remove_tree_inner(path))
     }
@@ -182,6 +179,13 @@ impl FsCap {
         self.audited("list-archive", archive, archive, self.list_archive_inner(archive))
     }
 
+    pub fn write_credentials(&self, handle: &str, provider: &str, layout: CredentialLayout, key: Option<String>) -> Fs<String> {
+        let home = self.grants.sibling_home(handle).display().to_string();
+        let from = if key.is_some() { "the task's key" } else { "the lead's key" };
+        let target = format!("{provider} credential ({from}) -> {home}");
+        self.audited("write-credentials", &target, &home, self.write_credentials_inner(&home, provider, layout, key))
+    }
+
     pub fn copy_lead_plugins(&self, handle: &str) -> Fs<Vec<String>> {
         let home = self.grants.sibling_home(handle).display().to_string();
         self.audited("copy-lead-plugins", &format!("{} -> {home}", self.plugins.paths.join(", ")), &home, self.copy_lead_plugins_inner(&home))
@@ -189,11 +193,15 @@ impl FsCap {
 
     /// The lead's key must not leave the host through `bytes` read from `r`.
     fn guard(&self, path: &str, r: &Resolved, bytes: &[u8]) -> Fs<()> {
-        let holds_key = self.lead_secret.as_ref().is_some_and(|s| contains(bytes, s.expose().as_bytes()));
-        if r.kind == Kind::LeadHome && holds_key {
-            return Err(FsError::Denied(format!("{path} holds the lead's Sesame key, which only the host may read")));
+        if r.kind == Kind::LeadHome && self.holds_lead_key(bytes) {
+            return Err(FsError::Denied(format!("{path} holds one of the lead's keys, which only the host may read")));
         }
         Ok(())
+    }
+
+    /// Whether `bytes` contain the lead's Sesame key or one of its provider keys.
+    fn holds_lead_key(&self, bytes: &[u8]) -> bool {
+        self.lead_secret.iter().chain(self.lead_keys.secrets()).any(|s| contains(bytes, s.expose().as_bytes()))
     }
 
     /// The root of `r`'s grant; `None` when a creatable root does not exist yet.
@@ -218,16 +226,7 @@ impl FsCap {
     fn read_inner(&self, path: &str) -> Fs<Vec<u8>> {
         let r = self.check("read", path, false)?;
         let dir = self.existing_root(path, &r)?;
-        let mut file = dir.open(rel(&r)).map_err(|e| io_error(path, e))?;
-        let m = file.metadata().map_err(|e| io_error(path, e))?;
-        if !m.is_file() {
-            return Err(FsError::Io(format!("{path}: not a file")));
-        }
-        if m.len() > MAX_READ {
-            return Err(FsError::Io(format!("{path}: {} bytes is more than the 64 MiB read limit", m.len())));
-        }
-        let mut bytes = Vec::with_capacity(m.len() as usize);
-        file.read_to_end(&mut bytes).map_err(|e| io_error(path, e))?;
+        let bytes = safe_open::read_regular(&dir, rel(&r), MAX_READ).map_err(|e| io_error(path, e))?;
         self.guard(path, &r, &bytes)?;
         Ok(bytes)
     }
@@ -312,63 +311,47 @@ impl FsCap {
         Ok(out)
     }
 
-    fn copy_tree_inner(&self, source: &str, destination: &str) -> Fs<TreeStats> {
-        let from = self.check("copy-tree", source, false)?;
-        let to = self.check("copy-tree", destination, true)?;
-        if to.relative.as_os_str().is_empty() {
-            return Err(FsError::Io(format!("{destination}: cannot copy onto a grant's root")));
-        }
-        self.sibling_rules(&to, |_| sibling_files::check_entry(&to.relative))?;
-        let src_root = self.existing_root(source, &from)?;
-        let dst_root = self.existing_root(destination, &to)?;
-        if dst_root.symlink_metadata(&to.relative).is_ok() {
-            return Err(FsError::AlreadyExists(destination.to_string()));
-        }
-        if src_root.symlink_metadata(rel(&from)).is_ok_and(|m| m.is_symlink()) {
-            return Err(FsError::Denied(format!("{source} is a symlink; copies never follow symlinks")));
-        }
-        let mut stats = TreeStats { files: 0, directories: 0, bytes: 0 };
-        let job = CopyJob { from: &from, to: &to, by_host: false };
-        let result = self.copy_entry(&job, (&src_root, rel(&from)), (&dst_root, &to.relative), &to.relative, Path::new(source), &mut stats);
-        if let Err(e) = result {
-            let _ = dst_root.remove_dir_all(&to.relative).or_else(|_| dst_root.remove_file(&to.relative));
-            return Err(e);
-        }
-        Ok(stats)
-    }
-
-    /// Copies `name` in `src` to `dst_name` in `dst` (`dst_relative` below the root of
-    /// the destination grant): directories recursively, each opened once (never through a
-    /// symlink) so that every file operation is a one-name lookup; symlinks and special
-    /// files are skipped; modes are narrowed to what a component may create; every entry
-    /// is checked against the destination's rules. `shown` is the source path for messages.
-    fn copy_entry(&self, job: &CopyJob, (src, name): (&Dir, &Path), (dst, dst_name): (&Dir, &Path), dst_relative: &Path, shown: &Path, stats: &mut TreeStats) -> Fs<()> {
+    /// Copies `name` in `src` (the lead's home) to the same name in `dst` (a sibling
+    /// home): directories recursively, each opened once (never through a symlink) so that
+    /// every file operation is a one-name lookup; symlinks and special files are skipped
+    /// (a file is opened without following links or blocking, and must still be a regular
+    /// file); modes are narrowed to what a component may create; files holding the lead's
+    /// key are refused; at most [`MAX_COPY_BYTES`] in all. `shown` is the source path for
+    /// messages.
+    fn copy_entry(&self, (src, dst): (&Dir, &Dir), name: &Path, shown: &Path, stats: &mut TreeStats) -> Fs<()> {
         let fail = |e: io::Error| io_error(&shown.display().to_string(), e);
         let m = src.symlink_metadata(name).map_err(fail)?;
         if !m.is_dir() && !m.is_file() {
             return Ok(());
         }
-        if !job.by_host {
-            self.sibling_rules(job.to, |_| sibling_files::check_entry(dst_relative))?;
-        }
         let mode = m.permissions().mode() & sibling_files::ALLOWED_MODE;
         if m.is_dir() {
-            create_dir_exact(dst, dst_name, mode).map_err(fail)?;
+            create_dir_exact(dst, name, mode).map_err(fail)?;
             stats.directories += 1;
             let src_dir = src.open_dir_nofollow(name).map_err(fail)?;
-            let dst_dir = dst.open_dir_nofollow(dst_name).map_err(fail)?;
+            let dst_dir = dst.open_dir_nofollow(name).map_err(fail)?;
             let mut names: Vec<std::ffi::OsString> = src_dir.entries().and_then(|es| es.map(|e| e.map(|e| e.file_name())).collect()).map_err(fail)?;
             names.sort();
             for n in names {
                 let n = Path::new(&n);
-                self.copy_entry(job, (&src_dir, n), (&dst_dir, n), &dst_relative.join(n), &shown.join(n), stats)?;
+                self.copy_entry((&src_dir, &dst_dir), n, &shown.join(n), stats)?;
             }
-        } else if m.is_file() {
-            let bytes = src.read(name).map_err(fail)?;
-            self.guard(&shown.display().to_string(), job.from, &bytes)?;
+        } else {
+            let left = MAX_COPY_BYTES - stats.bytes;
+            let bytes = match safe_open::read_regular(src, name, left) {
+                // Swapped for a link or a special file since it was listed: skipped.
+                Err(e) if matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    return Err(FsError::Denied(format!("{}: the copy would exceed {MAX_COPY_BYTES} bytes", shown.display())));
+                }
+                other => other.map_err(fail)?,
+            };
+            if self.holds_lead_key(&bytes) {
+                return Err(FsError::Denied(format!("{} holds one of the lead's keys, which only the host may read", shown.display())));
+            }
             let mut options = OpenOptions::new();
             options.write(true).create_new(true).mode(mode);
-            let mut file = dst.open_with(dst_name, &options).map_err(fail)?;
+            let mut file = dst.open_with(name, &options).map_err(fail)?;
             file.write_all(&bytes).map_err(fail)?;
             file.set_permissions(cap_std::fs::Permissions::from_mode(mode)).map_err(fail)?;
             stats.files += 1;
@@ -431,13 +414,36 @@ impl FsCap {
         })
     }
 
+    /// Writes the sibling's credential file: the task's key, or the lead's for `provider`.
+    fn write_credentials_inner(&self, home: &str, provider: &str, layout: CredentialLayout, key: Option<String>) -> Fs<String> {
+        let r = self.check("write-credentials", home, true)?;
+        let denied = |why: String| FsError::Denied(format!("{home}: {why}"));
+        let key = match key {
+            Some(given) => Secret::new(given).ok_or_else(|| denied("the task's key is empty".into()))?,
+            None => match self.lead_keys.get(provider) {
+                Some((key, _)) => key.clone(),
+                None => {
+                    let var = credentials::env_var(provider).map_err(denied)?;
+                    return Err(denied(format!(
+                        "the lead has no {provider} key to pass on ({var} is not in its environment or {}/.env, and its legacy auth.json has none)",
+                        self.grants.lead_home().display()
+                    )));
+                }
+            },
+        };
+        let (relative, contents) = credentials::render(provider, &key, layout).map_err(denied)?;
+        let dir = self.existing_root(home, &r)?;
+        atomic::write(&dir, Path::new(relative), &contents, 0o600).map_err(|e| io_error(&format!("{home}/{relative}"), e))?;
+        Ok(format!("{home}/{relative}"))
+    }
+
     /// Copies each allowlisted lead plugin and skill into the sibling home, replacing an
     /// earlier copy. The sibling home must be granted (it is the one being provisioned).
     fn copy_lead_plugins_inner(&self, home: &str) -> Fs<Vec<String>> {
         let to_home = self.check("copy-lead-plugins", home, true)?;
-        let from_lead = self.check("copy-lead-plugins", &self.grants.lead_home().display().to_string(), false)?;
-        let lead = self.existing_root(home, &from_lead)?;
+        let lead = self.grants.open_lead_home().map_err(|e| io_error(&self.grants.lead_home().display().to_string(), e))?;
         let sibling = self.existing_root(home, &to_home)?;
+        let mut stats = TreeStats { files: 0, directories: 0, bytes: 0 };
         for relative in &self.plugins.paths {
             let relative = Path::new(relative);
             let parent = relative.parent().expect("plugin paths have a parent");
@@ -446,13 +452,11 @@ impl FsCap {
                 _ => {}
             }
             remove(&sibling, relative, home)?;
-            let (mut to, mut from) = (to_home.clone(), from_lead.clone());
-            to.relative = relative.to_path_buf();
-            from.relative = relative.to_path_buf();
-            let job = CopyJob { from: &from, to: &to, by_host: true };
+            let open = |dir: &Dir, path: &str| dir.open_dir_nofollow(parent).map_err(|e| io_error(path, e));
+            let (src, dst) = (open(&lead, &self.grants.lead_home().join(parent).display().to_string())?, open(&sibling, home)?);
+            let name = Path::new(relative.file_name().expect("plugin paths have a name"));
             let shown = self.grants.lead_home().join(relative);
-            let mut stats = TreeStats { files: 0, directories: 0, bytes: 0 };
-            if let Err(e) = self.copy_entry(&job, (&lead, relative), (&sibling, relative), relative, &shown, &mut stats) {
+            if let Err(e) = self.copy_entry((&src, &dst), name, &shown, &mut stats) {
                 let _ = remove(&sibling, relative, home);
                 return Err(e);
             }
@@ -462,7 +466,10 @@ impl FsCap {
 
     fn list_archive_inner(&self, archive: &str) -> Fs<Vec<String>> {
         let r = self.check("list-archive", archive, false)?;
-        let file = self.existing_root(archive, &r)?.open(rel(&r)).map_err(|e| io_error(archive, e))?;
+        if r.kind != Kind::Archives {
+            return Err(FsError::Denied(format!("{archive}: only archives in the archives grant can be listed, not the {}", r.describe())));
+        }
+        let file = safe_open::open_regular(&self.existing_root(archive, &r)?, rel(&r)).map_err(|e| io_error(archive, e))?;
         let names = archive::list(io::BufReader::new(file)).map_err(|e| FsError::Io(format!("{archive}: not a readable .tar.gz ({e})")))?;
         Ok(names)
     }
@@ -491,16 +498,24 @@ fn remove(dir: &Dir, relative: &Path, path: &str) -> Fs<()> {
     }
 }
 
+/// Lists `dir` into `out`, depth first and sorted, at most [`MAX_WALK_ENTRIES`] entries;
+/// directories are entered without following links.
 fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
+    if prefix.matches('/').count() >= MAX_WALK_DEPTH {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{prefix}: nested more than {MAX_WALK_DEPTH} directories deep")));
+    }
     let mut entries: Vec<(String, FileType)> = dir
         .entries()?
         .map(|e| e.and_then(|e| Ok((e.file_name().to_string_lossy().into_owned(), e.file_type()?))))
         .collect::<io::Result<_>>()?;
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, kind) in entries {
+        if out.len() >= MAX_WALK_ENTRIES {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("more than {MAX_WALK_ENTRIES} entries; not listing further")));
+        }
         if kind.is_dir() {
             out.push(format!("{prefix}{name}/"));
-            walk(&dir.open_dir(&name)?, &format!("{prefix}{name}/"), out)?;
+            walk(&dir.open_dir_nofollow(&name)?, &format!("{prefix}{name}/"), out)?;
         } else {
             out.push(format!("{prefix}{name}"));
         }

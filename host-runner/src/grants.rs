@@ -3,7 +3,8 @@
 //! A guest path is matched lexically to one grant, then every access happens relative to
 //! a directory capability opened at the grant's root (`cap_std::fs::Dir`), so neither
 //! `..` nor a symlink can lead outside it. Grants:
-//! 1. the lead's home: read-only;
+//! 1. the lead's home: only its workspace notes ([`LEAD_READABLE`]), read-only — never
+//!    its config, `.env`, credentials, auth profiles or sessions, which the host reads;
 //! 2. `<lead home>/agent-provisioner/`: read-write (registry, journals);
 //! 3. sibling homes `<home>/.openclaw-<handle>`: read-write, for handles the naming rules
 //!    allow (never reserved, never the lead's), and only homes the host's own record says
@@ -23,6 +24,11 @@ use std::sync::Arc;
 
 /// The longest path the guest may pass.
 const MAX_PATH: usize = 4096;
+
+/// The only files of the lead's home the guest may read: the workspace notes the new
+/// sibling's workspace is filled from.
+pub const LEAD_READABLE: &[&str] =
+    &["workspace/IDENTITY.md", "workspace/USER.md", "workspace/MEMORY.md", "workspace/HEARTBEAT.md", "workspace/TOOLS.md"];
 
 /// What the grants are derived from.
 #[derive(Clone)]
@@ -170,6 +176,12 @@ impl Grants {
         &self.lead_home
     }
 
+    /// The lead's home as a directory capability, for the host's own copy of allowlisted
+    /// plugins and skills (never handed to the guest).
+    pub fn open_lead_home(&self) -> io::Result<Dir> {
+        Dir::open_ambient_dir(&self.lead_home, ambient_authority())
+    }
+
     /// The home of the sibling `handle`.
     pub fn sibling_home(&self, handle: &str) -> PathBuf {
         self.home.join(naming::home_name(handle))
@@ -178,7 +190,7 @@ impl Grants {
     /// One line per grant, for the operator.
     pub fn describe(&self) -> Vec<String> {
         vec![
-            format!("files: {} (lead home, read-only)", self.lead_home.display()),
+            format!("files: {}/{{{}}} (the lead's workspace notes, read-only)", self.lead_home.display(), LEAD_READABLE.join(",")),
             format!("files: {} (provisioner state, read-write)", self.provisioner.display()),
             format!(
                 "files: {}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; read-write, no code: {})",
@@ -222,6 +234,13 @@ impl Grants {
             return grant(Kind::ProvisionerState, &self.provisioner, relative, true);
         }
         if let Some(relative) = under(&self.lead_home) {
+            if !LEAD_READABLE.iter().any(|r| relative == Path::new(r)) {
+                return Err(format!(
+                    "{}: of the lead's home only its workspace notes are granted ({}); its config, keys, credentials and sessions are the host's",
+                    path.display(),
+                    LEAD_READABLE.join(", ")
+                ));
+            }
             return grant(Kind::LeadHome, &self.lead_home, relative, false);
         }
         if let Some(relative) = under(&self.archives) {
@@ -330,6 +349,13 @@ mod tests {
             ("/home/u/.openclaw-nova/./x", "`.`"),
             ("relative/path", "absolute"),
             ("/home/u/.openclaw-nova/a\0b", "NUL"),
+            ("/home/u/.openclaw/openclaw.json", "only its workspace notes"),
+            ("/home/u/.openclaw/.env", "only its workspace notes"),
+            ("/home/u/.openclaw/agents/main/agent/auth-profiles.json", "only its workspace notes"),
+            ("/home/u/.openclaw/credentials/x.json", "only its workspace notes"),
+            ("/home/u/.openclaw/agents/main/sessions/s.jsonl", "only its workspace notes"),
+            ("/home/u/.openclaw/workspace/SOUL.md", "only its workspace notes"),
+            ("/home/u/.openclaw", "only its workspace notes"),
         ] {
             let err = grants().resolve(path).unwrap_err();
             assert!(err.contains(needle), "{path}: {err}");
@@ -340,7 +366,7 @@ mod tests {
     #[test]
     fn a_lead_in_a_profile_home_is_not_a_sibling() {
         let g = grants_at(Path::new("/h"), ".openclaw-atlas", HostState::in_memory());
-        let r = g.resolve("/h/.openclaw-atlas/openclaw.json").unwrap();
+        let r = g.resolve("/h/.openclaw-atlas/workspace/USER.md").unwrap();
         assert_eq!((r.kind, r.writable), (Kind::LeadHome, false));
         assert_eq!(g.resolve("/h/.openclaw-nova").unwrap().kind, Kind::SiblingHome("nova".into()));
     }

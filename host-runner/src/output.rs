@@ -16,6 +16,15 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_INVALID: i32 = 2;
 pub const EXIT_UNREPORTED: i32 = 3;
 
+/// Writes `rendered.stdout` on stdout, scrubbed of every registered secret and of
+/// control characters (JSON escapes its own, so a document stays valid).
+pub fn write_stdout(rendered: &Rendered) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(crate::secret::for_terminal(&rendered.stdout).as_bytes());
+    let _ = stdout.flush();
+}
+
 /// A finished command: what to print and how to exit.
 pub struct Rendered {
     pub stdout: String,
@@ -76,7 +85,7 @@ pub fn host_error(command: &str, exit_code: i32, message: &str, as_json: bool) -
         String::new()
     };
     if !as_json {
-        eprintln!("agent-provisioner {command}: {message}");
+        crate::secret::eprint_line(&format!("agent-provisioner {command}: {message}"));
     }
     Rendered { stdout, exit_code }
 }

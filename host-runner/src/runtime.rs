@@ -2,7 +2,8 @@
 //!
 //! The store holds the capabilities (files, services, the HTTP gate), a memory cap and a
 //! wall-clock deadline. WASI gets no preopened directories, no environment, no sockets
-//! and no stdin; only stderr is passed through (for panic messages).
+//! and no stdin; its stderr (panic messages) is kept in memory, bounded, and printed
+//! scrubbed when the call ends.
 
 use crate::bindings::{Level, Provisioner, commands};
 use crate::fs_cap::FsCap;
@@ -13,6 +14,7 @@ use wasmtime::error::Context as _;
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -25,6 +27,16 @@ pub struct Limits {
     pub memory_bytes: usize,
 }
 
+/// The most the guest may write on its stderr (panic messages); more traps it.
+const GUEST_STDERR_BYTES: usize = 64 << 10;
+
+/// Prints what the guest wrote on its stderr, scrubbed of secrets and control characters.
+fn print_guest_stderr(bytes: &[u8]) {
+    for line in String::from_utf8_lossy(bytes).lines() {
+        crate::secret::eprint_line(&format!("component: {line}"));
+    }
+}
+
 /// Prints the guest's progress lines on stderr.
 pub struct ProgressSink {
     pub quiet: bool,
@@ -35,11 +47,12 @@ impl ProgressSink {
         if self.quiet && level != Level::Warning {
             return;
         }
-        match level {
-            Level::Step => eprintln!("==> {message}"),
-            Level::Info => eprintln!("    {message}"),
-            Level::Warning => eprintln!("warning: {message}"),
-        }
+        let prefix = match level {
+            Level::Step => "==> ",
+            Level::Info => "    ",
+            Level::Warning => "warning: ",
+        };
+        crate::secret::eprint_line(&format!("{prefix}{message}"));
     }
 }
 
@@ -97,9 +110,6 @@ mod imports {
         fn walk_tree(&mut self, path: String) -> Result<Vec<String>, FsError> {
             self.caps.fs.walk_tree(&path)
         }
-        fn copy_tree(&mut self, source: String, destination: String) -> Result<TreeStats, FsError> {
-            self.caps.fs.copy_tree(&source, &destination)
-        }
         fn remove_tree(&mut self, path: String) -> Result<(), FsError> {
             self.caps.fs.remove_tree(&path)
         }
@@ -108,6 +118,9 @@ mod imports {
         }
         fn list_archive(&mut self, archive: String) -> Result<Vec<String>, FsError> {
             self.caps.fs.list_archive(&archive)
+        }
+        fn write_credentials(&mut self, handle: String, provider: String, layout: CredentialLayout, key: Option<String>) -> Result<String, FsError> {
+            self.caps.fs.write_credentials(&handle, &provider, layout, key)
         }
         fn copy_lead_plugins(&mut self, handle: String) -> Result<Vec<String>, FsError> {
             self.caps.fs.copy_lead_plugins(&handle)
@@ -202,7 +215,8 @@ impl Sandbox {
         let started = Instant::now();
         let mut timings = CallTimings::default();
         let mut wasi = WasiCtx::builder();
-        wasi.inherit_stderr();
+        let stderr = MemoryOutputPipe::new(GUEST_STDERR_BYTES);
+        wasi.stderr(stderr.clone());
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -250,6 +264,7 @@ impl Sandbox {
         // stops one that waits in a host call past it.
         let result = tokio::time::timeout(limits.deadline + Duration::from_secs(1), call).await;
         ticker.abort();
+        print_guest_stderr(&stderr.contents());
         match result {
             Err(_) => Err(anyhow!("the component ran past its deadline of {:?}", limits.deadline)),
             Ok(Err(e)) if Instant::now() >= deadline => {

@@ -6,7 +6,8 @@
 //! - `openclaw.json` must have exactly the shape the provisioner writes ([`check_config`]):
 //!   no key that loads code or runs a command, plugin entries only for the plugins the
 //!   host copied, the API URL and workspace pinned, no `${…}` substitution, no `$include`;
-//! - `.env` may set only the provider key variables ([`check_env`]);
+//! - credential files (`.env`, `agents/*/agent/auth*.json`) are written by the host only
+//!   ([`CREDENTIAL_FILES`], `fs.write-credentials`), never by the component;
 //! - modes: no group/other write, no setuid/setgid/sticky ([`check_mode`]).
 
 use serde_json::Value;
@@ -42,8 +43,10 @@ pub const CODE_PATHS: &[&str] = &[
     "workspace/hooks",
 ];
 
-/// The variables `.env` may set: the provider keys current OpenClaw reads.
-pub const ENV_NAMES: [&str; 3] = ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY"];
+/// Credential files in a sibling home (`*` for any one name), which only the host writes:
+/// `.env` is loaded into the gateway's environment unfiltered (`NODE_OPTIONS` there runs
+/// code), and the auth files hold keys.
+pub const CREDENTIAL_FILES: &[&str] = &[".env", "agents/*/agent/auth.json", "agents/*/agent/auth-profiles.json"];
 
 /// The mode bits the component may give what it creates.
 pub const ALLOWED_MODE: u32 = 0o755;
@@ -58,12 +61,17 @@ pub struct SiblingRules<'a> {
     pub plugins: &'a [String],
 }
 
+/// The pattern of `patterns` that `relative` is, or lies under.
+fn matching(patterns: &[&'static str], relative: &Path) -> Option<&'static str> {
+    patterns.iter().copied().find(|pattern| {
+        let mut inner = relative.components().filter(|c| matches!(c, Component::Normal(_)));
+        pattern.split('/').all(|part| inner.next().is_some_and(|c| part == "*" || c.as_os_str() == part))
+    })
+}
+
 /// The code path `relative` falls under, if any.
 pub fn code_path(relative: &Path) -> Option<&'static str> {
-    CODE_PATHS.iter().copied().find(|code| {
-        let mut inner = relative.components().filter(|c| matches!(c, Component::Normal(_)));
-        code.split('/').all(|part| inner.next().is_some_and(|c| part == "*" || c.as_os_str() == part))
-    })
+    matching(CODE_PATHS, relative)
 }
 
 /// Refuses a mode with bits outside [`ALLOWED_MODE`].
@@ -85,10 +93,18 @@ pub fn check_entry(relative: &Path) -> Result<(), String> {
             relative.display()
         ));
     }
-    if relative == Path::new("openclaw.json") || relative == Path::new(".env") {
+    if relative == Path::new("openclaw.json") {
         return Err(format!("{}: written only by write-atomic, where its contents are checked", relative.display()));
     }
-    Ok(())
+    check_credential(relative)
+}
+
+/// Refuses `relative` when it is a credential file, which only the host writes.
+fn check_credential(relative: &Path) -> Result<(), String> {
+    match matching(CREDENTIAL_FILES, relative) {
+        Some(file) => Err(format!("{}: credential files ({file}) are written by the host (fs.write-credentials), never by the component", relative.display())),
+        None => Ok(()),
+    }
 }
 
 /// Checks a whole-file write of `contents` to `relative` in a sibling home.
@@ -103,10 +119,7 @@ pub fn check_write(relative: &Path, contents: &[u8], rules: &SiblingRules) -> Re
         let config: Value = serde_json::from_slice(contents).map_err(|e| format!("openclaw.json is not JSON ({e})"))?;
         return check_config(&config, rules).map_err(|why| format!("openclaw.json: {why}"));
     }
-    if relative == Path::new(".env") {
-        return check_env(contents).map_err(|why| format!(".env: {why}"));
-    }
-    Ok(())
+    check_credential(relative)
 }
 
 /// The exact shape of the sibling's `openclaw.json`: a local gateway on loopback with a
@@ -183,27 +196,6 @@ fn plain(value: &Value, at: &str) -> Result<(), String> {
     }
 }
 
-/// `.env`: comment lines, and `NAME="value"` lines for [`ENV_NAMES`] only, with values
-/// of key characters (letters, digits, `-_.:+/=`).
-pub fn check_env(contents: &[u8]) -> Result<(), String> {
-    let text = std::str::from_utf8(contents).map_err(|_| "is not UTF-8 text".to_string())?;
-    for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (name, value) = line.split_once('=').ok_or_else(|| format!("line {number} is not NAME=\"value\""))?;
-        if !ENV_NAMES.contains(&name) {
-            return Err(format!("line {number} sets {:?}; only {} may be set", name.chars().take(40).collect::<String>(), ENV_NAMES.join(", ")));
-        }
-        let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
-        let key_chars = |c: char| c.is_ascii_alphanumeric() || "-_.:+/=".contains(c);
-        if value.is_empty() || !value.chars().all(key_chars) {
-            return Err(format!("line {number}: the value of {name} is not a plain key"));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,7 +260,7 @@ mod tests {
             assert!(check_entry(Path::new(path)).is_err(), "{path}");
             assert!(check_write(Path::new(path), b"", &rules()).is_err(), "{path}");
         }
-        for path in ["workspace/AGENTS.md", "workspace/memory", "agents/main/agent/auth.json", "extensions-notes.md"] {
+        for path in ["workspace/AGENTS.md", "workspace/memory", "agents/main/agent", "extensions-notes.md"] {
             assert_eq!(check_entry(Path::new(path)), Ok(()), "{path}");
         }
         assert!(check_entry(Path::new("openclaw.json")).is_err(), "copies cannot bypass the config check");
@@ -280,10 +272,12 @@ mod tests {
     }
 
     #[test]
-    fn env_files_carry_provider_keys_only() {
-        assert_eq!(check_env(b"# Written by agent-provisioner.\nANTHROPIC_API_KEY=\"sk-ant-1_2\"\n"), Ok(()));
-        for bad in [&b"NODE_OPTIONS=\"--require /tmp/x.js\"\n"[..], b"ANTHROPIC_API_KEY=\"$(id)\"\n", b"OPENAI_API_KEY=\"a b\"\n", b"garbage\n"] {
-            assert!(check_env(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+    fn credential_files_are_the_hosts() {
+        for path in [".env", "agents/main/agent/auth.json", "agents/other/agent/auth-profiles.json"] {
+            let err = check_write(Path::new(path), b"NODE_OPTIONS=x", &rules()).unwrap_err();
+            assert!(err.contains("written by the host"), "{path}: {err}");
+            assert!(check_entry(Path::new(path)).is_err(), "{path}");
         }
+        assert_eq!(check_write(Path::new("agents/main/agent/notes.md"), b"x", &rules()), Ok(()));
     }
 }

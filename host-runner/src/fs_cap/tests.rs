@@ -5,6 +5,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 const LEAD_KEY: &str = "sk_sesame_lead_secret_0001";
+const LEAD_LLM_KEY: &str = "sk-ant-lead-llm-0001";
 
 /// A temp home with a lead home, a sibling home the host made (`victim`), another
 /// OpenClaw profile's home (`work`) and an outside dir.
@@ -38,6 +39,7 @@ impl Fixture {
         std::fs::write(home.join(".openclaw/skills/sesame/SKILL.md"), "# skill\n").unwrap();
         std::fs::write(home.join(".openclaw-work/openclaw.json"), "{}\n").unwrap();
         std::fs::write(outside.join("secret.txt"), "outside secret\n").unwrap();
+        std::fs::write(home.join(".openclaw/.env"), format!("ANTHROPIC_API_KEY={LEAD_LLM_KEY}\nDATABASE_URL=postgres://u:pw@db/x\n")).unwrap();
         symlink(&outside, home.join(".openclaw-victim/escape")).unwrap();
         let state = HostState::in_memory();
         state.claim_home("victim", &home.join(".openclaw")).unwrap();
@@ -50,7 +52,9 @@ impl Fixture {
         .unwrap();
         let audit = Arc::new(Audit::stderr_only(vec![]));
         let plugins = LeadPlugins::found(&home.join(".openclaw"), &["sesame".into()], &["sesame".into()], "https://api.sesame.space");
-        let fs = FsCap::new(grants, audit, Secret::new(LEAD_KEY), plugins);
+        let lead_env = crate::lead_env::LeadEnv::read(&home.join(".openclaw"), []).unwrap();
+        let keys = LeadKeys::find(&home.join(".openclaw"), &lead_env).unwrap();
+        let fs = FsCap::new(grants, audit, Secret::new(LEAD_KEY), plugins, keys);
         Self { _temp: temp, home, outside, fs }
     }
 
@@ -99,10 +103,9 @@ fn hostile_writes_are_denied_and_change_nothing() {
     let before = f.snapshot();
     denied(f.fs.write_atomic(&f.p(".ssh/authorized_keys"), b"evil", 0o600), "outside every grant");
     denied(f.fs.write_atomic(&f.p(".openclaw/workspace/USER.md"), b"", 0o644), "does not allow writing");
-    denied(f.fs.create_dir_all(&f.p(".openclaw/evil"), 0o700), "does not allow writing");
-    denied(f.fs.remove_tree(&f.p(".openclaw/workspace")), "does not allow writing");
-    denied(f.fs.copy_tree(&f.p(".openclaw-victim/logs"), &f.p(".openclaw/stolen")), "does not allow writing");
-    denied(f.fs.archive_tree(&f.p(".openclaw-victim"), &f.p(".openclaw/a.tar.gz")), "does not allow writing");
+    denied(f.fs.create_dir_all(&f.p(".openclaw/evil"), 0o700), "only its workspace notes");
+    denied(f.fs.remove_tree(&f.p(".openclaw/workspace")), "only its workspace notes");
+    denied(f.fs.archive_tree(&f.p(".openclaw-victim"), &f.p(".openclaw/a.tar.gz")), "only its workspace notes");
     denied(f.fs.write_atomic(&f.p(".openclaw-victim/../.ssh/authorized_keys"), b"evil", 0o600), "`..`");
     denied(f.fs.write_atomic(&f.p(".openclaw-victim/./x"), b"evil", 0o600), "`.`");
     denied(f.fs.write_atomic(".openclaw-victim/x", b"evil", 0o600), "absolute");
@@ -113,8 +116,10 @@ fn hostile_writes_are_denied_and_change_nothing() {
     denied(f.fs.read(&f.p(".openclaw-work/openclaw.json")), "another OpenClaw profile");
     denied(f.fs.create_dir_all(&f.p(".openclaw-dev/x"), 0o700), "reserved");
     denied(f.fs.create_dir_all(&f.p(".openclaw-chief"), 0o700), "lead's own handle");
-    denied(f.fs.archive_tree(&f.p(".openclaw"), &f.p(".openclaw-archives/lead.tar.gz")), "only a sibling home");
-    denied(f.fs.walk_tree(&f.p(".openclaw")), "only a sibling home");
+    denied(f.fs.archive_tree(&f.p(".openclaw"), &f.p(".openclaw-archives/lead.tar.gz")), "only its workspace notes");
+    denied(f.fs.archive_tree(&f.p(".openclaw/agent-provisioner"), &f.p(".openclaw-archives/state.tar.gz")), "only a sibling home");
+    denied(f.fs.walk_tree(&f.p(".openclaw")), "only its workspace notes");
+    denied(f.fs.walk_tree(&f.p(".openclaw-archives")), "only a sibling home");
     denied(f.fs.create_dir_all(&f.p(".openclawx"), 0o700), "outside every grant");
     denied(f.fs.remove_tree(&f.p(".openclaw-archives")), "cannot be removed");
     assert_eq!(f.snapshot(), before);
@@ -124,8 +129,6 @@ fn hostile_writes_are_denied_and_change_nothing() {
 fn symlinks_never_lead_out_of_a_grant() {
     let f = Fixture::new();
     denied(f.fs.read(&f.p(".openclaw-victim/escape/secret.txt")), "outside the grant");
-    denied(f.fs.copy_tree(&f.p(".openclaw-victim/escape"), &f.p(".openclaw-victim/stolen")), "never follow symlinks");
-    denied(f.fs.copy_tree(&f.p(".openclaw-victim/escape/secret.txt"), &f.p(".openclaw-victim/stolen")), "outside the grant");
     denied(f.fs.walk_tree(&f.p(".openclaw-victim/escape")), "outside the grant");
     assert!(!Path::new(&f.p(".openclaw-victim/stolen")).exists());
     // Removing the link removes the link, never its target.
@@ -151,14 +154,18 @@ fn a_symlink_as_the_sibling_home_is_not_followed() {
 #[test]
 fn the_leads_key_never_leaves_through_files() {
     let f = Fixture::new();
-    denied(f.fs.read(&f.p(".openclaw/openclaw.json")), "lead's Sesame key");
-    std::fs::create_dir_all(f.home.join(".openclaw/skills/sesame")).unwrap();
-    std::fs::write(f.home.join(".openclaw/skills/sesame/config.txt"), LEAD_KEY).unwrap();
-    std::fs::write(f.home.join(".openclaw/skills/sesame/SKILL.md"), "# skill").unwrap();
-    denied(f.fs.copy_lead_plugins("victim"), "lead's Sesame key");
-    denied(f.fs.copy_tree(&f.p(".openclaw/skills/sesame"), &f.p(".openclaw-victim/notes")), "lead's Sesame key");
-    assert!(!Path::new(&f.p(".openclaw-victim/notes")).exists(), "a refused copy leaves nothing behind");
+    for secret in [".openclaw/openclaw.json", ".openclaw/.env", ".openclaw/agents/main/agent/auth-profiles.json", ".openclaw/credentials/x.json"] {
+        denied(f.fs.read(&f.p(secret)), "only its workspace notes");
+        denied(f.fs.metadata(&f.p(secret)), "only its workspace notes");
+    }
     assert_eq!(f.fs.read(&f.p(".openclaw/workspace/USER.md")).unwrap(), b"Alex\n");
+    for key in [LEAD_KEY, LEAD_LLM_KEY] {
+        std::fs::write(f.home.join(".openclaw/workspace/TOOLS.md"), format!("key: {key}\n")).unwrap();
+        denied(f.fs.read(&f.p(".openclaw/workspace/TOOLS.md")), "one of the lead's keys");
+        std::fs::write(f.home.join(".openclaw/skills/sesame/config.txt"), key).unwrap();
+        denied(f.fs.copy_lead_plugins("victim"), "one of the lead's keys");
+        assert!(!Path::new(&f.p(".openclaw-victim/skills/sesame")).exists(), "a refused copy leaves nothing behind");
+    }
 }
 
 #[test]
@@ -168,10 +175,9 @@ fn no_code_and_no_unchecked_config_goes_into_a_sibling_home() {
     denied(f.fs.create_dir_all(&f.p(".openclaw-victim/extensions/evil"), 0o700), "loads code from extensions/");
     denied(f.fs.create_dir_all(&f.p(".openclaw-victim/workspace/skills"), 0o700), "loads code from workspace/skills/");
     denied(f.fs.write_atomic(&f.p(".openclaw-victim/hooks"), b"x", 0o600), "loads code from hooks/");
-    denied(f.fs.copy_tree(&f.p(".openclaw/extensions/sesame"), &f.p(".openclaw-victim/extensions")), "loads code");
-    denied(f.fs.copy_tree(&f.p(".openclaw/workspace"), &f.p(".openclaw-victim/openclaw.json")), "contents are checked");
     denied(f.fs.write_atomic(&f.p(".openclaw-victim/openclaw.json"), br#"{"plugins":{"load":{"paths":["/tmp"]}}}"#, 0o600), "openclaw.json");
-    denied(f.fs.write_atomic(&f.p(".openclaw-victim/.env"), b"NODE_OPTIONS=\"--require /tmp/x.js\"\n", 0o600), "only ANTHROPIC_API_KEY");
+    denied(f.fs.write_atomic(&f.p(".openclaw-victim/.env"), b"NODE_OPTIONS=\"--require /tmp/x.js\"\n", 0o600), "written by the host");
+    denied(f.fs.create_dir_all(&f.p(".openclaw-victim/agents/main/agent/auth.json"), 0o700), "written by the host");
     denied(f.fs.write_atomic(&f.p(".openclaw-victim/x"), b"x", 0o4777), "setuid");
     denied(f.fs.create_dir_all(&f.p(".openclaw-victim/shared"), 0o777), "group/other write");
     assert_eq!(f.snapshot(), before);
@@ -203,15 +209,15 @@ fn a_sibling_home_round_trip_with_modes() {
     for dir in [".openclaw-nova", ".openclaw-nova/agents", ".openclaw-nova/agents/main/agent"] {
         assert_eq!(mode(&f.p(dir)), 0o700, "{dir}");
     }
-    f.fs.write_atomic(&f.p(".openclaw-nova/.env"), b"ANTHROPIC_API_KEY=x\n", 0o600).unwrap();
+    f.fs.write_atomic(&f.p(".openclaw-nova/notes.txt"), b"ANTHROPIC_API_KEY=x\n", 0o600).unwrap();
     assert!(f.fs.grants.state().sibling("nova", &f.home.join(".openclaw")).is_some(), "creating the home recorded it");
     f.fs.write_atomic(&f.p(".openclaw-nova/README"), b"hi", 0o644).unwrap();
-    assert_eq!(mode(&f.p(".openclaw-nova/.env")), 0o600);
+    assert_eq!(mode(&f.p(".openclaw-nova/notes.txt")), 0o600);
     assert_eq!(mode(&f.p(".openclaw-nova/README")), 0o644);
-    assert_eq!(f.fs.read(&f.p(".openclaw-nova/.env")).unwrap(), b"ANTHROPIC_API_KEY=x\n");
-    let m = f.fs.metadata(&f.p(".openclaw-nova/.env")).unwrap().unwrap();
+    assert_eq!(f.fs.read(&f.p(".openclaw-nova/notes.txt")).unwrap(), b"ANTHROPIC_API_KEY=x\n");
+    let m = f.fs.metadata(&f.p(".openclaw-nova/notes.txt")).unwrap().unwrap();
     assert_eq!((m.kind, m.size, m.mode), (EntryKind::File, 20, 0o600));
-    assert_eq!(f.fs.walk_tree(&root).unwrap(), [".env", "README", "agents/", "agents/main/", "agents/main/agent/"]);
+    assert_eq!(f.fs.walk_tree(&root).unwrap(), ["README", "agents/", "agents/main/", "agents/main/agent/", "notes.txt"]);
     f.fs.create_dir_all(&root, 0o755).unwrap();
     assert_eq!(mode(&root), 0o700, "an existing directory keeps its mode");
     f.fs.remove_tree(&root).unwrap();
@@ -250,9 +256,47 @@ fn the_provisioner_state_is_writable_inside_the_read_only_lead_home() {
 #[test]
 fn missing_things_are_reported_as_such() {
     let f = Fixture::new();
-    assert!(matches!(f.fs.read(&f.p(".openclaw/workspace/NOPE.md")), Err(FsError::NotFound(_))));
+    assert!(matches!(f.fs.read(&f.p(".openclaw/workspace/TOOLS.md")), Err(FsError::NotFound(_))));
     assert!(matches!(f.fs.read(&f.p(".openclaw-ghost/x")), Err(FsError::NotFound(_))));
     assert_eq!(f.fs.metadata(&f.p(".openclaw-ghost/x")).unwrap(), None);
     assert!(matches!(f.fs.write_atomic(&f.p(".openclaw-victim/no/such/dir"), b"x", 0o600), Err(FsError::NotFound(_))));
-    assert!(matches!(f.fs.read(&f.p(".openclaw/workspace")), Err(FsError::Io(_))), "a directory is not a file");
+    assert!(matches!(f.fs.read(&f.p(".openclaw-victim/logs")), Err(FsError::Io(_))), "a directory is not a file");
+}
+
+#[test]
+fn credentials_are_written_by_the_host_with_the_leads_key_for_one_provider_only() {
+    let f = Fixture::new();
+    f.fs.create_dir_all(&f.p(".openclaw-nova/agents/main/agent"), 0o700).unwrap();
+    let written = f.fs.write_credentials("nova", "anthropic", CredentialLayout::EnvFile, None).unwrap();
+    assert_eq!(written, f.p(".openclaw-nova/.env"));
+    let env = std::fs::read_to_string(&written).unwrap();
+    assert!(env.contains(&format!("ANTHROPIC_API_KEY=\"{LEAD_LLM_KEY}\"")), "{env}");
+    assert!(!env.contains("DATABASE_URL") && !env.contains("pw@db"), "no other entry of the lead's .env: {env}");
+    assert_eq!(mode(&written), 0o600);
+    f.fs.write_credentials("nova", "openai", CredentialLayout::Legacy, Some("sk-task-own-1".into())).unwrap();
+    let auth = std::fs::read_to_string(f.p(".openclaw-nova/agents/main/agent/auth.json")).unwrap();
+    assert!(auth.contains("sk-task-own-1") && auth.contains("openai"), "{auth}");
+    denied(f.fs.write_credentials("nova", "openrouter", CredentialLayout::EnvFile, None), "the lead has no openrouter key");
+    denied(f.fs.write_credentials("nova", "anthropic", CredentialLayout::EnvFile, Some("a\"\nNODE_OPTIONS=x".into())), "not a plain key");
+    denied(f.fs.write_credentials("work", "anthropic", CredentialLayout::EnvFile, None), "another OpenClaw profile");
+    denied(f.fs.write_credentials("dev", "anthropic", CredentialLayout::EnvFile, None), "reserved");
+    assert!(!f.home.join(".openclaw-work/.env").exists());
+}
+
+#[test]
+fn special_files_and_deep_trees_are_refused_without_blocking() {
+    let f = Fixture::new();
+    let fifo = f.home.join(".openclaw-victim/logs/stdout.log");
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(f.fs.read(&fifo.display().to_string()), Err(FsError::Io(why)) if why.contains("FIFO")));
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    let mut deep = f.home.join(".openclaw-victim/deep");
+    for _ in 0..=MAX_WALK_DEPTH {
+        deep.push("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    assert!(matches!(f.fs.walk_tree(&f.p(".openclaw-victim/deep")), Err(FsError::Io(why)) if why.contains("deep")));
+    std::fs::write(f.home.join(".openclaw/workspace/USER.md"), "x").unwrap();
+    denied(f.fs.list_archive(&f.p(".openclaw-victim/logs")), "only archives");
 }

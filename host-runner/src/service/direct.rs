@@ -105,7 +105,7 @@ impl Direct {
     fn terminate(&mut self, label: &str, pid: u32) -> Result<(), ServiceError> {
         let group = Pid::from_raw(pid as i32).expect("pids are positive");
         let _ = rustix::process::kill_process_group(group, Signal::TERM);
-        let deadline = Instant::now() + GRACE;
+        let deadline = Instant::now() + crate::deadline::bound(GRACE);
         let mut killed = false;
         loop {
             let gone = match self.children.get_mut(label) {

@@ -26,7 +26,8 @@ impl Output {
     }
 }
 
-/// Runs `tool args...`, waiting at most 30 s (then it is killed).
+/// Runs `tool args...`, waiting at most 30 s or what is left of the command's deadline
+/// (then it is killed).
 pub fn run(tool: &Path, args: &[&str]) -> Result<Output, String> {
     let shown = format!("{} {}", tool.display(), args.join(" "));
     let mut child = Command::new(tool)
@@ -37,13 +38,14 @@ pub fn run(tool: &Path, args: &[&str]) -> Result<Output, String> {
         .spawn()
         .map_err(|e| format!("cannot run {shown}: {e}"))?;
     let started = Instant::now();
+    let limit = crate::deadline::bound(TIMEOUT);
     loop {
         match child.try_wait().map_err(|e| format!("{shown}: {e}"))? {
             Some(_) => break,
-            None if started.elapsed() > TIMEOUT => {
+            None if started.elapsed() > limit => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{shown} did not finish within {} s", TIMEOUT.as_secs()));
+                return Err(format!("{shown} did not finish within {:.1} s", limit.as_secs_f64()));
             }
             None => std::thread::sleep(Duration::from_millis(5)),
         }

@@ -1,0 +1,108 @@
+//! How the host opens a file to read it, wherever the file may have been planted by a
+//! sibling or a component: never through a symlink at the last component, never blocking
+//! on a FIFO or a device (`O_NONBLOCK`), only a regular file, and never more than a cap.
+
+use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt as _};
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, File, FileType, OpenOptions, OpenOptionsExt as _};
+use std::io::{self, Read as _};
+use std::path::Path;
+
+/// What a non-regular file is, in words.
+pub fn describe(file_type: FileType) -> &'static str {
+    use cap_std::fs::FileTypeExt as _;
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symlink"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "a regular file"
+    }
+}
+
+/// Opens `relative` in `dir` for reading: `O_NOFOLLOW | O_NONBLOCK`, then refuses
+/// anything but a regular file (checked on the open descriptor, so a swap after a
+/// `stat` changes nothing).
+pub fn open_regular(dir: &Dir, relative: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).follow(FollowSymlinks::No).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    let file = dir.open_with(relative, &options).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            io::Error::new(io::ErrorKind::PermissionDenied, "is a symlink; not following it")
+        } else {
+            e
+        }
+    })?;
+    let file_type = file.metadata()?.file_type();
+    if !file_type.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("is {}, not a regular file", describe(file_type))));
+    }
+    Ok(file)
+}
+
+/// Reads a whole regular file of at most `max` bytes (a file that grows past it while
+/// being read is refused as well).
+pub fn read_regular(dir: &Dir, relative: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let file = open_regular(dir, relative)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Err(too_big(len, max));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64, max));
+    }
+    Ok(bytes)
+}
+
+fn too_big(len: u64, max: u64) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{len} bytes is more than the {max}-byte limit"))
+}
+
+/// Reads the host file `path` as [`read_regular`] does; `None` when it does not exist.
+/// Errors name the path.
+pub fn read_path(path: &Path, max: u64) -> anyhow::Result<Option<Vec<u8>>> {
+    use anyhow::Context as _;
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        anyhow::bail!("{} is not a file path", path.display());
+    };
+    let result = Dir::open_ambient_dir(parent, ambient_authority()).and_then(|dir| read_regular(&dir, Path::new(name), max));
+    match result {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn fifos_links_and_big_files_are_refused_without_blocking() {
+        let temp = tempfile::tempdir().unwrap();
+        let fifo = temp.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", temp.path().join("link")).unwrap();
+        std::fs::write(temp.path().join("big"), vec![b'x'; 100]).unwrap();
+        std::fs::write(temp.path().join("ok"), b"fine").unwrap();
+        let started = Instant::now();
+        let err = format!("{:#}", read_path(&fifo, 1000).unwrap_err());
+        assert!(err.contains("is a FIFO") && err.contains("fifo"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let err = format!("{:#}", read_path(&temp.path().join("link"), 1000).unwrap_err());
+        assert!(err.contains("symlink"), "{err}");
+        let err = format!("{:#}", read_path(&temp.path().join("big"), 99).unwrap_err());
+        assert!(err.contains("99-byte limit"), "{err}");
+        assert_eq!(read_path(&temp.path().join("ok"), 4).unwrap().unwrap(), b"fine");
+        assert!(read_path(&temp.path().join("missing"), 4).unwrap().is_none());
+    }
+}
