@@ -14,6 +14,7 @@ pub mod grants;
 pub mod host_state;
 pub mod http_gate;
 pub mod lead_config;
+pub mod limits;
 pub mod lock;
 pub mod output;
 pub mod ports;
