@@ -6,8 +6,9 @@
 //! each kind of object, so a component with many memories could take many times its
 //! `--memory-limit`. [`StoreBudget`] counts what the whole store holds instead. Linear
 //! memories and tables never shrink and live as long as the store, so the sum of the sizes
-//! granted is what the store holds (or, after a growth the OS then failed, slightly more:
-//! the count errs on the safe side, and such a failure traps anyway).
+//! granted is what the store holds (or, after a growth the OS then failed to back, slightly
+//! more: the count errs on the safe side; the guest sees that growth fail, as it would
+//! without a limiter).
 //!
 //! A refusal traps the guest (a Rust guest aborts on a failed allocation anyway; a trap at
 //! the growth names the reason) and is kept as a [`Denial`], so the host can say which
