@@ -224,3 +224,25 @@ fn no_key_appears_anywhere_it_should_not() {
     assert!(hits.is_empty(), "{hits:#?}");
     assert!(texts.len() > 30 && keys.len() == 6);
 }
+
+#[test]
+fn a_component_over_its_memory_budget_is_stopped_with_the_budget_named_and_audited() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    // The provisioner's memory starts at 1.125 MiB: a budget of 1 MiB refuses it.
+    let run = t.run(&["--memory-limit", "1", "list"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains("the component exceeded its memory budget of 1 MiB"), "{said}");
+    let audit = std::fs::read_to_string(t.audit_log()).unwrap();
+    let line: Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["cap"] == "limits")
+        .unwrap_or_else(|| panic!("no limits line in the audit log:\n{audit}"));
+    assert_eq!(line["decision"], "denied");
+    assert_eq!(line["op"], "memory.grow");
+    assert_eq!(line["rule"], "memory budget 1 MiB (--memory-limit)");
+    // The default budget runs the same command.
+    t.run(&["list"]).expect(0);
+}

@@ -1,6 +1,7 @@
 //! `.tar.gz` archives of directory capabilities (for archiving homes before removal).
 
 use crate::bindings::TreeStats;
+use cap_fs_ext::DirExt as _;
 use cap_std::fs::{Dir, MetadataExt as _};
 use flate2::Compression;
 use flate2::read::GzDecoder;
@@ -33,6 +34,9 @@ fn header(kind: tar::EntryType, mode: u32, mtime: i64, size: u64) -> tar::Header
     header
 }
 
+/// The deepest directory an archive descends into (as `walk-tree`).
+const MAX_DEPTH: usize = crate::fs_cap::MAX_WALK_DEPTH;
+
 fn append_dir<W: Write>(builder: &mut tar::Builder<W>, dir: &Dir, path: &Path, stats: &mut TreeStats) -> io::Result<()> {
     let meta = dir.dir_metadata()?;
     let mut h = header(tar::EntryType::Directory, meta.mode(), meta.mtime(), 0);
@@ -46,16 +50,25 @@ fn append_dir<W: Write>(builder: &mut tar::Builder<W>, dir: &Dir, path: &Path, s
     for (name, kind) in entries {
         let child: PathBuf = path.join(&name);
         if kind.is_dir() {
-            append_dir(builder, &dir.open_dir(&name)?, &child, stats)?;
+            if child.components().count() > MAX_DEPTH {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("nested more than {MAX_DEPTH} directories deep")));
+            }
+            append_dir(builder, &dir.open_dir_nofollow(&name)?, &child, stats)?;
         } else if kind.is_symlink() {
             let meta = dir.symlink_metadata(&name)?;
             let mut h = header(tar::EntryType::Symlink, 0o777, meta.mtime(), 0);
             builder.append_link(&mut h, &child, dir.read_link_contents(&name)?)?;
         } else if kind.is_file() {
-            let file = dir.open(&name)?;
+            // Opened without following a link or blocking on a FIFO swapped in since the
+            // listing; what is no longer a regular file is left out.
+            let file = match crate::safe_open::open_regular(dir, Path::new(&name)) {
+                Err(e) if matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput) => continue,
+                other => other?,
+            };
             let meta = file.metadata()?;
             let mut h = header(tar::EntryType::Regular, meta.mode(), meta.mtime(), meta.len());
-            builder.append_data(&mut h, &child, file)?;
+            // A file that grows meanwhile is cut at the size in its header.
+            builder.append_data(&mut h, &child, file.take(meta.len()))?;
             stats.files += 1;
             stats.bytes += meta.len();
         }
@@ -63,19 +76,196 @@ fn append_dir<W: Write>(builder: &mut tar::Builder<W>, dir: &Dir, path: &Path, s
     Ok(())
 }
 
-/// Entry names of a `.tar.gz`, in order, directories ending in `/`. Every entry is read
-/// through, so a truncated or corrupt archive is an error.
+/// Headers (entries, GNU long-name and pax headers included) a listing reads at most.
+/// A sibling home holds a few thousand entries (most in the copied plugins); the names of
+/// 200,000 fit easily in the component's memory.
+pub const MAX_LIST_ENTRIES: usize = 200_000;
+
+/// Decompressed bytes a listing reads at most: a gzip bomb costs at most this much
+/// decompression (a few seconds), and a home larger than this is kept rather than
+/// archived and removed (its archive cannot be checked).
+pub const MAX_LIST_DECOMPRESSED_BYTES: u64 = 4 << 30;
+
+/// Bytes of one entry name at most (Linux's `PATH_MAX`). Checked before a GNU long name
+/// is read, so a long-name header cannot make the listing allocate more.
+pub const MAX_ENTRY_NAME_BYTES: usize = 4096;
+
+/// Bytes of one pax extended header at most (it holds a path and a few short records).
+pub const MAX_PAX_HEADER_BYTES: u64 = 64 << 10;
+
+/// Bytes of all names listed together at most: the listing is handed to the component,
+/// whose memory is bounded too.
+pub const MAX_LISTED_NAME_BYTES: usize = 32 << 20;
+
+/// What listing an archive may read and return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListCaps {
+    /// See [`MAX_LIST_ENTRIES`].
+    pub entries: usize,
+    /// See [`MAX_LIST_DECOMPRESSED_BYTES`].
+    pub decompressed_bytes: u64,
+    /// See [`MAX_ENTRY_NAME_BYTES`].
+    pub name_bytes: usize,
+    /// See [`MAX_LISTED_NAME_BYTES`].
+    pub listed_bytes: usize,
+}
+
+impl ListCaps {
+    /// The caps [`list`] applies.
+    pub const DEFAULT: ListCaps = ListCaps {
+        entries: MAX_LIST_ENTRIES,
+        decompressed_bytes: MAX_LIST_DECOMPRESSED_BYTES,
+        name_bytes: MAX_ENTRY_NAME_BYTES,
+        listed_bytes: MAX_LISTED_NAME_BYTES,
+    };
+}
+
+/// The error for a cap reached; it names the cap, never an entry.
+fn over_cap(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{what} (a listing cap)"))
+}
+
+/// A reader that fails once more than `cap` bytes come through it.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    cap: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            // At the cap: the stream may end here; one more byte is one too many.
+            return match self.inner.read(&mut [0u8; 1])? {
+                0 => Ok(0),
+                _ => Err(over_cap(format!("the archive decompresses to more than {} bytes", self.cap))),
+            };
+        }
+        let room = usize::try_from(self.left).unwrap_or(usize::MAX).min(buf.len());
+        let n = self.inner.read(&mut buf[..room])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// GNU long-name and pax headers that describe the next entry.
+#[derive(Default)]
+struct Pending {
+    long_name: Option<Vec<u8>>,
+    long_link: bool,
+    pax: Option<Vec<u8>>,
+}
+
+impl Pending {
+    /// Takes in an extension header of `kind` with `data`.
+    fn extension(&mut self, kind: tar::EntryType, data: Vec<u8>) -> io::Result<()> {
+        let slot_taken = if kind.is_gnu_longname() {
+            self.long_name.replace(data).is_some()
+        } else if kind.is_gnu_longlink() {
+            std::mem::replace(&mut self.long_link, true)
+        } else if kind.is_pax_local_extensions() {
+            if tar::PaxExtensions::new(&data).any(|e| e.is_ok_and(|e| e.key_bytes() == b"size")) {
+                // tar's raw reading does not apply a pax size; refuse rather than misread.
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "pax size records are not supported"));
+            }
+            self.pax.replace(data).is_some()
+        } else {
+            false // a global pax header: bounded, read and ignored
+        };
+        if slot_taken {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "two extension headers of one kind describe the same entry"));
+        }
+        Ok(())
+    }
+
+    /// The name of the entry with `header`, as tar resolves it: a GNU long name, else a
+    /// pax path, else the header's own; then forgets what it held.
+    fn name(&mut self, header: &tar::Header) -> Vec<u8> {
+        let pax_path = self.pax.take().and_then(|pax| {
+            tar::PaxExtensions::new(&pax)
+                .filter_map(Result::ok)
+                .find(|e| e.key_bytes() == b"path")
+                .map(|e| e.value_bytes().to_vec())
+        });
+        self.long_link = false;
+        match self.long_name.take() {
+            Some(mut name) => {
+                while name.last() == Some(&0) {
+                    name.pop();
+                }
+                name
+            }
+            None => pax_path.unwrap_or_else(|| header.path_bytes().into_owned()),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.long_name.is_none() && !self.long_link && self.pax.is_none()
+    }
+}
+
+/// Entry names of a `.tar.gz`, in order, directories ending in `/`, within
+/// [`ListCaps::DEFAULT`]. Every entry is read through, so a truncated or corrupt archive is
+/// an error.
 pub fn list(input: impl Read) -> io::Result<Vec<String>> {
-    let mut archive = tar::Archive::new(GzDecoder::new(input));
+    list_within(input, ListCaps::DEFAULT)
+}
+
+/// As [`list`], within `caps`. The archive is read as a stream: what is held at any time is
+/// the names listed so far plus at most one extension header.
+pub fn list_within(input: impl Read, caps: ListCaps) -> io::Result<Vec<String>> {
+    let reader = Capped { inner: GzDecoder::new(input), left: caps.decompressed_bytes, cap: caps.decompressed_bytes };
+    let mut archive = tar::Archive::new(reader);
     let mut names = Vec::new();
-    for entry in archive.entries()? {
+    let (mut headers, mut listed_bytes) = (0usize, 0usize);
+    let mut pending = Pending::default();
+    // Raw entries: the extension headers come to us, and their sizes are checked before
+    // they are read (tar would read a long name of any size into memory).
+    for entry in archive.entries()?.raw(true) {
         let mut entry = entry?;
-        let mut name = entry.path()?.to_string_lossy().into_owned();
-        if entry.header().entry_type().is_dir() && !name.ends_with('/') {
+        headers += 1;
+        if headers > caps.entries {
+            return Err(over_cap(format!("the archive has more than {} entries", caps.entries)));
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions() || kind.is_pax_global_extensions() {
+            let is_name = kind.is_gnu_longname() || kind.is_gnu_longlink();
+            let limit = if is_name { caps.name_bytes as u64 + 1 } else { MAX_PAX_HEADER_BYTES };
+            if entry.size() > limit {
+                return Err(over_cap(if is_name {
+                    format!("an entry name is longer than {} bytes", caps.name_bytes)
+                } else {
+                    format!("a pax header is larger than {MAX_PAX_HEADER_BYTES} bytes")
+                }));
+            }
+            let mut data = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut data)?;
+            pending.extension(kind, data)?;
+            continue;
+        }
+        if kind.is_gnu_sparse() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "sparse entries are not supported"));
+        }
+        let bytes = pending.name(entry.header());
+        if bytes.len() > caps.name_bytes {
+            return Err(over_cap(format!("an entry name is longer than {} bytes", caps.name_bytes)));
+        }
+        let mut name = String::from_utf8_lossy(&bytes).into_owned();
+        if kind.is_dir() && !name.ends_with('/') {
             name.push('/');
+        }
+        listed_bytes += name.len();
+        if listed_bytes > caps.listed_bytes {
+            return Err(over_cap(format!("the names listed come to more than {} bytes", caps.listed_bytes)));
         }
         io::copy(&mut entry, &mut io::sink())?;
         names.push(name);
+    }
+    if !pending.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "an extension header describes no entry"));
     }
     Ok(names)
 }
@@ -124,5 +314,124 @@ mod tests {
         write(&dir, "home", &mut bytes).unwrap();
         assert!(list(&bytes[..bytes.len() / 2]).is_err());
         assert!(list(&b"not gzip"[..]).is_err());
+    }
+
+    /// A valid `.tar.gz` holding one file entry of `size` zero bytes, built without
+    /// compressing (or holding) the zeros: one MiB of zeros is deflated once after a full
+    /// flush (which resets the compressor, so the block stands alone) and repeated.
+    fn zero_bomb(size_mib: u64) -> Vec<u8> {
+        use flate2::{Compress, Crc, FlushCompress};
+        const MIB: usize = 1 << 20;
+        fn deflate(compress: &mut Compress, data: &[u8], flush: FlushCompress) -> Vec<u8> {
+            let mut out = Vec::with_capacity(data.len() + 1024);
+            let start = compress.total_in();
+            loop {
+                let done = (compress.total_in() - start) as usize;
+                if out.capacity() - out.len() < 1024 {
+                    out.reserve(64 << 10);
+                }
+                compress.compress_vec(&data[done..], &mut out, flush).unwrap();
+                if (compress.total_in() - start) as usize == data.len() && out.capacity() > out.len() {
+                    return out;
+                }
+            }
+        }
+        let mut h = header(tar::EntryType::Regular, 0o644, 0, size_mib * MIB as u64);
+        h.set_path("bomb").unwrap();
+        h.set_cksum();
+        let zeros = vec![0u8; MIB];
+        let mut compress = Compress::new(Compression::best(), false);
+        let head = deflate(&mut compress, h.as_bytes(), FlushCompress::Full);
+        let block = deflate(&mut compress, &zeros, FlushCompress::Full);
+        let tail = deflate(&mut compress, &[0u8; 1024], FlushCompress::Finish);
+        let (mut crc, mut zeros_crc) = (Crc::new(), Crc::new());
+        crc.update(h.as_bytes());
+        zeros_crc.update(&zeros);
+        let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        out.extend_from_slice(&head);
+        for _ in 0..size_mib {
+            out.extend_from_slice(&block);
+            crc.combine(&zeros_crc);
+        }
+        let mut end_crc = Crc::new();
+        end_crc.update(&[0u8; 1024]);
+        crc.combine(&end_crc);
+        out.extend_from_slice(&tail);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out.extend_from_slice(&crc.amount().to_le_bytes());
+        out
+    }
+
+    fn small(decompressed_bytes: u64, entries: usize) -> ListCaps {
+        ListCaps { entries, decompressed_bytes, ..ListCaps::DEFAULT }
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_at_the_decompression_cap_quickly() {
+        let bomb = zero_bomb(3 << 10); // a 3 GiB entry of zeros
+        assert!(bomb.len() < 8 << 20, "the bomb is small: {} bytes", bomb.len());
+        // The bomb is a valid archive: with room, it lists (checked on a smaller one).
+        assert_eq!(list_within(&zero_bomb(8)[..], small(16 << 20, 10)).unwrap(), ["bomb"]);
+        let started = std::time::Instant::now();
+        let err = list_within(&bomb[..], small(32 << 20, 10)).unwrap_err();
+        assert_eq!(err.to_string(), format!("the archive decompresses to more than {} bytes (a listing cap)", 32u64 << 20));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+    }
+
+    fn archive_of(names: impl IntoIterator<Item = String>) -> Vec<u8> {
+        let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        for name in names {
+            let mut h = header(tar::EntryType::Regular, 0o600, 0, 0);
+            builder.append_data(&mut h, name, io::empty()).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn too_many_entries_are_refused() {
+        let bytes = archive_of((0..101).map(|i| format!("f{i}")));
+        assert_eq!(list_within(&bytes[..], small(1 << 20, 101)).unwrap().len(), 101);
+        let err = list_within(&bytes[..], small(1 << 20, 100)).unwrap_err();
+        assert_eq!(err.to_string(), "the archive has more than 100 entries (a listing cap)");
+    }
+
+    #[test]
+    fn an_overlong_name_is_refused_before_it_is_read() {
+        // Through a GNU long-name header (tar's builder writes one for long paths).
+        let long = "d/".repeat(MAX_ENTRY_NAME_BYTES / 2) + "f";
+        let bytes = archive_of([long.clone()]);
+        let err = list(&bytes[..]).unwrap_err();
+        assert_eq!(err.to_string(), format!("an entry name is longer than {MAX_ENTRY_NAME_BYTES} bytes (a listing cap)"));
+        assert!(!err.to_string().contains("d/d/"), "the name is not echoed");
+        // Just under the cap lists, long names resolved.
+        let fits = "d/".repeat(MAX_ENTRY_NAME_BYTES / 2 - 1) + "f";
+        assert_eq!(list(&archive_of([fits.clone()])[..]).unwrap(), [fits]);
+        // A long-name header declaring gigabytes is refused from its header alone.
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.set_size(4 << 30);
+        h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_cksum();
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+        encoder.write_all(h.as_bytes()).unwrap();
+        let bytes = encoder.finish().unwrap();
+        let err = list(&bytes[..]).unwrap_err();
+        assert!(err.to_string().starts_with("an entry name is longer than"), "{err}");
+    }
+
+    #[test]
+    fn pax_paths_are_listed_and_pax_sizes_refused() {
+        let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        builder.append_pax_extensions([("path", &b"from/pax"[..])]).unwrap();
+        builder.append_data(&mut header(tar::EntryType::Regular, 0o600, 0, 0), "short", io::empty()).unwrap();
+        builder.append_data(&mut header(tar::EntryType::Directory, 0o700, 0, 0), "dir", io::empty()).unwrap();
+        let bytes = builder.into_inner().unwrap().finish().unwrap();
+        assert_eq!(list(&bytes[..]).unwrap(), ["from/pax", "dir/"]);
+
+        let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        builder.append_pax_extensions([("size", &b"0"[..])]).unwrap();
+        builder.append_data(&mut header(tar::EntryType::Regular, 0o600, 0, 5), "f", &b"hello"[..]).unwrap();
+        let bytes = builder.into_inner().unwrap().finish().unwrap();
+        assert!(list(&bytes[..]).unwrap_err().to_string().contains("pax size"));
     }
 }

@@ -4,6 +4,10 @@
 //! label or port), the decision, and the grant or rule behind it. Contents, headers and
 //! bodies are never recorded, and every line is scrubbed of the host's secrets before
 //! it is written. Denials are also printed on stderr, so the operator sees them.
+//!
+//! A run writes at most [`MAX_LINES_PER_RUN`] lines (a component that makes millions of
+//! denied calls must not fill the disk or the terminal); past that, decisions are only
+//! counted, and one `"decision":"suppressed"` line with the counts ends the run's log.
 
 use crate::secret::Secret;
 use serde::Serialize;
@@ -14,12 +18,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Audit lines one run writes (and denials it prints on stderr) before it only counts
+/// them. A real provision records a few hundred decisions; 10,000 lines are ~2 MB.
+pub const MAX_LINES_PER_RUN: u64 = 10_000;
+
 /// Whether an operation was allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     Allowed,
     Denied,
+}
+
+/// The line that ends a run whose log was capped.
+#[derive(Debug, Serialize)]
+struct Suppressed {
+    ts_ms: u128,
+    /// Always `"suppressed"`.
+    decision: &'static str,
+    /// Decisions recorded but not written, by decision.
+    allowed: u64,
+    denied: u64,
+    /// The cap that was reached.
+    cap: u64,
 }
 
 /// One audit record.
@@ -34,9 +55,21 @@ struct Entry<'a> {
     rule: &'a str,
 }
 
+/// The file and how much this run has written to it.
+#[derive(Default)]
+struct Sink {
+    file: Option<File>,
+    /// Lines written (or, without a file, decisions seen) this run.
+    lines: u64,
+    /// Decisions past the cap: allowed, denied.
+    suppressed: (u64, u64),
+    /// The suppressed line has been written.
+    summarized: bool,
+}
+
 /// Where audit records go.
 pub struct Audit {
-    file: Mutex<Option<File>>,
+    sink: Mutex<Sink>,
     path: Option<PathBuf>,
     secrets: Vec<Secret>,
     /// Also print allowed decisions on stderr.
@@ -44,25 +77,24 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Appends to `path` (created 0600, parents created).
+    /// Appends to `path` (created 0600, parents created). A symbolic link at `path` is
+    /// refused, not followed, and so is anything but a regular file.
     pub fn open(path: &Path, secrets: Vec<Secret>, verbose: bool) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating the audit log's directory {}", parent.display()))?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("opening the audit log {}", path.display()))?;
-        Ok(Self { file: Mutex::new(Some(file)), path: Some(path.to_path_buf()), secrets, verbose })
+        let mut options = OpenOptions::new();
+        options.create(true).append(true).mode(0o600);
+        let file = open_no_follow(&options, path, "the audit log")?;
+        let sink = Sink { file: Some(file), ..Sink::default() };
+        Ok(Self { sink: Mutex::new(sink), path: Some(path.to_path_buf()), secrets, verbose })
     }
 
     /// An audit that only prints denials (for tests and `--audit none`).
     pub fn stderr_only(secrets: Vec<Secret>) -> Self {
-        Self { file: Mutex::new(None), path: None, secrets, verbose: false }
+        Self { sink: Mutex::new(Sink::default()), path: None, secrets, verbose: false }
     }
 
     /// Where the log is written, if anywhere.
@@ -70,26 +102,94 @@ impl Audit {
         self.path.as_deref()
     }
 
-    /// Records one decision.
+    /// Records one decision: a line in the log and, for denials (or with `verbose`), one
+    /// on stderr; past [`MAX_LINES_PER_RUN`], only a count.
     pub fn record(&self, cap: &str, op: &str, target: &str, decision: Decision, rule: &str) {
-        let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let mut sink = self.sink.lock().expect("audit lock");
+        if sink.lines >= MAX_LINES_PER_RUN {
+            if sink.suppressed == (0, 0) {
+                crate::secret::eprint_line(&format!("agent-provisioner: {MAX_LINES_PER_RUN} audit lines written; further decisions are only counted"));
+            }
+            match decision {
+                Decision::Allowed => sink.suppressed.0 += 1,
+                Decision::Denied => sink.suppressed.1 += 1,
+            }
+            return;
+        }
+        sink.lines += 1;
+        let ts_ms = now_ms();
         let entry = Entry { ts_ms, cap, op, target, decision, rule };
         let line = self.scrub(&serde_json::to_string(&entry).expect("audit entries serialize"));
         if decision == Decision::Denied || self.verbose {
             let word = if decision == Decision::Denied { "denied" } else { "allowed" };
-            eprintln!("agent-provisioner: {word}: {cap} {op} {}: {}", self.scrub(target), self.scrub(rule));
+            crate::secret::eprint_line(&format!("agent-provisioner: {word}: {cap} {op} {target}: {rule}"));
         }
-        if let Some(file) = self.file.lock().expect("audit lock").as_mut() {
-            // An audit line that cannot be written is reported, never fatal to the guest.
-            if let Err(e) = writeln!(file, "{line}") {
-                eprintln!("agent-provisioner: cannot write the audit log: {e}");
-            }
-        }
+        write_line(&mut sink, &line);
     }
 
-    fn scrub(&self, text: &str) -> String {
-        self.secrets.iter().fold(text.to_string(), |t, s| s.scrub(&t))
+    /// Ends a capped run's log with one line counting what was not written (once; also
+    /// done when the audit is dropped). Nothing happens if the cap was not reached.
+    pub fn finish(&self) {
+        let mut sink = self.sink.lock().expect("audit lock");
+        let (allowed, denied) = sink.suppressed;
+        if sink.summarized || allowed + denied == 0 {
+            return;
+        }
+        sink.summarized = true;
+        crate::secret::eprint_line(&format!(
+            "agent-provisioner: {} further decisions were not logged ({allowed} allowed, {denied} denied; cap {MAX_LINES_PER_RUN} lines)",
+            allowed + denied
+        ));
+        let summary = Suppressed { ts_ms: now_ms(), decision: "suppressed", allowed, denied, cap: MAX_LINES_PER_RUN };
+        write_line(&mut sink, &serde_json::to_string(&summary).expect("audit entries serialize"));
     }
+
+    /// `text` without this audit's secrets or any registered in the process.
+    fn scrub(&self, text: &str) -> String {
+        crate::secret::scrub(&self.secrets.iter().fold(text.to_string(), |t, s| s.scrub(&t)))
+    }
+}
+
+impl Drop for Audit {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
+
+/// Appends `line` to the log, if there is one. An audit line that cannot be written is
+/// reported, never fatal to the guest.
+fn write_line(sink: &mut Sink, line: &str) {
+    if let Some(file) = sink.file.as_mut()
+        && let Err(e) = writeln!(file, "{line}")
+    {
+        crate::secret::eprint_line(&format!("agent-provisioner: cannot write the audit log: {e}"));
+    }
+}
+
+/// Opens `path` with `options` without following a symbolic link at `path` itself (and
+/// without blocking on a FIFO); anything but a regular file is refused. `what` names the
+/// file in errors.
+pub fn open_no_follow(options: &OpenOptions, path: &Path, what: &str) -> anyhow::Result<File> {
+    let mut options = options.clone();
+    // O_NONBLOCK only matters for the open itself (a FIFO would block it); reads and
+    // writes of regular files ignore it.
+    options.custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32);
+    let file = options.open(path).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            anyhow::anyhow!("{what} {} is a symbolic link; refusing to follow it", path.display())
+        } else {
+            anyhow::Error::new(e).context(format!("opening {what} {}", path.display()))
+        }
+    })?;
+    let kind = file.metadata().map_err(|e| anyhow::Error::new(e).context(format!("checking {what} {}", path.display())))?.file_type();
+    if !kind.is_file() {
+        anyhow::bail!("{what} {} is not a regular file; refusing to use it", path.display());
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -113,5 +213,79 @@ mod tests {
         assert!(!text.contains("sk-123"));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_run_writes_at_most_the_cap_then_one_summary_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::open(&path, vec![], false).unwrap();
+        let over = 2_500;
+        for i in 0..MAX_LINES_PER_RUN + over {
+            let decision = if i % 5 == 0 { Decision::Allowed } else { Decision::Denied };
+            audit.record("fs", "read", "/etc/shadow", decision, "no grant");
+        }
+        assert_eq!(lines(&path).len() as u64, MAX_LINES_PER_RUN, "nothing past the cap is written");
+        drop(audit);
+        let lines = lines(&path);
+        assert_eq!(lines.len() as u64, MAX_LINES_PER_RUN + 1, "exactly one summary line");
+        let summary = lines.last().unwrap();
+        assert_eq!(summary["decision"], "suppressed");
+        assert_eq!(summary["allowed"], over / 5);
+        assert_eq!(summary["denied"], over - over / 5);
+        assert_eq!(summary["cap"], MAX_LINES_PER_RUN);
+    }
+
+    #[test]
+    fn finishing_is_idempotent_and_silent_under_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::open(&path, vec![], false).unwrap();
+        audit.record("ports", "taken", "18789", Decision::Allowed, "local ports");
+        audit.finish();
+        drop(audit);
+        assert_eq!(lines(&path).len(), 1, "no summary when nothing was suppressed");
+
+        let audit = Audit::open(&path, vec![], false).unwrap();
+        for _ in 0..=MAX_LINES_PER_RUN {
+            audit.record("fs", "read", "x", Decision::Denied, "no grant");
+        }
+        audit.finish();
+        audit.finish();
+        drop(audit);
+        let lines = lines(&path);
+        assert_eq!(lines.len() as u64, 1 + MAX_LINES_PER_RUN + 1, "the cap is per run; one summary");
+        assert_eq!(lines.last().unwrap()["denied"], 1);
+    }
+
+    #[test]
+    fn a_symlink_at_the_audit_path_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "precious\n").unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = Audit::open(&path, vec![], false).err().expect("refused");
+        let text = format!("{err:#}");
+        assert!(text.contains(&path.display().to_string()) && text.contains("symbolic link"), "{text}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+        // A dangling link is refused too (it would otherwise create its target).
+        let dangling = dir.path().join("dangling.jsonl");
+        std::os::unix::fs::symlink(dir.path().join("created"), &dangling).unwrap();
+        assert!(Audit::open(&dangling, vec![], false).is_err());
+        assert!(!dir.path().join("created").exists());
+    }
+
+    #[test]
+    fn a_fifo_at_the_audit_path_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        rustix::fs::mknodat(rustix::fs::CWD, &path, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+        let err = Audit::open(&path, vec![], false).err().expect("refused");
+        assert!(format!("{err:#}").contains(&path.display().to_string()), "{err:#}");
     }
 }

@@ -45,12 +45,12 @@ pub fn load(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Result<(C
         // the same compatibility hash (it is in the file name), into our own cache dir.
         match unsafe { Component::deserialize_file(engine, &artifact) } {
             Ok(component) => return Ok((component, Loaded::Cached)),
-            Err(e) => eprintln!("agent-provisioner: ignoring unusable cache entry {}: {e}", artifact.display()),
+            Err(e) => crate::secret::eprint_line(&format!("agent-provisioner: ignoring unusable cache entry {}: {e}", artifact.display())),
         }
     }
     let bytes = engine.precompile_component(wasm).context("compiling the component")?;
     if let Err(e) = store_artifact(&artifact, &bytes) {
-        eprintln!("agent-provisioner: cannot cache the compiled component in {}: {e:#}", cache_dir.display());
+        crate::secret::eprint_line(&format!("agent-provisioner: cannot cache the compiled component in {}: {e:#}", cache_dir.display()));
     }
     // SAFETY: `bytes` was just produced by `precompile_component` on this engine.
     let component = unsafe { Component::deserialize(engine, &bytes) }.context("loading the compiled component")?;

@@ -17,6 +17,7 @@ pub mod host_state;
 pub mod http_gate;
 pub mod lead_config;
 pub mod lead_env;
+pub mod limits;
 pub mod lock;
 pub mod output;
 pub mod ports;

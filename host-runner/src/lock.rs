@@ -16,19 +16,15 @@ pub struct HostLock {
 }
 
 /// Takes `<lead home>/logs/agent-provisioner.lock` (beside the audit log: host
-/// bookkeeping, not provisioning state), waiting at most `timeout`.
+/// bookkeeping, not provisioning state), waiting at most `timeout`. A symbolic link (or
+/// anything but a regular file) at the lock's path is refused, not followed.
 pub fn acquire(lead_home: &Path, timeout: Duration) -> Result<HostLock> {
     let dir = lead_home.join("logs");
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("agent-provisioner.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false).mode(0o600);
+    let mut file = crate::audit::open_no_follow(&options, &path, "the host lock")?;
     let started = Instant::now();
     let mut told = false;
     while flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
@@ -36,7 +32,7 @@ pub fn acquire(lead_home: &Path, timeout: Duration) -> Result<HostLock> {
             bail!("another agent-provisioner run ({}) still holds {} after {} s", holder(&mut file), path.display(), timeout.as_secs());
         }
         if !told {
-            eprintln!("agent-provisioner: waiting for another run ({}) to finish", holder(&mut file));
+            crate::secret::eprint_line(&format!("agent-provisioner: waiting for another run ({}) to finish", holder(&mut file)));
             told = true;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -65,5 +61,18 @@ mod tests {
         assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
         drop(first);
         acquire(temp.path(), Duration::from_millis(200)).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_at_the_lock_path_is_refused_not_followed() {
+        let temp = tempfile::tempdir().unwrap();
+        let target = temp.path().join("precious");
+        std::fs::write(&target, "keep me").unwrap();
+        std::fs::create_dir_all(temp.path().join("logs")).unwrap();
+        let path = temp.path().join("logs/agent-provisioner.lock");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = format!("{:#}", acquire(temp.path(), Duration::from_millis(100)).err().expect("refused"));
+        assert!(err.contains(&path.display().to_string()) && err.contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
     }
 }

@@ -1,9 +1,9 @@
 //! Running one command of the component in a fresh, limited store.
 //!
-//! The store holds the capabilities (files, services, the HTTP gate), a memory cap and a
-//! wall-clock deadline. WASI gets no preopened directories, no environment, no sockets
-//! and no stdin; its stderr (panic messages) is kept in memory, bounded, and printed
-//! scrubbed when the call ends.
+//! The store holds the capabilities (files, services, the HTTP gate), a memory budget with
+//! caps on tables and instances ([`crate::limits`]) and a wall-clock deadline. WASI gets
+//! no preopened directories, no environment, no sockets and no stdin; its stderr (panic
+//! messages) is kept in memory, bounded, and printed scrubbed when the call ends.
 
 use crate::bindings::{Level, Provisioner, commands};
 use crate::fs_cap::FsCap;
@@ -13,7 +13,9 @@ use anyhow::{Result, anyhow};
 use wasmtime::error::Context as _;
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use crate::audit::Decision;
+use crate::limits::{Denial, StoreBudget};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -23,7 +25,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub struct Limits {
     /// Wall-clock time for the whole call, host calls included.
     pub deadline: Duration,
-    /// Linear memory of the guest, in bytes.
+    /// All linear memories of the guest together, in bytes (see [`crate::limits`] for
+    /// the caps on tables, instances and memories).
     pub memory_bytes: usize,
 }
 
@@ -71,7 +74,7 @@ pub struct HostState {
     table: ResourceTable,
     http: WasiHttpCtx,
     caps: Capabilities,
-    limits: StoreLimits,
+    limits: StoreBudget,
 }
 
 impl WasiView for HostState {
@@ -222,7 +225,7 @@ impl Sandbox {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             caps,
-            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
+            limits: StoreBudget::new(limits.memory_bytes),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -270,7 +273,19 @@ impl Sandbox {
             Ok(Err(e)) if Instant::now() >= deadline => {
                 Err(anyhow!("the component ran past its deadline of {:?} ({e})", limits.deadline))
             }
-            Ok(Err(e)) => Err(anyhow::Error::from(e).context("the component trapped")),
+            Ok(Err(e)) => match store.data().limits.denial() {
+                // A limit the component ran into is audited and named first.
+                Some(denial) => {
+                    let (op, rule) = match denial {
+                        Denial::Memory { budget, .. } => ("memory.grow", format!("memory budget {} MiB (--memory-limit)", budget >> 20)),
+                        Denial::TableElements { cap, .. } => ("table.grow", format!("table element cap {cap}")),
+                    };
+                    let denial = denial.to_string();
+                    store.data().caps.audit.record("limits", op, &denial, Decision::Denied, &rule);
+                    Err(anyhow::Error::from(e).context(denial))
+                }
+                None => Err(anyhow::Error::from(e).context("the component trapped")),
+            },
             Ok(Ok(answer)) => {
                 timings.call_us = started.elapsed().as_micros() - timings.instantiate_us;
                 Ok((answer, timings))
