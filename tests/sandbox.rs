@@ -34,6 +34,20 @@ fn a_hostile_component_is_denied_every_escape() {
     t.register_sibling("victim");
     std::fs::create_dir_all(t.sibling("work")).unwrap();
     std::fs::write(t.sibling("work").join("openclaw.json"), "{}\n").unwrap();
+    // What the lead holds besides its notes, a bomb among the archives, a tree deeper than
+    // a walk goes, and a FIFO where the victim's gateway log should be.
+    std::fs::write(t.lead().join(".env"), format!("ANTHROPIC_API_KEY={LEAD_LLM_KEY}\nDATABASE_URL={DB_SECRET}\n")).unwrap();
+    std::fs::create_dir_all(t.lead().join("agents/main/agent")).unwrap();
+    std::fs::write(t.lead().join("agents/main/agent/auth-profiles.json"), format!("{{\"token\": \"{DB_SECRET}\"}}")).unwrap();
+    std::fs::create_dir_all(t.lead().join("agents/main/sessions")).unwrap();
+    std::fs::write(t.lead().join("agents/main/sessions/sessions.json"), "{}").unwrap();
+    std::fs::create_dir_all(t.lead().join("credentials")).unwrap();
+    std::fs::create_dir_all(t.home.join(".openclaw-archives")).unwrap();
+    std::fs::write(t.home.join(".openclaw-archives/bomb.tar.gz"), long_name_bomb()).unwrap();
+    std::fs::create_dir_all(t.sibling("victim").join("deep").join(["d"; 300].join("/"))).unwrap();
+    let log = t.log("victim", "stdout.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    rustix::fs::mkfifoat(rustix::fs::CWD, &log, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
     std::fs::create_dir_all(t.home.join(".ssh")).unwrap();
     std::fs::write(t.home.join(".ssh/authorized_keys"), "ssh-ed25519 AAAA good\n").unwrap();
     let units = t.home.join(".config/systemd/user");
@@ -72,7 +86,21 @@ fn a_hostile_component_is_denied_every_escape() {
         "dotdot-escape",
         "symlink-read",
         "symlink-write",
-        "symlink-copy",
+        "credentials-other-profile",
+        "credentials-injection",
+        "lead-env-read",
+        "lead-auth-profiles-read",
+        "lead-session-read",
+        "lead-metadata",
+        "lead-list-archive",
+        "archive-bomb",
+        "walk-too-deep",
+        "log-fifo-read",
+        "http-read-every-vault",
+        "http-delete-vault",
+        "http-encoded-segment",
+        "service-on-listening-port",
+        "http-loopback-unstarted",
         "read-only-truncate",
         "wasi-preopen-write",
         "http-other-host",
@@ -82,7 +110,6 @@ fn a_hostile_component_is_denied_every_escape() {
         "http-own-authorization",
         "plugin-dir",
         "plugin-file",
-        "plugin-copy",
         "workspace-skill",
         "plugin-enable",
         "env-node-options",
@@ -173,8 +200,35 @@ fn a_hostile_component_is_denied_every_escape() {
     assert_eq!(requests[0]["auth"], "ok");
     let audit_text = std::fs::read_to_string(t.audit_log()).unwrap();
     for text in [&run.stdout, &run.stderr, &audit_text] {
-        assert!(!text.contains(LEAD_KEY), "the lead's key leaked");
+        for secret in [LEAD_KEY, LEAD_LLM_KEY, DB_SECRET] {
+            assert!(!text.contains(secret), "a lead secret leaked");
+        }
     }
+    assert!(!t.sibling("victim").join(".env").exists() && !t.sibling("work").join(".env").exists());
+    let detail = |name: &str| results[name].1.clone();
+    assert!(detail("lead-env-read").contains("only its workspace notes"), "{}", detail("lead-env-read"));
+    assert!(detail("archive-bomb").contains("a listing cap"), "{}", detail("archive-bomb"));
+    assert!(detail("walk-too-deep").contains("deep"), "{}", detail("walk-too-deep"));
+    assert!(detail("log-fifo-read").contains("FIFO"), "{}", detail("log-fifo-read"));
+    assert!(detail("credentials-injection").contains("not a plain key"), "{}", detail("credentials-injection"));
+}
+
+/// Another secret of the lead's (in its `.env` and auth profiles), which nothing may show.
+const DB_SECRET: &str = "postgres-secret-password-0001";
+
+/// A `.tar.gz` whose first header is a GNU long name declaring a 4 GiB name: a reader that
+/// trusts it allocates 4 GiB.
+fn long_name_bomb() -> Vec<u8> {
+    use std::io::Write as _;
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(4 << 30);
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_cksum();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(header.as_bytes()).unwrap();
+    gz.write_all(&[b'a'; 8192]).unwrap();
+    gz.finish().unwrap()
 }
 
 #[test]
@@ -183,17 +237,18 @@ fn the_grants_command_shows_every_grant() {
     let run = t.run(&["grants"]).expect(0);
     let home = t.home.display().to_string();
     for line in [
-        format!("files: {home}/.openclaw (lead home, read-only)"),
+        format!("files: {home}/.openclaw/{{workspace/IDENTITY.md,workspace/USER.md,workspace/MEMORY.md,workspace/HEARTBEAT.md,workspace/TOOLS.md}} (the lead's workspace notes, read-only)"),
         format!("files: {home}/.openclaw/agent-provisioner (provisioner state, read-write)"),
         format!("files: {home}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; read-write, no code: extensions"),
         "code: the host copies extensions/sesame".to_string(),
         format!("files: {home}/.openclaw-archives (archives, read-write)"),
         "http: https://api.sesame.space:443/api/v1/*".to_string(),
         "lead Sesame key: held by the host".to_string(),
+        "lead provider keys: held by the host, passed on only to a sibling that inherits one (anthropic from ANTHROPIC_API_KEY from".to_string(),
     ] {
         assert!(run.stdout.contains(&line), "{line} missing from:\n{}", run.stdout);
     }
-    assert!(!run.stdout.contains(LEAD_KEY));
+    assert!(!run.stdout.contains(LEAD_KEY) && !run.stdout.contains(LEAD_LLM_KEY));
 }
 
 #[test]
