@@ -207,7 +207,11 @@ impl TestHome {
     /// The binary with this home's options; `args` is the command.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary());
+        // The lead's keys come from its home, never from the environment of the test run.
         cmd.env_remove("SESAME_API_KEY")
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENROUTER_API_KEY")
             .env("HOME", &self.home)
             .arg("--home").arg(&self.home)
             .arg("--cache-dir").arg(cache_dir())

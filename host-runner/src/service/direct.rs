@@ -146,14 +146,25 @@ impl SignalNumber for std::process::ExitStatus {
     }
 }
 
-/// Opens a log for appending (0600) in the host's log directory, never through a symlink.
+/// Opens a log for appending (0600) in the host's log directory, never through a symlink
+/// and never blocking on a FIFO planted there; only a regular file is accepted.
 fn open_log(def: &Definition, log: &std::path::Path) -> std::io::Result<std::fs::File> {
     let logs = Dir::open_ambient_dir(def.log_dir.parent().expect("log dirs have parents"), ambient_authority())?
         .open_dir_nofollow(def.log_dir.file_name().expect("log dirs have names"))?;
     let mut options = OpenOptions::new();
-    options.append(true).create(true).mode(0o600);
+    options.append(true).create(true).mode(0o600).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
     cap_fs_ext::OpenOptionsFollowExt::follow(&mut options, cap_fs_ext::FollowSymlinks::No);
-    Ok(logs.open_with(log.file_name().expect("logs have names"), &options)?.into_std())
+    let not_regular = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{} is {what}, not a regular file", log.display()));
+    let file = logs.open_with(log.file_name().expect("logs have names"), &options).map_err(|e| match e.raw_os_error() {
+        // Opening a FIFO nobody reads for writing without blocking.
+        Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => not_regular("a FIFO nobody reads"),
+        _ => e,
+    })?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(not_regular(crate::safe_open::describe(kind)));
+    }
+    Ok(file.into_std())
 }
 
 fn now_secs() -> u64 {
