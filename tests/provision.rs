@@ -365,3 +365,29 @@ fn the_legacy_credential_layout_writes_auth_json_and_copies_auth_profiles() {
     assert!(std::fs::read_to_string(agent.join("auth-profiles.json")).unwrap().contains("anthropic:default"));
     assert!(!t.sibling("tau").join(".env").exists());
 }
+
+#[test]
+fn a_strict_standin_gets_every_body_with_its_content_length_and_provision_passes() {
+    let sesame = SesameStandin::start_with(Some(LEAD_KEY), true);
+    // The stand-in's strict mode is real: a chunked body is answered 411 and recorded.
+    let mut raw = std::net::TcpStream::connect(sesame.url.trim_start_matches("http://")).unwrap();
+    use std::io::{Read, Write};
+    raw.write_all(b"POST /api/v1/vault/vaults HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    raw.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
+    let rejected = sesame.requests();
+    assert_eq!((rejected[0]["status"].as_u64(), rejected[0]["chunked"].as_bool()), (Some(411), Some(true)), "{rejected:?}");
+    sesame.reset();
+
+    let t = TestHome::new(&sesame.url);
+    t.provision(&t.task("kilo", gateway_port(), |_| {})).expect(0);
+    let requests = sesame.requests();
+    assert_eq!(requests.len(), 7, "{requests:#?}");
+    for request in &requests {
+        let body = request["body"].to_string();
+        assert_eq!(request["chunked"], false, "{request}");
+        assert_eq!(request["content_length"].as_u64(), Some(body.len() as u64), "{request}");
+        assert_ne!(request["status"], 411, "{request}");
+    }
+}
