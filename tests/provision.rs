@@ -369,3 +369,91 @@ fn the_legacy_credential_layout_writes_auth_json_and_never_copies_the_leads_auth
     assert!(!agent.join("auth-profiles.json").exists(), "the lead's profiles stay the lead's");
     assert!(!t.sibling("tau").join(".env").exists());
 }
+
+#[test]
+fn a_strict_standin_gets_every_body_with_its_content_length_and_provision_passes() {
+    let sesame = SesameStandin::start_with(Some(LEAD_KEY), true);
+    // The stand-in's strict mode is real: a chunked body is answered 411 and recorded.
+    let mut raw = std::net::TcpStream::connect(sesame.url.trim_start_matches("http://")).unwrap();
+    use std::io::{Read, Write};
+    raw.write_all(b"POST /api/v1/vault/vaults HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    raw.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 411"), "{answer}");
+    let rejected = sesame.requests();
+    assert_eq!((rejected[0]["status"].as_u64(), rejected[0]["chunked"].as_bool()), (Some(411), Some(true)), "{rejected:?}");
+    sesame.reset();
+
+    let t = TestHome::new(&sesame.url);
+    t.provision(&t.task("kilo", gateway_port(), |_| {})).expect(0);
+    let requests = sesame.requests();
+    assert_eq!(requests.len(), 7, "{requests:#?}");
+    for request in &requests {
+        let body = request["body"].to_string();
+        assert_eq!(request["chunked"], false, "{request}");
+        assert_eq!(request["content_length"].as_u64(), Some(body.len() as u64), "{request}");
+        assert_ne!(request["status"], 411, "{request}");
+    }
+}
+
+#[test]
+fn a_component_cannot_get_a_port_nobody_started() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let port = gateway_port();
+    t.provision(&t.task("lima", port, |_| {})).expect(0);
+    // The registry is the component's to write: point the sibling at a local service the
+    // host never started (here a listener of the test's own).
+    let service = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    service.set_nonblocking(true).unwrap();
+    let other = service.local_addr().unwrap().port();
+    let registry = t.lead().join("agent-provisioner/family.json");
+    let mut family: Value = serde_json::from_str(&std::fs::read_to_string(&registry).unwrap()).unwrap();
+    family["siblings"][0]["port"] = other.into();
+    std::fs::write(&registry, family.to_string()).unwrap();
+
+    let run = t.run(&["--json", "health"]).expect(0);
+    let lima = &run.json()["health"]["siblings"][0];
+    assert_eq!((lima["handle"].as_str(), lima["healthy"].as_bool()), (Some("lima"), Some(false)), "{lima}");
+    assert!(lima["probe"].as_str().unwrap().contains("denied by the host's HTTP grants"), "{lima}");
+    assert!(matches!(service.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock), "the other service was never reached");
+    let audit = std::fs::read_to_string(t.audit_log()).unwrap();
+    let denial = audit
+        .lines()
+        .filter(|l| l.contains("\"denied\"") && l.contains(&format!("http://127.0.0.1:{other}/healthz")))
+        .collect::<Vec<_>>();
+    assert!(
+        denial.iter().any(|l| l.contains(&format!("port {other} is not a sibling gateway port: no definition the host wrote"))),
+        "{audit}"
+    );
+    assert!(run.stderr.contains(&format!("on sibling gateway ports {port} (definitions this host wrote)")), "the banner names the proven port:\n{}", run.stderr);
+}
+
+#[test]
+fn a_resumed_provision_cannot_install_on_a_port_someone_else_took_meanwhile() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let port = gateway_port();
+    let task = t.task("mike", port, |_| {});
+    // Interrupt the provision in its vault step, before any service exists.
+    sesame.set_faults(json!([{ "method": "POST", "path_prefix": "/api/v1/vault/vaults", "responses": [{"hang": true}] }]));
+    let mut child = t.command(&["--json", "provision", "--task", task.to_str().unwrap()]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    eventually("the vault request", std::time::Duration::from_secs(30), || sesame.lines().iter().any(|l| l == "POST /api/v1/vault/vaults"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    sesame.set_faults(json!([]));
+
+    // Meanwhile another program listens on the port; a resume keeps its port unchecked.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    squatter.set_nonblocking(true).unwrap();
+    let run = t.run(&["--json", "provision", "--resume", "--task", task.to_str().unwrap()]).expect(1);
+    let error = &run.json()["error"];
+    assert_eq!(error["step"], "service", "{error:#}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains(&format!("port {port} is already listening on 127.0.0.1 and no definition of com.openclaw.mike")), "{message}");
+    assert!(matches!(squatter.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock), "the squatter was never probed");
+    assert!(t.gateway_pid("mike").is_none(), "no service was installed");
+    let audit = std::fs::read_to_string(t.audit_log()).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"denied\"") && l.contains("com.openclaw.mike") && l.contains("already listening")), "{audit}");
+    assert!(!audit.lines().any(|l| l.contains(&format!("http://127.0.0.1:{port}")) && l.contains("\"allowed\"")), "no HTTP grant on the port: {audit}");
+}

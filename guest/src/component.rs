@@ -128,16 +128,21 @@ impl Http for Imports {
     }
 }
 
+/// Starts `request`. A JSON body goes out with `Content-Type: application/json` and its
+/// `Content-Length` (the host refuses bodies without one, and wasmtime holds the bytes
+/// written to it); a request without a body opens none, so nothing is sent chunked.
 fn start_request(request: &HttpRequest) -> Result<FutureIncomingResponse, HttpError> {
     let url: http::Uri = request
         .url
         .parse()
         .map_err(|e| HttpError::Other(format!("bad URL {}: {e}", request.url)))?;
     let headers = Headers::new();
-    if request.json_body.is_some() {
-        headers
-            .append(&"content-type".to_string(), &b"application/json".to_vec())
-            .map_err(|e| HttpError::Other(format!("content-type header: {e:?}")))?;
+    if let Some(body) = &request.json_body {
+        for (name, value) in [("content-type", b"application/json".to_vec()), ("content-length", body.len().to_string().into_bytes())] {
+            headers
+                .append(&name.to_string(), &value)
+                .map_err(|e| HttpError::Other(format!("{name} header: {e:?}")))?;
+        }
     }
     let outgoing = OutgoingRequest::new(headers);
     let method = match request.method {
@@ -161,17 +166,25 @@ fn start_request(request: &HttpRequest) -> Result<FutureIncomingResponse, HttpEr
     let _ = options.set_connect_timeout(timeout_ns);
     let _ = options.set_first_byte_timeout(timeout_ns);
     let _ = options.set_between_bytes_timeout(timeout_ns);
+    let Some(json) = &request.json_body else {
+        return outgoing_handler::handle(outgoing, Some(options)).map_err(map_error);
+    };
     let body = outgoing.body().map_err(|()| bad("body"))?;
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(map_error)?;
-    let stream = body.write().map_err(|()| bad("body stream"))?;
-    for chunk in request.json_body.as_deref().unwrap_or_default().chunks(4096) {
+    write_body(body, json)?;
+    Ok(future)
+}
+
+/// Writes all of `bytes` into `body` and finishes it.
+fn write_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), HttpError> {
+    let stream = body.write().map_err(|()| HttpError::Other("cannot open the body stream".into()))?;
+    for chunk in bytes.chunks(4096) {
         stream
             .blocking_write_and_flush(chunk)
             .map_err(|e| HttpError::Other(format!("sending body: {e:?}")))?;
     }
     drop(stream);
-    OutgoingBody::finish(body, None).map_err(map_error)?;
-    Ok(future)
+    OutgoingBody::finish(body, None).map_err(map_error)
 }
 
 fn finish_request(future: FutureIncomingResponse) -> Result<HttpResponse, HttpError> {

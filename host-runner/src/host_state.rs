@@ -1,5 +1,6 @@
 //! The host's own record of what it made: which sibling homes it let a component create
-//! (for which lead), and which service definitions it wrote (path and content hash).
+//! (for which lead), and which service definitions it wrote (path, content hash and the
+//! gateway port the host put into it).
 //!
 //! It lives in `<home>/.local/state/agent-provisioner/siblings.json`, a place no grant
 //! reaches, so a component cannot forge it: this record, not the family registry the
@@ -24,6 +25,10 @@ pub struct WrittenDefinition {
     pub path: PathBuf,
     /// SHA-256 of the bytes written, hex.
     pub sha256: String,
+    /// The gateway port the host derived the definition for (the loopback HTTP grant).
+    /// `None` in records written before ports were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// One sibling home the host let a component create.
@@ -74,6 +79,12 @@ impl HostState {
     /// The definition the host wrote for `handle`, whichever lead it was for.
     pub fn definition(&self, handle: &str) -> Option<WrittenDefinition> {
         self.record.lock().expect("state lock").siblings.get(handle).and_then(|s| s.definition.clone())
+    }
+
+    /// Every definition the host wrote, by handle.
+    pub fn definitions(&self) -> Vec<(String, WrittenDefinition)> {
+        let record = self.record.lock().expect("state lock");
+        record.siblings.iter().filter_map(|(handle, s)| Some((handle.clone(), s.definition.clone()?))).collect()
     }
 
     /// Records that a run of `lead_home` creates the home of `handle`.
@@ -167,12 +178,13 @@ mod tests {
         let lead = temp.path().join(".openclaw");
         let state = HostState::open(temp.path()).unwrap();
         state.claim_home("nova", &lead).unwrap();
-        let def = WrittenDefinition { path: "/x/openclaw-sibling-nova.service".into(), sha256: sha256(b"unit") };
+        let def = WrittenDefinition { path: "/x/openclaw-sibling-nova.service".into(), sha256: sha256(b"unit"), port: Some(18930) };
         state.record_definition("nova", &lead, def.clone()).unwrap();
         let again = HostState::open(temp.path()).unwrap();
         assert!(again.sibling("nova", &lead).is_some());
         assert!(again.sibling("nova", &temp.path().join(".openclaw-other")).is_none(), "another lead gets nothing");
-        assert_eq!(again.definition("nova"), Some(def));
+        assert_eq!(again.definition("nova"), Some(def.clone()));
+        assert_eq!(again.definitions(), [("nova".to_string(), def)]);
         again.release_home("nova").unwrap();
         assert!(again.sibling("nova", &lead).is_some(), "kept while its definition is recorded");
         again.forget_definition("nova").unwrap();
@@ -181,6 +193,22 @@ mod tests {
         let file = temp.path().join(".local/state/agent-provisioner/siblings.json");
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(std::fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn records_written_before_ports_were_kept_still_read() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join(".local/state/agent-provisioner");
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = r#"{"version": 1, "siblings": {"nova": {"lead_home": "/h/.openclaw",
+            "definition": {"path": "/h/.config/systemd/user/openclaw-sibling-nova.service", "sha256": "ab"}}}}"#;
+        std::fs::write(dir.join("siblings.json"), old).unwrap();
+        let state = HostState::open(temp.path()).unwrap();
+        let def = state.definition("nova").unwrap();
+        assert_eq!((def.sha256.as_str(), def.port), ("ab", None));
+        state.record_definition("nova", Path::new("/h/.openclaw"), WrittenDefinition { port: Some(18930), ..def }).unwrap();
+        let text = std::fs::read_to_string(dir.join("siblings.json")).unwrap();
+        assert!(text.contains("\"port\": 18930"), "{text}");
     }
 
     #[test]

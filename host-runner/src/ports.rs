@@ -25,7 +25,7 @@ fn taken_by(ports: &[u16], audit: &Audit, mut probe: impl FnMut(u16) -> bool) ->
 }
 
 /// True when something listens on 127.0.0.1:`port` or the port cannot be bound there.
-fn in_use(port: u16) -> bool {
+pub(crate) fn in_use(port: u16) -> bool {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     match TcpListener::bind(address) {
         Err(_) => true,

@@ -78,11 +78,21 @@ pub struct SesameStandin {
 }
 
 impl SesameStandin {
-    /// Starts it; with `expected_key` every API request must carry it as bearer token.
+    /// Starts it strict: with `expected_key` every API request must carry it as bearer
+    /// token, and a body without `Content-Length` (chunked) is answered 411.
     pub fn start(expected_key: Option<&str>) -> Self {
+        Self::start_with(expected_key, true)
+    }
+
+    /// Starts it; `reject_chunked` makes it answer 411 to bodies without `Content-Length`.
+    pub fn start_with(expected_key: Option<&str>, reject_chunked: bool) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sesame-standin"));
+        cmd.env_remove("SESAME_STANDIN_REJECT_CHUNKED");
         if let Some(key) = expected_key {
             cmd.env("STANDIN_KEY", key).args(["--expect-key-env", "STANDIN_KEY"]);
+        }
+        if reject_chunked {
+            cmd.arg("--reject-chunked");
         }
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
         let mut line = String::new();

@@ -1,10 +1,13 @@
 //! A loopback stand-in for the Sesame API, for the demo and the end-to-end tests.
 //!
-//! `sesame-standin [--port N] [--record FILE] [--expect-key-env VAR] [--faults FILE]`
+//! `sesame-standin [--port N] [--record FILE] [--expect-key-env VAR] [--faults FILE] [--reject-chunked]`
 //! prints `listening on http://127.0.0.1:PORT` first, then serves the endpoints the
 //! provisioner uses (answers wrapped as `{"data": ...}`, errors as `{"error": ...}`).
-//! Every request is recorded (method, path, body, whether the bearer key matched — never
-//! the key itself) to `--record` and to `GET /_standin/requests`. Scripted faults come
+//! Every request is recorded (method, path, body, its framing — `content_length` and
+//! `chunked` —, whether the bearer key matched — never the key itself) to `--record` and
+//! to `GET /_standin/requests`. With `--reject-chunked` (or `SESAME_STANDIN_REJECT_CHUNKED=1`)
+//! an API request whose body is not declared by `Content-Length` (a chunked one) is
+//! answered `411 Length Required`, as servers that need the length do. Scripted faults come
 //! from `--faults` or `POST /_standin/faults` (rules matching method, path prefix and
 //! body text); `POST /_standin/reset` clears everything.
 
@@ -34,6 +37,9 @@ struct Args {
     /// Scripted faults (JSON list of rules) to start with.
     #[arg(long)]
     faults: Option<PathBuf>,
+    /// Answer 411 Length Required to an API request with a body but no Content-Length.
+    #[arg(long, env = "SESAME_STANDIN_REJECT_CHUNKED")]
+    reject_chunked: bool,
 }
 
 /// A scripted answer for matching requests.
@@ -80,6 +86,30 @@ struct State {
     rules: Vec<Rule>,
     record_file: Option<PathBuf>,
     expected_key: Option<String>,
+    reject_chunked: bool,
+}
+
+/// How a request's body was framed.
+#[derive(Clone, Copy, Debug)]
+struct Framing {
+    content_length: Option<u64>,
+    chunked: bool,
+}
+
+impl Framing {
+    fn of(request: &Request) -> Self {
+        let header = |name: &'static str| request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string());
+        Self {
+            content_length: header("Content-Length").and_then(|v| v.trim().parse().ok()),
+            chunked: header("Transfer-Encoding").is_some(),
+        }
+    }
+
+    /// A body is there that no `Content-Length` declares: a request without either header
+    /// has no body (HTTP/1.1), and `Transfer-Encoding` overrides any `Content-Length`.
+    fn undeclared_body(&self) -> bool {
+        self.chunked
+    }
 }
 
 fn json_response(status: u16, body: Value) -> Response<std::io::Cursor<Vec<u8>>> {
@@ -90,7 +120,7 @@ fn json_response(status: u16, body: Value) -> Response<std::io::Cursor<Vec<u8>>>
 
 fn main() {
     let args = Args::parse();
-    let mut state = State { record_file: args.record.clone(), ..Default::default() };
+    let mut state = State { record_file: args.record.clone(), reject_chunked: args.reject_chunked, ..Default::default() };
     if let Some(var) = &args.expect_key_env {
         state.expected_key = Some(std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set")));
     }
@@ -112,6 +142,7 @@ fn main() {
 fn handle(mut request: Request, state: &Mutex<State>) {
     let method = request.method().to_string();
     let url = request.url().to_string();
+    let framing = Framing::of(&request);
     let (path, query) = url.split_once('?').map(|(p, q)| (p.to_string(), q.to_string())).unwrap_or((url.clone(), String::new()));
     let mut raw = String::new();
     let _ = request.as_reader().read_to_string(&mut raw);
@@ -125,22 +156,26 @@ fn handle(mut request: Request, state: &Mutex<State>) {
         .iter()
         .find(|h| h.field.equiv("Authorization"))
         .map(|h| h.value.as_str().to_string());
-    let (fault, verdict) = {
+    let (fault, verdict, length_required) = {
         let mut s = state.lock().expect("state lock");
+        let length_required = s.reject_chunked && framing.undeclared_body();
         let verdict = match (&s.expected_key, auth) {
             (None, _) => "unchecked",
             (Some(_), None) => "missing",
             (Some(key), Some(value)) if value == format!("Bearer {key}") => "ok",
             (Some(_), Some(_)) => "wrong",
         };
-        (next_fault(&mut s.rules, &method, &path, &raw), verdict)
+        let fault = if length_required { None } else { next_fault(&mut s.rules, &method, &path, &raw) };
+        (fault, verdict, length_required)
     };
     let body: Value = serde_json::from_str(&raw).unwrap_or(if raw.is_empty() { Value::Null } else { Value::String(raw.clone()) });
     let fault = fault.unwrap_or_default();
     if let Some(ms) = fault.delay_ms {
         std::thread::sleep(Duration::from_millis(ms));
     }
-    let (status, answer) = if fault.hang || fault.close {
+    let (status, answer) = if length_required {
+        (411, Some(json_response(411, json!({ "error": "Length Required: send the body with Content-Length" }))))
+    } else if fault.hang || fault.close {
         (0, None)
     } else if let Some(status) = fault.status {
         let mut r = json_response(status, json!({ "error": format!("scripted {status}") }));
@@ -159,6 +194,7 @@ fn handle(mut request: Request, state: &Mutex<State>) {
     record(state, json!({
         "method": method, "path": path, "query": query, "body": body, "auth": verdict,
         "status": status, "fault": fault.label(),
+        "content_length": framing.content_length, "chunked": framing.chunked,
     }));
     match answer {
         Some(response) => {

@@ -5,8 +5,14 @@
 //! only on definitions it wrote and can prove it wrote: the file carries [`MARKER`] and
 //! its SHA-256 matches the one kept in the host's own state ([`HostState`]); anything
 //! else with the same name is foreign, named in a denial, and never touched (not even
-//! queried). Every call is checked and audited; installed gateway ports are shared with
-//! the HTTP gate.
+//! queried). Every call is checked and audited.
+//!
+//! The gateway ports the HTTP gate may reach come from here, by proof: the port of each
+//! definition the host wrote (kept in its record with the definition's hash, or in the
+//! direct backend's own record) and still can prove, and the port of each service
+//! installed in this run. An install on a port that is already listening is refused
+//! unless that listener is this label's own definition on the same port (a resume), so a
+//! component cannot turn a port some other program serves into a "gateway" port.
 
 mod direct;
 mod exec;
@@ -55,7 +61,8 @@ trait Backend: Send {
     fn stop(&mut self, label: &str) -> Result<(), ServiceError>;
     fn uninstall(&mut self, label: &str) -> Result<(), ServiceError>;
     fn status(&mut self, label: &str) -> Result<ServiceStatus, ServiceError>;
-    /// Gateway ports of the definitions this host wrote.
+    /// Gateway ports of the definitions in the backend's directory (used for the direct
+    /// backend, whose directory is the host's own record).
     fn installed_ports(&self) -> Vec<u16>;
 }
 
@@ -92,7 +99,7 @@ pub struct ServiceCap {
     audit: Arc<Audit>,
     state: Arc<HostState>,
     lead_home: PathBuf,
-    /// Gateway ports of installed services; shared with the HTTP gate.
+    /// Gateway ports proven the host's (see the module doc); shared with the HTTP gate.
     gateway_ports: Arc<Mutex<BTreeSet<u16>>>,
 }
 
@@ -114,8 +121,48 @@ impl ServiceCap {
             openclaw_bin: config.openclaw_bin.clone(),
             path: std::env::var_os("PATH").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
         };
-        gateway_ports.lock().expect("ports lock").extend(backend.installed_ports());
-        Ok(Self { kind: config.backend, dir, policy, backend, audit, state, lead_home: config.lead_home, gateway_ports })
+        let cap = Self { kind: config.backend, dir, policy, backend, audit, state, lead_home: config.lead_home, gateway_ports };
+        let proven = cap.proven_ports();
+        cap.gateway_ports.lock().expect("ports lock").extend(proven);
+        Ok(cap)
+    }
+
+    /// The gateway ports of every definition the host wrote and can still prove.
+    fn proven_ports(&self) -> Vec<u16> {
+        if matches!(self.kind, ServiceBackend::Direct) {
+            // The direct backend's records live in the host's own state directory.
+            return self.backend.installed_ports();
+        }
+        self.state.definitions().into_iter().filter_map(|(handle, _)| self.proven_port(&handle)).collect()
+    }
+
+    /// The gateway port of the definition of `handle`, when the host wrote it and can
+    /// prove it: for a definition file, the host's record of it (path, SHA-256, marker)
+    /// must match the file; for the direct backend, its record in the host's state.
+    fn proven_port(&self, handle: &str) -> Option<u16> {
+        let label = naming::label(handle);
+        let Some(path) = self.backend.definition_path(&label) else {
+            let text = std::fs::read_to_string(self.dir.join(format!("{label}.json"))).ok()?;
+            return serde_json::from_str::<direct::Record>(&text).ok().map(|r| r.definition.port);
+        };
+        let recorded = self.state.definition(handle).filter(|d| d.path == path)?;
+        std::fs::symlink_metadata(&path).ok().filter(|m| m.is_file() && m.len() <= 1 << 20)?;
+        let bytes = std::fs::read(&path).ok()?;
+        let proven = recorded.sha256 == sha256(&bytes) && crate::fs_cap::contains(&bytes, MARKER.as_bytes());
+        proven.then(|| recorded.port.or_else(|| rendered_port(&bytes))).flatten()
+    }
+
+    /// Refuses an install on a port that is already listening, unless the listener may be
+    /// this label's own gateway: a definition the host wrote for it on the same port (a
+    /// provision resumed after its service started).
+    fn check_port_free(&self, def: &Definition) -> Result<(), String> {
+        if !crate::ports::in_use(def.port) || self.proven_port(&def.handle) == Some(def.port) {
+            return Ok(());
+        }
+        Err(format!(
+            "port {} is already listening on 127.0.0.1 and no definition of {} for that port was written by this host; refusing to install a gateway there (its HTTP grant would reach whatever listens)",
+            def.port, def.label
+        ))
     }
 
     /// One line for the startup banner.
@@ -166,19 +213,29 @@ impl ServiceCap {
     pub fn install(&mut self, spec: ServiceSpec) -> Result<Installed, ServiceError> {
         let def = self.policy.check(&spec).map_err(|why| self.deny("install", &spec.label, why))?;
         self.ours(&def.handle, &def.label).map_err(|why| self.deny("install", &spec.label, why))?;
+        self.check_port_free(&def).map_err(|why| self.deny("install", &spec.label, why))?;
         self.audit.record("service", "install", &spec.label, Decision::Allowed, &format!("port {}", def.port));
         create_log_dir(&def).map_err(|e| ServiceError::Failed(format!("creating {}: {e}", def.log_dir.display())))?;
         let path = self.backend.install(&def)?;
         if self.backend.definition_path(&def.label).is_some() {
             let bytes = std::fs::read(&path).map_err(|e| ServiceError::Failed(format!("reading back {}: {e}", path.display())))?;
-            let written = WrittenDefinition { path: path.clone(), sha256: sha256(&bytes) };
+            let written = WrittenDefinition { path: path.clone(), sha256: sha256(&bytes), port: Some(def.port) };
             self.state
                 .record_definition(&def.handle, &self.lead_home, written)
                 .map_err(|e| ServiceError::Failed(format!("recording {} in the host's state: {e:#}", path.display())))?;
         }
         self.backend.activate(&def.label)?;
-        self.gateway_ports.lock().expect("ports lock").insert(def.port);
+        self.grant_port(&def);
         Ok(Installed { backend: self.kind, label: def.label, definition_path: path.display().to_string() })
+    }
+
+    /// Lets the HTTP gate reach the gateway port of a service installed in this run.
+    fn grant_port(&self, def: &Definition) {
+        if self.gateway_ports.lock().expect("ports lock").insert(def.port) {
+            let target = format!("http://127.0.0.1:{}", def.port);
+            let rule = format!("GET /healthz on the gateway port of {}, installed in this run", def.label);
+            self.audit.record("http", "grant", &target, Decision::Allowed, &rule);
+        }
     }
 
     pub fn start(&mut self, label: &str) -> Result<(), ServiceError> {
@@ -272,6 +329,18 @@ fn definitions(dir: &Path, handle_of: fn(&str) -> Option<&str>) -> impl Iterator
         .filter(move |p| p.file_name().and_then(|n| n.to_str()).and_then(handle_of).is_some())
 }
 
+/// The port of a definition the host rendered (`... gateway run --port N` in a unit's
+/// `ExecStart=` or a plist's `ProgramArguments`), for records written before they kept
+/// the port. Only ever applied to bytes proven the host's.
+fn rendered_port(bytes: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let tokens: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || matches!(c, '"' | '<' | '>'))
+        .filter(|t| !t.is_empty() && *t != "string" && *t != "/string")
+        .collect();
+    tokens.windows(4).find(|w| w[..3] == ["gateway", "run", "--port"]).and_then(|w| w[3].parse().ok())
+}
+
 /// The value after `--port` in an argument list.
 fn port_arg(args: &[&str]) -> Option<u16> {
     args.iter().position(|a| *a == "--port").and_then(|i| args.get(i + 1)).and_then(|p| p.parse().ok())
@@ -326,6 +395,144 @@ mod tests {
         let fresh = Arc::new(Mutex::new(BTreeSet::new()));
         cap(&policy, ServiceBackend::Direct, Arc::new(HostState::in_memory()), &recorder, fresh.clone());
         assert!(fresh.lock().unwrap().contains(&18930), "a new process learns the port from the record");
+    }
+
+    /// A spec for `handle` on `port`.
+    fn spec_on(handle: &str, port: u16) -> ServiceSpec {
+        ServiceSpec { label: format!("com.openclaw.{handle}"), port }
+    }
+
+    /// A loopback listener on a free port, held while it lives.
+    fn listener() -> (std::net::TcpListener, u16) {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, port)
+    }
+
+    #[test]
+    fn an_install_on_a_port_already_listening_is_refused_naming_it() {
+        for backend in [ServiceBackend::Direct, ServiceBackend::Systemd, ServiceBackend::Launchd] {
+            let (_t, policy) = fixture();
+            let recorder = Recorder::new();
+            let ports = Arc::new(Mutex::new(BTreeSet::new()));
+            let (_held, port) = listener();
+            let mut services = cap(&policy, backend, Arc::new(HostState::in_memory()), &recorder, ports.clone());
+            let err = services.install(spec_on("nova", port)).unwrap_err();
+            assert!(
+                matches!(&err, ServiceError::Denied(m) if m.starts_with(&format!("port {port} is already listening on 127.0.0.1")) && m.contains("com.openclaw.nova")),
+                "{err:?}"
+            );
+            assert!(ports.lock().unwrap().is_empty(), "no HTTP grant for it");
+            assert!(!definition_dir(backend, &policy.home).exists(), "nothing written");
+            assert!(recorder.calls().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_resumed_install_may_find_its_own_gateway_on_the_port() {
+        for backend in [ServiceBackend::Direct, ServiceBackend::Systemd, ServiceBackend::Launchd] {
+            let (_t, policy) = fixture();
+            let recorder = Recorder::new();
+            let state = Arc::new(HostState::in_memory());
+            let (held, port) = listener();
+            drop(held);
+            let mut services = cap(&policy, backend, state.clone(), &recorder, Default::default());
+            services.install(spec_on("nova", port)).unwrap();
+            // Its gateway runs now; the interrupted provision is resumed by a new process.
+            let _gateway = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+            let mut resumed = cap(&policy, backend, state.clone(), &recorder, Default::default());
+            resumed.install(spec_on("nova", port)).unwrap();
+            std::fs::create_dir_all(policy.home_of("vega")).unwrap();
+            let err = resumed.install(spec_on("vega", port)).unwrap_err();
+            assert!(matches!(&err, ServiceError::Denied(m) if m.contains("already listening")), "another label may not claim it: {err:?}");
+        }
+    }
+
+    #[test]
+    fn only_definitions_the_host_wrote_and_can_prove_grant_their_port() {
+        for backend in [ServiceBackend::Systemd, ServiceBackend::Launchd] {
+            let (_t, policy) = fixture();
+            let recorder = Recorder::new();
+            let state = Arc::new(HostState::in_memory());
+            let ports = Arc::new(Mutex::new(BTreeSet::new()));
+            let mut services = cap(&policy, backend, state.clone(), &recorder, ports.clone());
+            let installed = services.install(spec_on("nova", 18931)).unwrap();
+            assert_eq!(state.definition("nova").unwrap().port, Some(18931), "the record keeps the port");
+            assert_eq!(*ports.lock().unwrap(), BTreeSet::from([18931]), "installed in this run");
+
+            // A definition in the directory the host did not write grants nothing.
+            let dir = definition_dir(backend, &policy.home);
+            let foreign = match backend {
+                ServiceBackend::Systemd => ("openclaw-sibling-atlas2.service", "ExecStart=\"/x/openclaw\" \"gateway\" \"run\" \"--port\" \"22\"\n"),
+                _ => ("com.openclaw.atlas2.plist", "<string>gateway</string><string>run</string><string>--port</string><string>22</string>"),
+            };
+            std::fs::write(dir.join(foreign.0), foreign.1).unwrap();
+            let later = Arc::new(Mutex::new(BTreeSet::new()));
+            cap(&policy, backend, state.clone(), &recorder, later.clone());
+            assert_eq!(*later.lock().unwrap(), BTreeSet::from([18931]), "a later run: the recorded definition only");
+
+            // Once changed, the host's own definition is no proof either.
+            let mut text = std::fs::read_to_string(&installed.definition_path).unwrap();
+            text.push('\n');
+            std::fs::write(&installed.definition_path, text).unwrap();
+            let changed = Arc::new(Mutex::new(BTreeSet::new()));
+            cap(&policy, backend, state.clone(), &recorder, changed.clone());
+            assert!(changed.lock().unwrap().is_empty(), "{backend:?}: {:?}", changed.lock().unwrap());
+        }
+    }
+
+    #[test]
+    fn records_without_a_port_take_it_from_the_proven_definition() {
+        for backend in [ServiceBackend::Systemd, ServiceBackend::Launchd] {
+            let (_t, policy) = fixture();
+            let recorder = Recorder::new();
+            let state = Arc::new(HostState::in_memory());
+            cap(&policy, backend, state.clone(), &recorder, Default::default()).install(spec_on("nova", 18932)).unwrap();
+            let old = WrittenDefinition { port: None, ..state.definition("nova").unwrap() };
+            state.record_definition("nova", &policy.home.join(".openclaw-atlas"), old).unwrap();
+            let ports = Arc::new(Mutex::new(BTreeSet::new()));
+            cap(&policy, backend, state, &recorder, ports.clone());
+            assert_eq!(*ports.lock().unwrap(), BTreeSet::from([18932]), "{backend:?}");
+        }
+    }
+
+    #[test]
+    fn the_rendered_port_is_read_from_units_and_plists() {
+        let (_t, policy) = fixture();
+        let def = policy.check(&spec_on("nova", 18933)).unwrap();
+        assert_eq!(rendered_port(systemd::render_unit(&def).as_bytes()), Some(18933));
+        let mut plist = Vec::new();
+        launchd::render(&def).to_writer_xml(&mut plist).unwrap();
+        assert_eq!(rendered_port(&plist), Some(18933));
+        assert_eq!(rendered_port(b"# nothing here"), None);
+    }
+
+    #[test]
+    fn an_install_grants_its_port_in_the_audit() {
+        let (t, policy) = fixture();
+        let recorder = Recorder::new();
+        let log = t.path().join("audit.jsonl");
+        let mut services = ServiceCap::new(
+            ServiceConfig {
+                backend: ServiceBackend::Direct,
+                home: policy.home.clone(),
+                lead_home: policy.home.join(".openclaw-atlas"),
+                lead_handles: policy.lead_handles.clone(),
+                openclaw_bin: policy.openclaw_bin.clone(),
+                launchctl: recorder.tool.clone(),
+                systemctl: recorder.tool.clone(),
+            },
+            Arc::new(Audit::open(&log, vec![], false).unwrap()),
+            Arc::new(HostState::in_memory()),
+            Default::default(),
+        )
+        .unwrap();
+        services.install(spec_on("nova", 18934)).unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.lines().any(|l| l.contains("\"http\"") && l.contains("http://127.0.0.1:18934") && l.contains("com.openclaw.nova, installed in this run")),
+            "{text}"
+        );
     }
 
     #[test]
