@@ -32,6 +32,8 @@ fn a_hostile_component_is_denied_every_escape() {
     std::fs::create_dir_all(t.sibling("victim").join("logs")).unwrap();
     std::os::unix::fs::symlink(&outside, t.sibling("victim").join("escape")).unwrap();
     t.register_sibling("victim");
+    t.register_sibling("squat");
+    std::fs::create_dir_all(t.sibling("squat")).unwrap();
     std::fs::create_dir_all(t.sibling("work")).unwrap();
     std::fs::write(t.sibling("work").join("openclaw.json"), "{}\n").unwrap();
     // What the lead holds besides its notes, a bomb among the archives, a tree deeper than
@@ -72,8 +74,8 @@ fn a_hostile_component_is_denied_every_escape() {
     let before: Vec<Vec<u8>> = watched.iter().map(|p| std::fs::read(p).unwrap()).collect();
     let _ = std::fs::remove_file("/tmp/hostile-was-here");
 
-    let task = t.temp.path().join("any.json");
-    std::fs::write(&task, "{}").unwrap();
+    // The fixture prints the task (with its keys) and terminal escapes.
+    let task = t.task("any", gateway_port(), |n| n["llmApiKey"] = TASK_LLM_KEY.into());
     let run = t.run(&["--component", env!("HOSTILE_GUEST_WASM"), "provision", "--task", task.to_str().unwrap()]);
     assert_eq!(run.code, 2, "the fixture ends with a refusal\n{}", run.stderr);
     let results = results(&run.stderr);
@@ -99,8 +101,12 @@ fn a_hostile_component_is_denied_every_escape() {
         "http-read-every-vault",
         "http-delete-vault",
         "http-encoded-segment",
+        "http-query",
+        "http-chunked-body",
         "service-on-listening-port",
+        "service-other-profile",
         "http-loopback-unstarted",
+        "http-health-of-the-api-port",
         "read-only-truncate",
         "wasi-preopen-write",
         "http-other-host",
@@ -211,7 +217,35 @@ fn a_hostile_component_is_denied_every_escape() {
     assert!(detail("walk-too-deep").contains("deep"), "{}", detail("walk-too-deep"));
     assert!(detail("log-fifo-read").contains("FIFO"), "{}", detail("log-fifo-read"));
     assert!(detail("credentials-injection").contains("not a plain key"), "{}", detail("credentials-injection"));
+    let api_port: u16 = sesame.url.rsplit_once(':').unwrap().1.parse().unwrap();
+    let unstarted = format!("127.0.0.1:{}/healthz", api_port + 1);
+    for (target, rule) in [
+        ("/api/v1/vault/vaults", "takes POST only"),
+        ("/api/v1/vault/vaults/v-1", "is not one of the spec's Sesame endpoints"),
+        ("..%2F..%2Fadmin", "is not an id"),
+        ("/api/v1/tasks/t-1/activity", "no Sesame endpoint of the spec takes a query string"),
+        ("/api/v1/tasks/t-1/activity", "a body but no Content-Length"),
+        ("com.openclaw.squat", "is already listening on 127.0.0.1"),
+        ("com.openclaw.work", "not a sibling home this host created"),
+        (unstarted.as_str(), "is not a sibling gateway port"),
+        ("/healthz", "is not one of the spec's Sesame endpoints"),
+    ] {
+        let found = audit.iter().any(|e| {
+            e["decision"] == "denied" && e["target"].as_str().unwrap().contains(target) && e["rule"].as_str().unwrap().contains(rule)
+        });
+        assert!(found, "no audited denial of {target} for {rule:?}: {:?}", results.iter().filter(|(n, _)| n.contains("listening")).collect::<Vec<_>>());
+    }
+
+    // What the component printed reached the terminal scrubbed and without escapes.
+    assert!(run.stderr.contains("LEAK"), "the fixture printed:\n{}", run.stderr);
+    for secret in [TASK_KEY, TASK_LLM_KEY] {
+        assert!(!run.stderr.contains(secret) && !run.stdout.contains(secret), "a task key was printed");
+    }
+    assert!(!run.stderr.contains('\u{1b}') && !run.stderr.contains('\u{7}'), "terminal escapes were printed");
 }
+
+/// The fixture task's own provider key.
+const TASK_LLM_KEY: &str = "sk-ant-task-key-for-the-fixture-0001";
 
 /// Another secret of the lead's (in its `.env` and auth profiles), which nothing may show.
 const DB_SECRET: &str = "postgres-secret-password-0001";

@@ -213,6 +213,7 @@ impl ServiceCap {
     pub fn install(&mut self, spec: ServiceSpec) -> Result<Installed, ServiceError> {
         let def = self.policy.check(&spec).map_err(|why| self.deny("install", &spec.label, why))?;
         self.ours(&def.handle, &def.label).map_err(|why| self.deny("install", &spec.label, why))?;
+        self.home_is_ours(&def).map_err(|why| self.deny("install", &spec.label, why))?;
         self.check_port_free(&def).map_err(|why| self.deny("install", &spec.label, why))?;
         self.audit.record("service", "install", &spec.label, Decision::Allowed, &format!("port {}", def.port));
         create_log_dir(&def).map_err(|e| ServiceError::Failed(format!("creating {}: {e}", def.log_dir.display())))?;
@@ -227,6 +228,19 @@ impl ServiceCap {
         self.backend.activate(&def.label)?;
         self.grant_port(&def);
         Ok(Installed { backend: self.kind, label: def.label, definition_path: path.display().to_string() })
+    }
+
+    /// A service runs only in a sibling home the host's record says it made for this lead:
+    /// never another OpenClaw profile's home, nor one made by hand.
+    fn home_is_ours(&self, def: &Definition) -> Result<(), String> {
+        match self.state.sibling(&def.handle, &self.lead_home) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "{} is not a sibling home this host created for the lead {} (another OpenClaw profile, or made by hand); no service runs there",
+                def.working_directory.display(),
+                self.lead_home.display()
+            )),
+        }
     }
 
     /// Lets the HTTP gate reach the gateway port of a service installed in this run.
@@ -352,7 +366,9 @@ mod tests {
     use exec::tests::Recorder;
     use policy::tests::{fixture, spec};
 
+    /// A service cap whose host state records the fixture's home `nova` as made for the lead.
     fn cap(policy: &Policy, backend: ServiceBackend, state: Arc<HostState>, recorder: &Recorder, ports: Arc<Mutex<BTreeSet<u16>>>) -> ServiceCap {
+        state.claim_home("nova", &policy.home.join(".openclaw-atlas")).unwrap();
         ServiceCap::new(
             ServiceConfig {
                 backend,
@@ -443,6 +459,7 @@ mod tests {
             let mut resumed = cap(&policy, backend, state.clone(), &recorder, Default::default());
             resumed.install(spec_on("nova", port)).unwrap();
             std::fs::create_dir_all(policy.home_of("vega")).unwrap();
+            state.claim_home("vega", &policy.home.join(".openclaw-atlas")).unwrap();
             let err = resumed.install(spec_on("vega", port)).unwrap_err();
             assert!(matches!(&err, ServiceError::Denied(m) if m.contains("already listening")), "another label may not claim it: {err:?}");
         }
@@ -512,6 +529,8 @@ mod tests {
         let (t, policy) = fixture();
         let recorder = Recorder::new();
         let log = t.path().join("audit.jsonl");
+        let state = Arc::new(HostState::in_memory());
+        state.claim_home("nova", &policy.home.join(".openclaw-atlas")).unwrap();
         let mut services = ServiceCap::new(
             ServiceConfig {
                 backend: ServiceBackend::Direct,
@@ -523,7 +542,7 @@ mod tests {
                 systemctl: recorder.tool.clone(),
             },
             Arc::new(Audit::open(&log, vec![], false).unwrap()),
-            Arc::new(HostState::in_memory()),
+            state,
             Default::default(),
         )
         .unwrap();
@@ -604,5 +623,20 @@ mod tests {
     fn detection_names_the_way_out() {
         let err = detect(Path::new("/nonexistent/systemctl")).unwrap_err().to_string();
         assert!(err.contains("--service-manager direct"), "{err}");
+    }
+
+    #[test]
+    fn no_service_is_installed_in_a_home_the_host_did_not_make_for_this_lead() {
+        let (_t, policy) = fixture();
+        let recorder = Recorder::new();
+        let state = Arc::new(HostState::in_memory());
+        let mut services = cap(&policy, ServiceBackend::Systemd, state.clone(), &recorder, Default::default());
+        state.release_home("nova").unwrap();
+        match services.install(spec("nova")) {
+            Err(ServiceError::Denied(why)) => assert!(why.contains("not a sibling home this host created"), "{why}"),
+            other => panic!("expected a denial, got {other:?}"),
+        }
+        assert!(recorder.calls().is_empty(), "no systemctl call");
+        assert!(!definition_dir(ServiceBackend::Systemd, &policy.home).join("openclaw-sibling-nova.service").exists());
     }
 }
