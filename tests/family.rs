@@ -240,5 +240,5 @@ fn the_skill_installs_into_the_lead_home_and_runs_from_there() {
         .args(["--home", t.home.to_str().unwrap(), "--service-manager", "direct", "grants"])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&grants.stdout).contains("(lead home, read-only)"));
+    assert!(String::from_utf8_lossy(&grants.stdout).contains("(the lead's workspace notes, read-only)"));
 }

@@ -171,6 +171,11 @@ fn no_key_appears_anywhere_it_should_not() {
     let sesame = SesameStandin::start(Some(LEAD_KEY));
     let t = TestHome::new(&sesame.url);
     let task_llm_key = "sk-ant-task-own-key-9876";
+    // The lead's key as OpenClaw lets one write it, from a .env that holds more secrets.
+    let extra_secret = "lead-dotenv-only-secret-5555";
+    let config = t.lead().join("openclaw.json");
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace(LEAD_KEY, "${SESAME_API_KEY}")).unwrap();
+    std::fs::write(t.lead().join(".env"), format!("SESAME_API_KEY={LEAD_KEY}\nANTHROPIC_API_KEY={LEAD_LLM_KEY}\nGITHUB_TOKEN={extra_secret}\n")).unwrap();
     let mut texts: Vec<(String, String)> = Vec::new();
     fn keep(texts: &mut Vec<(String, String)>, what: &str, run: Run) {
         texts.push((format!("{what} stdout"), run.stdout));
@@ -203,6 +208,8 @@ fn no_key_appears_anywhere_it_should_not() {
         for log in ["stdout.log", "stderr.log"] {
             texts.push((format!("{handle} {log}"), std::fs::read_to_string(t.log(handle, log)).unwrap()));
         }
+        let everything = all_text(&home);
+        assert!(!everything.contains(LEAD_KEY) && !everything.contains(extra_secret), "{handle}'s home holds a lead secret");
     }
     for handle in ["hotel", "india"] {
         keep(&mut texts, &format!("deprovision {handle}"), t.run(&["deprovision", handle]));
@@ -214,15 +221,20 @@ fn no_key_appears_anywhere_it_should_not() {
     texts.push(("audit log".into(), std::fs::read_to_string(t.audit_log()).unwrap()));
     texts.push(("registry".into(), std::fs::read_to_string(t.lead().join("agent-provisioner/family.json")).unwrap()));
     texts.push(("sesame requests".into(), sesame.requests().iter().map(|r| r.to_string()).collect()));
+    // A config slip on the key's own line.
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("\"${SESAME_API_KEY}\",", &format!("\"{LEAD_KEY}\" ,,"))).unwrap();
+    keep(&mut texts, "broken config", t.run(&["list"]));
+    keep(&mut texts, "broken config json", t.run(&["--json", "list"]));
 
-    let keys: Vec<&str> = [LEAD_KEY, TASK_KEY, LEAD_LLM_KEY, task_llm_key].into_iter().chain(tokens.iter().map(String::as_str)).collect();
+    let keys: Vec<&str> = [LEAD_KEY, TASK_KEY, LEAD_LLM_KEY, task_llm_key, extra_secret].into_iter().chain(tokens.iter().map(String::as_str)).collect();
     let hits: Vec<String> = texts
         .iter()
         .flat_map(|(what, text)| keys.iter().filter(|k| text.contains(**k)).map(move |k| format!("{what} contains {}…", &k[..6])))
         .collect();
     println!("secret scan: {} texts, {} keys, {} hits", texts.len(), keys.len(), hits.len());
     assert!(hits.is_empty(), "{hits:#?}");
-    assert!(texts.len() > 30 && keys.len() == 6);
+    assert!(texts.len() > 30 && keys.len() == 7);
+    assert!(texts.iter().any(|(what, text)| what == "broken config stderr" && text.contains("syntax error at line")), "the slip was reported");
 }
 
 #[test]
