@@ -9,6 +9,7 @@
 //! denied calls must not fill the disk or the terminal); past that, decisions are only
 //! counted, and one `"decision":"suppressed"` line with the counts ends the run's log.
 
+use crate::safe_open::open_no_follow;
 use crate::secret::Secret;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
@@ -168,28 +169,6 @@ fn write_line(sink: &mut Sink, line: &str) {
     {
         crate::secret::eprint_line(&format!("agent-provisioner: cannot write the audit log: {e}"));
     }
-}
-
-/// Opens `path` with `options` without following a symbolic link at `path` itself (and
-/// without blocking on a FIFO); anything but a regular file is refused. `what` names the
-/// file in errors.
-pub fn open_no_follow(options: &OpenOptions, path: &Path, what: &str) -> anyhow::Result<File> {
-    let mut options = options.clone();
-    // O_NONBLOCK only matters for the open itself (a FIFO would block it); reads and
-    // writes of regular files ignore it.
-    options.custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32);
-    let file = options.open(path).map_err(|e| {
-        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-            anyhow::anyhow!("{what} {} is a symbolic link; refusing to follow it", path.display())
-        } else {
-            anyhow::Error::new(e).context(format!("opening {what} {}", path.display()))
-        }
-    })?;
-    let kind = file.metadata().map_err(|e| anyhow::Error::new(e).context(format!("checking {what} {}", path.display())))?.file_type();
-    if !kind.is_file() {
-        anyhow::bail!("{what} {} is not a regular file; refusing to use it", path.display());
-    }
-    Ok(file)
 }
 
 #[cfg(test)]

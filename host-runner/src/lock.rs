@@ -24,7 +24,7 @@ pub fn acquire(lead_home: &Path, timeout: Duration) -> Result<HostLock> {
     let path = dir.join("agent-provisioner.lock");
     let mut options = std::fs::OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false).mode(0o600);
-    let mut file = crate::audit::open_no_follow(&options, &path, "the host lock")?;
+    let mut file = crate::safe_open::open_no_follow(&options, &path, "the host lock")?;
     let started = Instant::now();
     let mut told = false;
     while flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {

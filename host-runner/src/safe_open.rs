@@ -1,6 +1,6 @@
-//! How the host opens a file to read it, wherever the file may have been planted by a
-//! sibling or a component: never through a symlink at the last component, never blocking
-//! on a FIFO or a device (`O_NONBLOCK`), only a regular file, and never more than a cap.
+//! How the host opens a file wherever it may have been planted by a sibling or a
+//! component: never through a symlink at the last component, never blocking on a FIFO or
+//! a device (`O_NONBLOCK`), only a regular file, and never reading more than a cap.
 
 use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt as _};
 use cap_std::ambient_authority;
@@ -79,6 +79,28 @@ pub fn read_path(path: &Path, max: u64) -> anyhow::Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+/// Opens `path` with `options` without following a symbolic link at `path` itself (and
+/// without blocking on a FIFO); anything but a regular file is refused. `what` names the
+/// file in errors.
+pub fn open_no_follow(options: &std::fs::OpenOptions, path: &Path, what: &str) -> anyhow::Result<std::fs::File> {
+    let mut options = options.clone();
+    // O_NONBLOCK only matters for the open itself (a FIFO would block it); reads and
+    // writes of regular files ignore it.
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32);
+    let file = options.open(path).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            anyhow::anyhow!("{what} {} is a symbolic link; refusing to follow it", path.display())
+        } else {
+            anyhow::Error::new(e).context(format!("opening {what} {}", path.display()))
+        }
+    })?;
+    let kind = file.metadata().map_err(|e| anyhow::Error::new(e).context(format!("checking {what} {}", path.display())))?.file_type();
+    if !kind.is_file() {
+        anyhow::bail!("{what} {} is not a regular file; refusing to use it", path.display());
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
