@@ -258,3 +258,21 @@ fn a_component_over_its_memory_budget_is_stopped_with_the_budget_named_and_audit
     // The default budget runs the same command.
     t.run(&["list"]).expect(0);
 }
+
+#[test]
+fn the_deadline_bounds_the_hosts_own_waits() {
+    let t = TestHome::new("http://127.0.0.1:9");
+    // A service manager that never answers.
+    let systemctl = t.temp.path().join("systemctl");
+    std::fs::write(&systemctl, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&systemctl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut t = t;
+    t.backend = "auto";
+    t.extra = vec!["--systemctl".into(), systemctl.display().to_string(), "--deadline".into(), "2".into()];
+    let started = std::time::Instant::now();
+    let run = t.run(&["--json", "list"]).expect(2);
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(4), "took {took:?}");
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("no service manager answered") && message.contains("did not finish within"), "{message}");
+}

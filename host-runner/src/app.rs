@@ -122,6 +122,7 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         true => Some(crate::lock::acquire(&lead_home, Duration::from_secs(g.lock_timeout)).map_err(setup)?),
         false => None,
     };
+    start_deadline(cli);
     let lead_env = LeadEnv::read(&lead_home, std::env::vars()).map_err(setup)?;
     lead_env.dotenv_values().for_each(|s| secret::register(&s));
     let lead = lead_config::read(&lead_home, &lead_env).map_err(setup)?;
@@ -258,6 +259,22 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     Ok(Some(Prepared { caps, ctx, command, _lock: lock }))
 }
 
+/// Starts the command's deadline (`--deadline`, from once the family lock is held): it
+/// bounds the host's own waits and the component, and the watchdog ends the process with
+/// the command's error output should a host call outlive it.
+fn start_deadline(cli: &Cli) {
+    let (name, as_json) = (command_name(&cli.command), cli.global.json);
+    crate::deadline::start(Duration::from_secs(cli.global.deadline), move |limit| {
+        let message = format!(
+            "ran past its deadline of {} s inside a host call and was stopped; an interrupted provision can be finished with --resume or undone with `agent-provisioner rollback HANDLE`",
+            limit.as_secs()
+        );
+        let rendered = output::host_error(name, EXIT_FAILED, &message, as_json);
+        output::write_stdout(&rendered);
+        std::process::exit(rendered.exit_code);
+    });
+}
+
 /// Loads the component (through the cache) and runs the command.
 fn execute(cli: &Cli, prepared: Prepared) -> Result<runtime::Answer> {
     let g = &cli.global;
@@ -280,23 +297,14 @@ fn execute(cli: &Cli, prepared: Prepared) -> Result<runtime::Answer> {
     let load_us = started.elapsed().as_micros() - engine_us;
     let sandbox = Sandbox::new(engine, component)?;
     let link_us = started.elapsed().as_micros() - engine_us - load_us;
-    let limits = Limits { deadline: Duration::from_secs(g.deadline), memory_bytes: g.memory_limit << 20 };
+    // The component gets what is left of the command's deadline.
+    let limits = Limits { deadline: crate::deadline::remaining(), memory_bytes: g.memory_limit << 20 };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let ready_us = crate::PROCESS_START.get().map(|t| t.elapsed().as_micros()).unwrap_or_default();
-    let (name, as_json) = (command_name(&cli.command), g.json);
-    crate::deadline::start(limits.deadline, move |limit| {
-        let message = format!(
-            "ran past its deadline of {} s inside a host call and was stopped; an interrupted provision can be finished with --resume or undone with `agent-provisioner rollback HANDLE`",
-            limit.as_secs()
-        );
-        let rendered = output::host_error(name, EXIT_FAILED, &message, as_json);
-        output::write_stdout(&rendered);
-        std::process::exit(rendered.exit_code);
-    });
     let (answer, call) = runtime.block_on(sandbox.run(prepared.caps, prepared.ctx, prepared.command, limits))?;
     if g.timings {
         let timings = serde_json::json!({
