@@ -307,7 +307,7 @@ impl FsCap {
         only_sibling_source(path, &r)?;
         let dir = self.existing_root(path, &r)?.open_dir(rel(&r)).map_err(|e| io_error(path, e))?;
         let mut out = Vec::new();
-        walk(&dir, "", &mut out).map_err(|e| io_error(path, e))?;
+        walk(&dir, "", &mut out, MAX_WALK_ENTRIES).map_err(|e| io_error(path, e))?;
         Ok(out)
     }
 
@@ -498,9 +498,9 @@ fn remove(dir: &Dir, relative: &Path, path: &str) -> Fs<()> {
     }
 }
 
-/// Lists `dir` into `out`, depth first and sorted, at most [`MAX_WALK_ENTRIES`] entries;
-/// directories are entered without following links.
-fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
+/// Lists `dir` into `out`, depth first and sorted, at most `limit` entries and
+/// [`MAX_WALK_DEPTH`] levels; directories are entered without following links.
+fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>, limit: usize) -> io::Result<()> {
     if prefix.matches('/').count() >= MAX_WALK_DEPTH {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{prefix}: nested more than {MAX_WALK_DEPTH} directories deep")));
     }
@@ -510,12 +510,12 @@ fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
         .collect::<io::Result<_>>()?;
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, kind) in entries {
-        if out.len() >= MAX_WALK_ENTRIES {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("more than {MAX_WALK_ENTRIES} entries; not listing further")));
+        if out.len() >= limit {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("more than {limit} entries; not listing further")));
         }
         if kind.is_dir() {
             out.push(format!("{prefix}{name}/"));
-            walk(&dir.open_dir_nofollow(&name)?, &format!("{prefix}{name}/"), out)?;
+            walk(&dir.open_dir_nofollow(&name)?, &format!("{prefix}{name}/"), out, limit)?;
         } else {
             out.push(format!("{prefix}{name}"));
         }

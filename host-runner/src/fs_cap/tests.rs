@@ -297,6 +297,15 @@ fn special_files_and_deep_trees_are_refused_without_blocking() {
     }
     std::fs::create_dir_all(&deep).unwrap();
     assert!(matches!(f.fs.walk_tree(&f.p(".openclaw-victim/deep")), Err(FsError::Io(why)) if why.contains("deep")));
-    std::fs::write(f.home.join(".openclaw/workspace/USER.md"), "x").unwrap();
     denied(f.fs.list_archive(&f.p(".openclaw-victim/logs")), "only archives");
+    // A listing stops at its entry cap (here 5 of the 6 entries).
+    let wide = f.home.join(".openclaw-victim/wide");
+    for i in 0..3 {
+        std::fs::create_dir_all(wide.join(format!("d{i}/f"))).unwrap();
+    }
+    let dir = Dir::open_ambient_dir(&wide, cap_std::ambient_authority()).unwrap();
+    let mut out = Vec::new();
+    let err = walk(&dir, "", &mut out, 5).unwrap_err();
+    assert!(err.to_string().contains("more than 5 entries"), "{err}");
+    assert_eq!(out.len(), 5);
 }
