@@ -35,7 +35,7 @@ fn health_sees_every_sibling_at_once_and_reports_the_dead_and_the_hung() {
     let (all, _) = health(&t, &[]);
     for handle in ["ann", "bob", "cat"] {
         let s = sibling(&all, handle);
-        assert_eq!((s["healthy"].as_bool(), s["state"].as_str(), s["sesame_authenticated"].as_bool()), (Some(true), Some("Running"), Some(true)), "{s}");
+        assert_eq!((s["healthy"].as_bool(), s["state"].as_str(), s["sesame_authenticated"].as_bool()), (Some(true), Some("running"), Some(true)), "{s}");
         assert!(s["pid"].as_u64().is_some() && s["problems"] == json!([]));
     }
 
@@ -58,7 +58,7 @@ fn health_sees_every_sibling_at_once_and_reports_the_dead_and_the_hung() {
     let (report, took) = health(&t, &["--report", "--channel", "11111111-2222-4333-8444-555555555555"]);
     assert_eq!(sibling(&report, "ann")["healthy"], true);
     let bob = sibling(&report, "bob");
-    assert_eq!((bob["healthy"].as_bool(), bob["state"].as_str()), (Some(false), Some("Stopped")), "{bob}");
+    assert_eq!((bob["healthy"].as_bool(), bob["state"].as_str()), (Some(false), Some("stopped")), "{bob}");
     assert_eq!(bob["probe"], "connection refused");
     let cat = sibling(&report, "cat");
     assert_eq!((cat["healthy"].as_bool(), cat["probe"].as_str()), (Some(false), Some("timed out")), "{cat}");
@@ -91,12 +91,12 @@ fn stop_start_restart_and_deprovision() {
     let first = t.gateway_pid("dora").unwrap();
 
     let stopped = t.run(&["--json", "stop", "dora"]).expect(0).json();
-    assert_eq!(stopped["outcome"]["state"], "Stopped");
+    assert_eq!(stopped["outcome"]["state"], "stopped");
     assert_eq!(get_status(port, "/healthz"), None, "stop closes the port");
     assert!(!is_alive(first));
 
     let started = t.run(&["--json", "start", "dora"]).expect(0).json();
-    assert_eq!(started["outcome"]["state"], "Running");
+    assert_eq!(started["outcome"]["state"], "running");
     assert_eq!(get_status(port, "/healthz"), Some(200));
     let second = started["outcome"]["pid"].as_u64().unwrap() as u32;
 
@@ -213,9 +213,10 @@ fn the_skill_installs_into_the_lead_home_and_runs_from_there() {
     let run = t.run(&["--json", "skill", "install", "--bin-dir", bin_dir.to_str().unwrap()]).expect(0);
     assert_eq!(run.json()["ok"], true);
     let skill = t.lead().join("skills/agent-provisioner");
-    for file in ["SKILL.md", "agent-provisioner.wasm", "templates/BOOTSTRAP.md", "bin/agent-provisioner"] {
+    for file in ["SKILL.md", "bin/agent-provisioner"] {
         assert!(skill.join(file).is_file(), "{file}");
     }
+    assert!(!skill.join("agent-provisioner.wasm").exists() && !skill.join("templates").exists(), "only what runs is installed");
     let text = std::fs::read_to_string(skill.join("SKILL.md")).unwrap();
     let front = text.strip_prefix("---\n").unwrap().split("\n---\n").next().unwrap();
     let yaml = &yaml_rust2::YamlLoader::load_from_str(front).unwrap()[0];
@@ -225,7 +226,7 @@ fn the_skill_installs_into_the_lead_home_and_runs_from_there() {
     assert!(text.contains("{baseDir}/bin/agent-provisioner provision --task - --json"));
 
     let again = t.run(&["--json", "skill", "install", "--bin-dir", bin_dir.to_str().unwrap()]).expect(0).json();
-    assert!(again["files"].as_array().unwrap().iter().all(|f| f["state"] == "unchanged"), "idempotent: {again}");
+    assert!(again["skill"]["files"].as_array().unwrap().iter().all(|f| f["state"] == "unchanged"), "idempotent: {again}");
     t.run(&["skill", "install", "--check", "--bin-dir", bin_dir.to_str().unwrap()]).expect(0);
     std::fs::write(skill.join("SKILL.md"), "old").unwrap();
     let stale = t.run(&["skill", "install", "--check", "--bin-dir", bin_dir.to_str().unwrap()]).expect(1);
@@ -241,4 +242,10 @@ fn the_skill_installs_into_the_lead_home_and_runs_from_there() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&grants.stdout).contains("(the lead's workspace notes, read-only)"));
+    let grants = Command::new(skill.join("bin/agent-provisioner"))
+        .args(["--home", t.home.to_str().unwrap(), "--service-manager", "direct", "--json", "grants"])
+        .output()
+        .unwrap();
+    let grants = Run { code: grants.status.code().unwrap(), stdout: String::from_utf8_lossy(&grants.stdout).into(), stderr: String::new() }.json();
+    assert!(grants["grants"].as_array().unwrap().iter().any(|g| g.as_str().unwrap().contains("workspace notes")), "{grants}");
 }

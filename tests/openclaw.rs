@@ -115,7 +115,7 @@ fn real_openclaw_siblings_from_provision_to_deprovision() {
 
     let health = t.run(&["--json", "health"]).expect(0).json();
     for s in health["health"]["siblings"].as_array().unwrap() {
-        assert_eq!((s["healthy"].as_bool(), s["state"].as_str()), (Some(true), Some("Running")), "{s}");
+        assert_eq!((s["healthy"].as_bool(), s["state"].as_str()), (Some(true), Some("running")), "{s}");
     }
 
     // A task whose port the other sibling holds fails fast, naming the conflict, touching nothing.

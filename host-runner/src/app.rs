@@ -13,6 +13,7 @@ use crate::http_gate::{HttpGate, Origin};
 use crate::output::{self, EXIT_FAILED, EXIT_INVALID, Rendered};
 use crate::runtime::{self, Capabilities, Limits, ProgressSink, Sandbox};
 use crate::service::{self, ServiceCap, ServiceConfig};
+use crate::contract::{Error, Output, SkillFile, SkillReport};
 use crate::credentials::LeadKeys;
 use crate::lead_env::LeadEnv;
 use crate::secret::{self, Secret};
@@ -38,6 +39,9 @@ enum SetupError {
 pub fn run(cli: Cli) -> Rendered {
     let name = command_name(&cli.command);
     let as_json = cli.global.json;
+    if let Command::Schema = &cli.command {
+        return Rendered { stdout: crate::contract::schema(), exit_code: output::EXIT_OK };
+    }
     if let Command::Skill(SkillCommand::Install(args)) = &cli.command {
         return match skill(&cli.global, args) {
             Ok(rendered) => rendered,
@@ -68,6 +72,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::List => "list",
         Command::Ports(_) => "ports",
         Command::Grants => "grants",
+        Command::Schema => "schema",
         Command::Skill(_) => "skill",
     }
 }
@@ -82,11 +87,15 @@ fn skill(g: &crate::cli::Global, args: &SkillInstallArgs) -> Result<Rendered> {
     let bin_dir = if args.no_bin_link { None } else { Some(args.bin_dir.clone().unwrap_or_else(|| home.join(".local/bin"))) };
     let skill = Skill::new(&lead_home, bin_dir);
     let items = if args.check { skill.check()? } else { skill.install()? };
-    let current = items.iter().all(|i| matches!(i.state, "current" | "installed" | "updated" | "unchanged"));
+    let current = items.iter().all(|i| matches!(i.state, "current" | "installed" | "updated" | "unchanged" | "removed"));
     let exit_code = if current { output::EXIT_OK } else { EXIT_FAILED };
-    let stdout = if g.json {
-        format!("{}\n", serde_json::json!({ "command": "skill", "ok": current, "exit_code": exit_code, "skill": skill.dir, "files": items }))
-    } else {
+    if g.json {
+        let files = items.iter().map(|i| SkillFile { path: i.path.clone(), state: i.state.to_string() }).collect();
+        let report = SkillReport { dir: skill.dir.display().to_string(), files };
+        let error = (!current).then(|| Error::Host { message: format!("the skill in {} is not complete and current", report.dir) });
+        return Ok(output::document("skill", exit_code, Output { skill: Some(report), error, ..Output::default() }));
+    }
+    let stdout = {
         let mut text = format!("skill {}: {}\n", skill.dir.display(), if current { "complete and current" } else { "not current" });
         items.iter().for_each(|i| text.push_str(&format!("  {:<10} {}\n", i.state, i.path)));
         text
@@ -193,7 +202,11 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         banner.push(format!("audit log: {}", path.display()));
     }
     if matches!(cli.command, Command::Grants) {
-        banner.iter().for_each(|line| println!("{}", secret::for_terminal(line)));
+        let rendered = match g.json {
+            true => output::document("grants", output::EXIT_OK, Output { grants: Some(banner), ..Output::default() }),
+            false => Rendered { stdout: banner.iter().map(|line| format!("{line}\n")).collect(), exit_code: output::EXIT_OK },
+        };
+        output::write_stdout(&rendered);
         return Ok(None);
     }
     if !g.quiet {
@@ -219,7 +232,7 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         Command::Health(h) => runtime::Command::Health(HealthRequest { report: h.report, channel: h.channel.clone() }),
         Command::List => runtime::Command::Members,
         Command::Ports(p) => runtime::Command::Ports(p.range_start),
-        Command::Grants | Command::Skill(_) => unreachable!("handled above"),
+        Command::Grants | Command::Schema | Command::Skill(_) => unreachable!("handled above"),
     };
     let layout = match &cli.command {
         Command::Provision(p) if p.credential_layout == Layout::Legacy => CredentialLayout::Legacy,

@@ -47,6 +47,8 @@ pub enum Command {
     Ports(PortsArgs),
     /// Print what the sandbox grants on this host, and exit.
     Grants,
+    /// Print the JSON Schema every command's `--json` output follows, and exit.
+    Schema,
     /// Install this tool as an OpenClaw skill into the lead's home.
     #[command(subcommand)]
     Skill(SkillCommand),

@@ -8,6 +8,7 @@ pub mod atomic;
 pub mod audit;
 pub mod bindings;
 pub mod cli;
+pub mod contract;
 pub mod credentials;
 pub mod deadline;
 pub mod engine;

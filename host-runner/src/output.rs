@@ -1,13 +1,12 @@
 //! What a command prints, and its exit code.
 //!
-//! Text for people on stdout, or (`--json`) one JSON document for the calling agent:
-//! `{"command", "ok", "exit_code", ...}` plus the command's result or its `error`.
+//! Text for people on stdout, or (`--json`) one JSON document for the calling agent: an
+//! [`Output`] of the agent-facing contract (`crate::contract`).
 
 use crate::bindings::commands::*;
 use crate::bindings::RunState;
+use crate::contract::{Error, Outcome, Output};
 use crate::runtime::Answer;
-use serde::Serialize;
-use serde_json::{Value, json};
 use std::fmt::Write as _;
 
 /// Exit codes (documented in `--help` and the README).
@@ -33,25 +32,17 @@ pub struct Rendered {
 
 /// Renders the component's answer to `command`.
 pub fn render(command: &str, answer: &Answer, as_json: bool) -> Rendered {
-    let (mut body, exit_code, text): (Value, i32, String) = match answer {
-        Answer::Plan(Ok(plan)) => (json!({ "plan": plan }), EXIT_OK, plan_text(plan)),
-        Answer::Provision(Ok(outcome)) => {
-            let code = if outcome.unreported.is_empty() { EXIT_OK } else { EXIT_UNREPORTED };
-            (json!({ "outcome": outcome }), code, provision_text(outcome))
-        }
-        Answer::Lifecycle(Ok(outcome)) => {
-            let code = if outcome.unreported.is_empty() { EXIT_OK } else { EXIT_UNREPORTED };
-            (json!({ "outcome": outcome }), code, lifecycle_text(outcome))
-        }
-        Answer::Health(Ok(report)) => {
-            let code = if report.unreported.is_empty() { EXIT_OK } else { EXIT_UNREPORTED };
-            (json!({ "health": report }), code, health_text(report))
-        }
-        Answer::Members(Ok(members)) => (json!({ "members": members }), EXIT_OK, members_text(members)),
-        Answer::Ports(Ok(report)) => (json!({ "ports": report }), EXIT_OK, ports_text(report)),
-        Answer::Rollback(Ok(outcome)) => {
-            let code = if outcome.steps.iter().all(|s| s.ok) { EXIT_OK } else { EXIT_FAILED };
-            (json!({ "outcome": outcome }), code, rollback_text(outcome))
+    let with_code = |unreported: &[String]| if unreported.is_empty() { EXIT_OK } else { EXIT_UNREPORTED };
+    let (output, exit_code, text) = match answer {
+        Answer::Plan(Ok(plan)) => (Output { plan: Some(plan.into()), ..Output::default() }, EXIT_OK, plan_text(plan)),
+        Answer::Provision(Ok(o)) => (outcome(Outcome::Provision(o.into())), with_code(&o.unreported), provision_text(o)),
+        Answer::Lifecycle(Ok(o)) => (outcome(Outcome::Lifecycle(o.into())), with_code(&o.unreported), lifecycle_text(o)),
+        Answer::Health(Ok(r)) => (Output { health: Some(r.into()), ..Output::default() }, with_code(&r.unreported), health_text(r)),
+        Answer::Members(Ok(m)) => (Output { members: Some(m.iter().map(Into::into).collect()), ..Output::default() }, EXIT_OK, members_text(m)),
+        Answer::Ports(Ok(r)) => (Output { ports: Some(r.into()), ..Output::default() }, EXIT_OK, ports_text(r)),
+        Answer::Rollback(Ok(o)) => {
+            let code = if o.steps.iter().all(|s| s.ok) { EXIT_OK } else { EXIT_FAILED };
+            (outcome(Outcome::Rollback(o.into())), code, rollback_text(o))
         }
         Answer::Plan(Err(e))
         | Answer::Provision(Err(e))
@@ -61,37 +52,35 @@ pub fn render(command: &str, answer: &Answer, as_json: bool) -> Rendered {
         | Answer::Members(Err(e))
         | Answer::Ports(Err(e)) => return command_error(command, e, as_json),
     };
-    if !as_json {
-        return Rendered { stdout: text, exit_code };
-    }
-    body["command"] = json!(command);
-    body["ok"] = json!(true);
-    body["exit_code"] = json!(exit_code);
-    Rendered { stdout: format!("{body}\n"), exit_code }
+    if as_json { document(command, exit_code, output) } else { Rendered { stdout: text, exit_code } }
+}
+
+fn outcome(outcome: Outcome) -> Output {
+    Output { outcome: Some(outcome), ..Output::default() }
 }
 
 /// A command error found by the host itself (for example an oversized task).
 pub fn command_error(command: &str, error: &CommandError, as_json: bool) -> Rendered {
     let exit_code = error_code(error);
-    let stdout = if as_json { document(command, exit_code, error_json(error)) } else { format!("{}\n", error_text(command, error)) };
-    Rendered { stdout, exit_code }
+    match as_json {
+        true => document(command, exit_code, Output { error: Some(error.into()), ..Output::default() }),
+        false => Rendered { stdout: format!("{}\n", error_text(command, error)), exit_code },
+    }
 }
 
 /// A host-side failure (bad option, missing lead home, trap, deadline...).
 pub fn host_error(command: &str, exit_code: i32, message: &str, as_json: bool) -> Rendered {
-    let stdout = if as_json {
-        document(command, exit_code, json!({ "kind": "host", "message": message }))
-    } else {
-        String::new()
-    };
-    if !as_json {
-        crate::secret::eprint_line(&format!("agent-provisioner {command}: {message}"));
+    if as_json {
+        return document(command, exit_code, Output { error: Some(Error::Host { message: message.to_string() }), ..Output::default() });
     }
-    Rendered { stdout, exit_code }
+    crate::secret::eprint_line(&format!("agent-provisioner {command}: {message}"));
+    Rendered { stdout: String::new(), exit_code }
 }
 
-fn document(command: &str, exit_code: i32, error: Value) -> String {
-    format!("{}\n", json!({ "command": command, "ok": false, "exit_code": exit_code, "error": error }))
+/// `output` as the one JSON document of `command`: `ok` when it carries no error.
+pub fn document(command: &str, exit_code: i32, output: Output) -> Rendered {
+    let output = Output { command: command.to_string(), ok: output.error.is_none(), exit_code, ..output };
+    Rendered { stdout: format!("{}\n", serde_json::to_string(&output).expect("outputs serialize")), exit_code }
 }
 
 fn error_code(error: &CommandError) -> i32 {
@@ -99,21 +88,6 @@ fn error_code(error: &CommandError) -> i32 {
         CommandError::InvalidInput(_) | CommandError::Refused(_) => EXIT_INVALID,
         CommandError::Failed(_) => EXIT_FAILED,
     }
-}
-
-fn error_json(error: &CommandError) -> Value {
-    match error {
-        CommandError::InvalidInput(f) => json!({ "kind": "invalid-input", "field": f.field, "message": f.message }),
-        CommandError::Refused(message) => json!({ "kind": "refused", "message": message }),
-        CommandError::Failed(f) => json!({
-            "kind": "failed", "step": f.step, "message": f.message,
-            "rollback": to_value(&f.rollback), "archive": f.archive,
-        }),
-    }
-}
-
-fn to_value(value: &impl Serialize) -> Value {
-    serde_json::to_value(value).expect("results serialize")
 }
 
 fn error_text(command: &str, error: &CommandError) -> String {

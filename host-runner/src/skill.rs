@@ -1,27 +1,20 @@
 //! Installing this tool as an OpenClaw skill: `<lead home>/skills/agent-provisioner/` with
-//! `SKILL.md`, the component, the templates it renders, and the binary (linked onto PATH,
-//! since OpenClaw only offers a skill whose `requires.bins` are found there).
+//! `SKILL.md` and the binary (linked onto PATH, since OpenClaw only offers a skill whose
+//! `requires.bins` are found there). Only what runs is installed: the binary embeds the
+//! component, and the component its templates.
 //!
 //! This is an operator action of the host itself, not sandboxed provisioning logic.
 
-use crate::engine::EMBEDDED_COMPONENT;
 use anyhow::{Context as _, Result, bail};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The files of the skill besides the binary: (path in the skill, contents).
-const FILES: [(&str, &[u8]); 10] = [
-    ("SKILL.md", include_bytes!("../../SKILL.md")),
-    ("agent-provisioner.wasm", EMBEDDED_COMPONENT),
-    ("templates/AGENTS.md", include_bytes!("../../templates/AGENTS.md")),
-    ("templates/TOOLS.md", include_bytes!("../../templates/TOOLS.md")),
-    ("templates/MEMORY.md", include_bytes!("../../templates/MEMORY.md")),
-    ("templates/BOOTSTRAP.md", include_bytes!("../../templates/BOOTSTRAP.md")),
-    ("templates/SOUL.md", include_bytes!("../../templates/SOUL.md")),
-    ("templates/USER.md", include_bytes!("../../templates/USER.md")),
-    ("templates/IDENTITY.md", include_bytes!("../../templates/IDENTITY.md")),
-    ("templates/HEARTBEAT.md", include_bytes!("../../templates/HEARTBEAT.md")),
-];
+const FILES: [(&str, &[u8]); 1] = [("SKILL.md", include_bytes!("../../SKILL.md"))];
+
+/// What earlier versions installed and nothing reads any more: removed by `install`,
+/// reported `leftover` by `check`.
+const LEFTOVERS: [&str; 2] = ["agent-provisioner.wasm", "templates"];
 
 /// Where the binary goes inside the skill.
 const BINARY: &str = "bin/agent-provisioner";
@@ -38,7 +31,8 @@ pub struct Skill {
 #[derive(Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Item {
     pub path: String,
-    /// `installed`, `updated`, `unchanged`, `missing`, `outdated`, `current`.
+    /// `installed`, `updated`, `unchanged`, `removed`, `missing`, `outdated`, `current`,
+    /// `leftover`.
     pub state: &'static str,
 }
 
@@ -69,10 +63,20 @@ impl Skill {
             }
             items.push(Item { path: path.display().to_string(), state });
         }
+        for path in self.leftovers() {
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.with_context(|| format!("removing {}, which this version no longer installs", path.display()))?;
+            items.push(Item { path: path.display().to_string(), state: "removed" });
+        }
         if let Some(bin_dir) = &self.bin_dir {
             items.push(self.link(bin_dir)?);
         }
         Ok(items)
+    }
+
+    /// What an earlier version left in the skill directory.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        LEFTOVERS.iter().map(|name| self.dir.join(name)).filter(|p| std::fs::symlink_metadata(p).is_ok()).collect()
     }
 
     /// Links `<bin_dir>/agent-provisioner` to the skill's binary. An existing file that is
@@ -110,6 +114,7 @@ impl Skill {
                 Item { path: path.display().to_string(), state }
             })
             .collect();
+        items.extend(self.leftovers().into_iter().map(|path| Item { path: path.display().to_string(), state: "leftover" }));
         if let Some(bin_dir) = &self.bin_dir {
             let link = bin_dir.join("agent-provisioner");
             let state = match std::fs::read_link(&link) {
@@ -153,6 +158,21 @@ mod tests {
         let updated: Vec<&str> = skill.install().unwrap().iter().map(|i| i.state).filter(|s| *s != "unchanged").collect();
         assert_eq!(updated, ["updated"]);
         assert_eq!(mode_of(&skill.dir.join(BINARY)), Some(0o755));
+    }
+
+    #[test]
+    fn what_an_earlier_version_installed_is_removed() {
+        let temp = tempfile::tempdir().unwrap();
+        let skill = Skill::new(&temp.path().join(".openclaw"), None);
+        std::fs::create_dir_all(skill.dir.join("templates")).unwrap();
+        std::fs::write(skill.dir.join("templates/USER.md"), "old").unwrap();
+        std::fs::write(skill.dir.join("agent-provisioner.wasm"), "old").unwrap();
+        let leftover: Vec<&str> = skill.check().unwrap().iter().map(|i| i.state).filter(|s| *s == "leftover").collect();
+        assert_eq!(leftover, ["leftover", "leftover"]);
+        let removed = skill.install().unwrap().into_iter().filter(|i| i.state == "removed").count();
+        assert_eq!(removed, 2);
+        assert!(!skill.dir.join("templates").exists() && !skill.dir.join("agent-provisioner.wasm").exists());
+        assert!(skill.check().unwrap().iter().all(|i| i.state == "current"));
     }
 
     #[test]

@@ -135,6 +135,15 @@ pub fn fake_openclaw(dir: &Path, mode: &str) -> PathBuf {
     path
 }
 
+/// The validator of the published JSON Schema of every command's `--json` output.
+pub fn output_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let text = std::fs::read_to_string(repo().join("schema/output.schema.json")).unwrap();
+        jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).expect("the schema compiles")
+    })
+}
+
 /// What one run of the binary did.
 pub struct Run {
     pub code: i32,
@@ -151,8 +160,14 @@ impl Run {
         }
     }
 
+    /// The `--json` document on stdout, checked against the published JSON Schema
+    /// (`schema/output.schema.json`): every test that reads one checks the contract.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        let value: Value = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr));
+        let problems: Vec<String> = output_schema().iter_errors(&value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(problems.is_empty(), "the output does not follow schema/output.schema.json: {problems:#?}\n{value:#}");
+        value
     }
 
     /// Panics with the output unless the exit code is `code`.
