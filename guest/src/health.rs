@@ -136,7 +136,7 @@ pub fn wait_healthy(
     label: &str,
     port: u16,
     layout: &SiblingLayout,
-    timing: &crate::commands::Timing,
+    timing: &crate::wit::Timing,
 ) -> Result<Healthy, String> {
     let started = caps.clock.monotonic_ms();
     let deadline = started + u64::from(timing.health_timeout_ms);
@@ -179,7 +179,7 @@ pub fn wait_healthy(
 }
 
 /// The Sesame line may follow the first 200 by a moment: look for a few intervals.
-fn wait_for_sesame(caps: &Caps, layout: &SiblingLayout, timing: &crate::commands::Timing) -> bool {
+fn wait_for_sesame(caps: &Caps, layout: &SiblingLayout, timing: &crate::wit::Timing) -> bool {
     for attempt in 0..6 {
         if sesame_authenticated(caps.files, layout) {
             return true;
@@ -195,7 +195,7 @@ fn wait_for_sesame(caps: &Caps, layout: &SiblingLayout, timing: &crate::commands
 mod tests {
     use super::*;
     use crate::caps::{HttpResponse, ServiceSpec, Services};
-    use crate::commands::Timing;
+    use crate::wit::Timing;
     use crate::testing::*;
     use std::cell::Cell;
 

@@ -1,13 +1,13 @@
 //! Lifecycle commands for a registered sibling: start, stop, restart, deprovision.
 
+use crate::archive::archive_and_remove;
 use crate::caps::{Caps, Level, RunState, ServiceError};
-use crate::commands::{CommandError, Context, Failure, FieldError, LifecycleOutcome, RollbackStep};
 use crate::health;
 use crate::layout::{LeadLayout, SiblingLayout};
-use crate::provision::{archive_and_remove, retry_policy};
 use crate::registry::{Member, Registry};
 use crate::sesame::{Call, Sesame};
 use crate::task;
+use crate::wit::{CommandError, Context, Failure, FieldError, LifecycleOutcome, RollbackStep};
 
 /// How long a stopped gateway may take to release its port.
 const PORT_CLOSE_TIMEOUT_MS: u64 = 15_000;
@@ -149,7 +149,7 @@ fn deprovision(
     match caps.files.metadata(&home) {
         Ok(Some(_)) => {
             caps.progress.emit(Level::Step, &format!("archiving {home}"));
-            let archived = archive_and_remove(caps, ctx, &member.handle, &home)
+            let archived = archive_and_remove(caps, &ctx.home, &member.handle, &home)
                 .map_err(|e| failed("archive", e, done.clone()))?;
             outcome.archived = Some(archived.stats);
             outcome.archive = Some(archived.path);
@@ -161,7 +161,7 @@ fn deprovision(
     registry
         .save(caps.files, &LeadLayout::new(&ctx.lead_home))
         .map_err(|e| failed("registry", e, done.clone()))?;
-    let sesame = Sesame::new(caps.http, caps.clock, caps.progress, &ctx.api_url, retry_policy(ctx));
+    let sesame = Sesame::for_context(caps, ctx);
     let call = Call::SetMemberStatus {
         family_id: member.family_id.clone(),
         principal_id: member.principal_id.clone(),

@@ -6,7 +6,7 @@
 //! and never quote a key.
 
 use crate::caps::{EntryKind, Files, FsError};
-use crate::commands::FieldError;
+use crate::wit::FieldError;
 use crate::secret::Secret;
 use naming::describe_char;
 use serde_json::{Map, Value};
