@@ -231,3 +231,6 @@ impl<'a> Run<'a> {
         unreported
     }
 }
+
+#[cfg(test)]
+mod tests;
