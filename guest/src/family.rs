@@ -138,3 +138,6 @@ fn summary(siblings: &[SiblingHealth], host: &str) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests;

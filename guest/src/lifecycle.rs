@@ -173,3 +173,6 @@ fn deprovision(
     outcome.state = RunState::NotInstalled;
     Ok(outcome)
 }
+
+#[cfg(test)]
+mod tests;

@@ -105,3 +105,6 @@ impl<'a> PhaseTimer<'a> {
         self.phases
     }
 }
+
+#[cfg(test)]
+mod tests;

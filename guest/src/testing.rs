@@ -16,6 +16,11 @@ impl Timeline {
         self.0.borrow_mut().push(entry);
     }
 
+    /// Forgets the entries so far (a fixture's own setup).
+    pub fn clear(&self) {
+        self.0.borrow_mut().clear();
+    }
+
     /// Every entry so far.
     pub fn entries(&self) -> Vec<String> {
         self.0.borrow().clone()
