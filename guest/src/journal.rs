@@ -68,7 +68,7 @@ pub struct Journal {
 }
 
 /// `<lead home>/agent-provisioner/journal`.
-pub fn dir(lead: &LeadLayout) -> String {
+fn dir(lead: &LeadLayout) -> String {
     join(&lead.provisioner_dir, "journal")
 }
 

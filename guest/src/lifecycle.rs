@@ -34,7 +34,7 @@ impl Action {
 }
 
 /// Finds `handle` in the registry, refusing the lead, unknown handles and a corrupt registry.
-pub fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<(Registry, Member), CommandError> {
+fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<(Registry, Member), CommandError> {
     task::validate_handle(handle, &[])
         .map_err(|message| CommandError::InvalidInput(FieldError { field: "handle".into(), message }))?;
     if ctx.lead_handles.iter().any(|h| h == handle) {
