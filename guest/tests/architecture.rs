@@ -157,10 +157,9 @@ fn strip_test_items(code: &str) -> (String, Vec<String>) {
         let end = if chars.get(item_end) == Some(&'{') { matching_brace(&chars, item_end) } else { item_end + 1 };
         let header: String = chars[at + marker.len()..item_end].iter().collect();
         let words: Vec<&str> = header.split_whitespace().collect();
-        if chars.get(item_end) == Some(&';') {
-            if let Some(pos) = words.iter().position(|w| *w == "mod") {
-                test_mods.push(words[pos + 1].to_string());
-            }
+        let declared_mod = words.iter().position(|w| *w == "mod").filter(|_| chars.get(item_end) == Some(&';'));
+        if let Some(pos) = declared_mod {
+            test_mods.push(words[pos + 1].to_string());
         }
         for c in &mut chars[at..end.min(code.chars().count())] {
             if *c != '\n' {

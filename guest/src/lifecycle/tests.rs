@@ -13,8 +13,7 @@ const ROOT: &str = "/h/.openclaw-nova";
 /// A lead with `nova` registered, installed and running on 18930.
 fn family(http: FakeHttp) -> World {
     let world = World::lead(http);
-    let mut registry = Registry::default();
-    registry.version = 1;
+    let mut registry = Registry { version: 1, siblings: vec![] };
     registry.upsert(member("nova", 18930));
     registry.save(&world.fs, &LeadLayout::new(LEAD_HOME)).unwrap();
     world.fs.add_file(&format!("{ROOT}/openclaw.json"), "{}");
