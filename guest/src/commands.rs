@@ -7,7 +7,7 @@ use crate::wit::{
     CommandError, Context, FamilyMember, HealthReport, HealthRequest, LifecycleOutcome, PortReport, ProvisionOutcome, ProvisionPlan,
     ProvisionRequest, RollbackOutcome,
 };
-use crate::{family, plan, provision as provisioning, rollback as rolling_back};
+use crate::{family, plan};
 
 /// Validates the task and returns the plan; changes nothing.
 pub fn plan(caps: Caps, ctx: &Context, request: &ProvisionRequest) -> Result<ProvisionPlan, CommandError> {
@@ -16,12 +16,12 @@ pub fn plan(caps: Caps, ctx: &Context, request: &ProvisionRequest) -> Result<Pro
 
 /// Provisions a sibling, or rolls back completely.
 pub fn provision(caps: Caps, ctx: &Context, request: &ProvisionRequest) -> Result<ProvisionOutcome, CommandError> {
-    provisioning::provision(&caps, ctx, request)
+    crate::provision::provision(&caps, ctx, request)
 }
 
 /// Undoes an interrupted provision from its journal.
 pub fn rollback(caps: Caps, ctx: &Context, handle: &str) -> Result<RollbackOutcome, CommandError> {
-    rolling_back::rollback_interrupted(&caps, ctx, handle)
+    crate::rollback::rollback_interrupted(&caps, ctx, handle)
 }
 
 /// Starts a registered sibling and waits until it is healthy.

@@ -50,12 +50,7 @@ fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<(Registry, Mem
 /// Runs `action` on the registered sibling `handle`.
 pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<LifecycleOutcome, CommandError> {
     let (mut registry, member) = registered(caps, ctx, handle)?;
-    let layout = SiblingLayout::new(&ctx.home, handle);
     let label = &member.label();
-    let failed = |step: &str, message: String, rollback: Vec<RollbackStep>| {
-        CommandError::Failed(Failure { step: step.into(), message, rollback, archive: None })
-    };
-    let service = |result: Result<(), ServiceError>, step: &str| result.map_err(|e| failed(step, format!("{label}: {}", e.message()), vec![]));
     let mut outcome = LifecycleOutcome {
         handle: handle.into(),
         label: label.into(),
@@ -68,28 +63,12 @@ pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<L
         warnings: vec![],
     };
     match action {
-        Action::Stop => {
-            service(caps.services.stop(label), "stop")?;
-            wait_port_closed(caps, member.port).map_err(|m| failed("stop", m, vec![]))?;
-        }
-        Action::Start | Action::Restart => {
-            if action == Action::Restart {
-                caps.progress.emit(Level::Step, &format!("stopping {label}"));
-                service(caps.services.stop(label), "restart")?;
-                wait_port_closed(caps, member.port).map_err(|m| failed("restart", m, vec![]))?;
-            }
-            caps.progress.emit(Level::Step, &format!("starting {label}"));
-            service(caps.services.start(label), action.name())?;
-            if let Err(why) = health::wait_healthy(caps, label, member.port, &layout, &ctx.timing) {
-                // Never leave a gateway that does not come up crash-looping.
-                let stopped = caps.services.stop(label);
-                let step = RollbackStep {
-                    action: "stop the service".into(),
-                    ok: stopped.is_ok(),
-                    detail: stopped.map(|_| format!("{label} stopped")).unwrap_or_else(|e| e.message()),
-                };
-                return Err(failed("health", why, vec![step]));
-            }
+        Action::Stop => stop(caps, &member, "stop")?,
+        Action::Start => start(caps, ctx, &member, action)?,
+        Action::Restart => {
+            caps.progress.emit(Level::Step, &format!("stopping {label}"));
+            stop(caps, &member, "restart")?;
+            start(caps, ctx, &member, action)?;
         }
         Action::Deprovision => return deprovision(caps, ctx, &mut registry, &member, outcome),
     }
@@ -101,6 +80,35 @@ pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<L
         outcome.warnings.push(e);
     }
     Ok(outcome)
+}
+
+/// The failure of `step`, with what was undone.
+fn failed(step: &str, message: String, rollback: Vec<RollbackStep>) -> CommandError {
+    CommandError::Failed(Failure { step: step.into(), message, rollback, archive: None })
+}
+
+/// Stops `member`'s service and waits until its port is free (`step` names a failure).
+fn stop(caps: &Caps, member: &Member, step: &str) -> Result<(), CommandError> {
+    let label = &member.label();
+    caps.services.stop(label).map_err(|e| failed(step, format!("{label}: {}", e.message()), vec![]))?;
+    wait_port_closed(caps, member.port).map_err(|m| failed(step, m, vec![]))
+}
+
+/// Starts `member`'s service and waits until its gateway is healthy; stops it again
+/// when it does not come up, so it is never left crash-looping.
+fn start(caps: &Caps, ctx: &Context, member: &Member, action: Action) -> Result<(), CommandError> {
+    let label = &member.label();
+    caps.progress.emit(Level::Step, &format!("starting {label}"));
+    caps.services.start(label).map_err(|e| failed(action.name(), format!("{label}: {}", e.message()), vec![]))?;
+    let layout = SiblingLayout::new(&ctx.home, &member.handle);
+    let Err(why) = health::wait_healthy(caps, label, member.port, &layout, &ctx.timing) else { return Ok(()) };
+    let stopped = caps.services.stop(label);
+    let step = RollbackStep {
+        action: "stop the service".into(),
+        ok: stopped.is_ok(),
+        detail: stopped.map(|_| format!("{label} stopped")).unwrap_or_else(|e| e.message()),
+    };
+    Err(failed("health", why, vec![step]))
 }
 
 /// Waits until nothing listens on `port` any more.
@@ -132,9 +140,6 @@ fn deprovision(
 ) -> Result<LifecycleOutcome, CommandError> {
     let label = &member.label();
     let home = member.home(&ctx.home);
-    let failed = |step: &str, message: String, done: Vec<RollbackStep>| {
-        CommandError::Failed(Failure { step: step.into(), message, rollback: done, archive: None })
-    };
     let mut done = Vec::new();
     caps.progress.emit(Level::Step, &format!("stopping and removing {label}"));
     match caps.services.stop(label) {
