@@ -1,5 +1,5 @@
 //! The types of the WIT world (`wit/provisioner.wit`), in one place: everything outside
-//! [`crate::component`] names WIT records through this module, never through `bindings`.
+//! `component.rs` names WIT records through this module, never through `bindings`.
 
 pub use crate::bindings::exports::openclaw::provisioner::commands::*;
 pub use crate::bindings::openclaw::provisioner::fs::{EntryKind, EntryMeta, TreeStats};
