@@ -5,13 +5,9 @@
 //! they are implemented by `crate::component` over the imports; in unit tests by the
 //! in-memory fakes of `crate::testing`.
 
-pub use crate::bindings::openclaw::provisioner::fs::{EntryKind, EntryMeta, TreeStats};
-pub use crate::bindings::openclaw::provisioner::progress::Level;
-pub use crate::bindings::openclaw::provisioner::service::{
-    Installed, RunState, ServiceError, ServiceSpec, ServiceStatus,
-};
-pub use crate::bindings::openclaw::provisioner::types::{
-    CredentialLayout, FsError, ServiceBackend,
+pub use crate::wit::{
+    CredentialLayout, EntryKind, EntryMeta, FsError, Installed, Level, RunState, ServiceBackend, ServiceError, ServiceSpec,
+    ServiceStatus, TreeStats,
 };
 
 /// Files, confined by the host to its grants. Paths are absolute host paths.

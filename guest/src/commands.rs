@@ -1,28 +1,47 @@
-//! The exported commands, over [`Caps`].
+//! The exported commands over [`Caps`], one function per export of the `commands`
+//! interface: each hands its request to the module that does the work.
 
-pub use crate::bindings::exports::openclaw::provisioner::commands::*;
 use crate::caps::Caps;
 use crate::lifecycle::{self, Action};
-use crate::{family, plan, provision as provisioning};
+use crate::wit::{
+    CommandError, Context, FamilyMember, HealthReport, HealthRequest, LifecycleOutcome, PortReport, ProvisionOutcome, ProvisionPlan,
+    ProvisionRequest, RollbackOutcome,
+};
+use crate::{family, plan};
 
 /// Validates the task and returns the plan; changes nothing.
 pub fn plan(caps: Caps, ctx: &Context, request: &ProvisionRequest) -> Result<ProvisionPlan, CommandError> {
-    Ok(plan::to_record(&plan::build(&caps, ctx, request)?, ctx))
+    Ok(plan::build(&caps, ctx, request)?.to_record(ctx))
 }
 
 /// Provisions a sibling, or rolls back completely.
 pub fn provision(caps: Caps, ctx: &Context, request: &ProvisionRequest) -> Result<ProvisionOutcome, CommandError> {
-    provisioning::provision(&caps, ctx, request)
+    crate::provision::provision(&caps, ctx, request)
 }
 
 /// Undoes an interrupted provision from its journal.
 pub fn rollback(caps: Caps, ctx: &Context, handle: &str) -> Result<RollbackOutcome, CommandError> {
-    provisioning::rollback_interrupted(&caps, ctx, handle)
+    crate::rollback::rollback_interrupted(&caps, ctx, handle)
 }
 
-/// Starts, stops, restarts or deprovisions a registered sibling.
-pub fn lifecycle(caps: Caps, ctx: &Context, action: Action, handle: &str) -> Result<LifecycleOutcome, CommandError> {
-    lifecycle::run(&caps, ctx, action, handle)
+/// Starts a registered sibling and waits until it is healthy.
+pub fn start(caps: Caps, ctx: &Context, handle: &str) -> Result<LifecycleOutcome, CommandError> {
+    lifecycle::run(&caps, ctx, Action::Start, handle)
+}
+
+/// Stops a registered sibling and waits until its port is free.
+pub fn stop(caps: Caps, ctx: &Context, handle: &str) -> Result<LifecycleOutcome, CommandError> {
+    lifecycle::run(&caps, ctx, Action::Stop, handle)
+}
+
+/// Stops and starts a registered sibling.
+pub fn restart(caps: Caps, ctx: &Context, handle: &str) -> Result<LifecycleOutcome, CommandError> {
+    lifecycle::run(&caps, ctx, Action::Restart, handle)
+}
+
+/// Removes a registered sibling: service, home (archived), registry entry.
+pub fn deprovision(caps: Caps, ctx: &Context, handle: &str) -> Result<LifecycleOutcome, CommandError> {
+    lifecycle::run(&caps, ctx, Action::Deprovision, handle)
 }
 
 /// Checks every registered sibling.

@@ -1,11 +1,10 @@
 //! The thin adapter between the WIT world and the logic: capability traits over the
-//! imports, and the `commands` export over [`crate::commands`].
+//! imports, and the `commands` export over [`crate::commands`], one function per export.
 
-use crate::bindings::exports::openclaw::provisioner::commands as wit;
 use crate::bindings::openclaw::provisioner::{fs, ports, progress, service};
 use crate::caps::*;
 use crate::commands;
-use crate::lifecycle::Action;
+use crate::wit;
 use waki::bindings::wasi::http::outgoing_handler;
 use waki::bindings::wasi::http::types::{
     ErrorCode, FutureIncomingResponse, Headers, Method as WasiMethod, OutgoingBody,
@@ -238,16 +237,16 @@ impl wit::Guest for Component {
         commands::provision(caps(), &ctx, &request)
     }
     fn start(ctx: wit::Context, handle: String) -> Result<wit::LifecycleOutcome, wit::CommandError> {
-        commands::lifecycle(caps(), &ctx, Action::Start, &handle)
+        commands::start(caps(), &ctx, &handle)
     }
     fn stop(ctx: wit::Context, handle: String) -> Result<wit::LifecycleOutcome, wit::CommandError> {
-        commands::lifecycle(caps(), &ctx, Action::Stop, &handle)
+        commands::stop(caps(), &ctx, &handle)
     }
     fn restart(ctx: wit::Context, handle: String) -> Result<wit::LifecycleOutcome, wit::CommandError> {
-        commands::lifecycle(caps(), &ctx, Action::Restart, &handle)
+        commands::restart(caps(), &ctx, &handle)
     }
     fn deprovision(ctx: wit::Context, handle: String) -> Result<wit::LifecycleOutcome, wit::CommandError> {
-        commands::lifecycle(caps(), &ctx, Action::Deprovision, &handle)
+        commands::deprovision(caps(), &ctx, &handle)
     }
     fn health(ctx: wit::Context, request: wit::HealthRequest) -> Result<wit::HealthReport, wit::CommandError> {
         commands::health(caps(), &ctx, &request)

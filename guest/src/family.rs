@@ -2,13 +2,12 @@
 //! and the health check every sibling gets on the lead's heartbeat.
 
 use crate::caps::{Caps, RunState, ServiceStatus};
-use crate::commands::{CommandError, Context, FamilyMember, HealthReport, HealthRequest, PortClaim, PortReport, SiblingHealth};
 use crate::health;
 use crate::layout::{LeadLayout, SiblingLayout};
 use crate::port_plan;
-use crate::provision::retry_policy;
 use crate::registry::{Member, Registry};
 use crate::sesame::{Call, Sesame};
+use crate::wit::{CommandError, Context, FamilyMember, HealthReport, HealthRequest, PortClaim, PortReport, SiblingHealth};
 use std::collections::BTreeSet;
 
 fn load(caps: &Caps, ctx: &Context) -> Result<Registry, CommandError> {
@@ -111,7 +110,7 @@ pub fn health(caps: &Caps, ctx: &Context, request: &HealthRequest) -> Result<Hea
         .collect();
     let mut unreported = Vec::new();
     if request.report {
-        let sesame = Sesame::new(caps.http, caps.clock, caps.progress, &ctx.api_url, retry_policy(ctx));
+        let sesame = Sesame::for_context(caps, ctx);
         for (m, h) in registry.siblings.iter().zip(&siblings) {
             let status = if h.healthy { "online" } else { "error" };
             let call = Call::SetMemberStatus { family_id: m.family_id.clone(), principal_id: m.principal_id.clone(), status };
@@ -139,3 +138,6 @@ fn summary(siblings: &[SiblingHealth], host: &str) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests;

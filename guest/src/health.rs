@@ -24,7 +24,7 @@ pub struct Probe {
 }
 
 /// `http://127.0.0.1:<port><path>`.
-pub fn url(port: u16, path: &str) -> String {
+fn url(port: u16, path: &str) -> String {
     format!("http://127.0.0.1:{port}{path}")
 }
 
@@ -55,7 +55,7 @@ fn describe(response: Result<crate::caps::HttpResponse, HttpError>, millis: u64)
 }
 
 /// The end of a log file without terminal colour codes (empty when unreadable).
-pub fn log_tail(files: &dyn Files, path: &str) -> String {
+fn log_tail(files: &dyn Files, path: &str) -> String {
     let bytes = files.read(path).unwrap_or_default();
     let start = bytes.len().saturating_sub(LOG_TAIL_BYTES);
     strip_ansi(&String::from_utf8_lossy(&bytes[start..]))
@@ -89,7 +89,7 @@ pub fn sesame_authenticated(files: &dyn Files, layout: &SiblingLayout) -> bool {
 
 /// The spec's diagnosis of a gateway that did not come up, most likely cause first:
 /// port conflict, missing provider key, invalid config, missing extension.
-pub fn diagnose(files: &dyn Files, layout: &SiblingLayout, port: u16, exit_code: Option<i32>) -> String {
+fn diagnose(files: &dyn Files, layout: &SiblingLayout, port: u16, exit_code: Option<i32>) -> String {
     let stderr = log_tail(files, &layout.stderr_log);
     let lower = stderr.to_lowercase();
     let exited = exit_code.map(|c| format!("the gateway exited with code {c}")).unwrap_or_else(|| "the gateway".into());
@@ -136,7 +136,7 @@ pub fn wait_healthy(
     label: &str,
     port: u16,
     layout: &SiblingLayout,
-    timing: &crate::commands::Timing,
+    timing: &crate::wit::Timing,
 ) -> Result<Healthy, String> {
     let started = caps.clock.monotonic_ms();
     let deadline = started + u64::from(timing.health_timeout_ms);
@@ -179,7 +179,7 @@ pub fn wait_healthy(
 }
 
 /// The Sesame line may follow the first 200 by a moment: look for a few intervals.
-fn wait_for_sesame(caps: &Caps, layout: &SiblingLayout, timing: &crate::commands::Timing) -> bool {
+fn wait_for_sesame(caps: &Caps, layout: &SiblingLayout, timing: &crate::wit::Timing) -> bool {
     for attempt in 0..6 {
         if sesame_authenticated(caps.files, layout) {
             return true;
@@ -195,7 +195,7 @@ fn wait_for_sesame(caps: &Caps, layout: &SiblingLayout, timing: &crate::commands
 mod tests {
     use super::*;
     use crate::caps::{HttpResponse, ServiceSpec, Services};
-    use crate::commands::Timing;
+    use crate::wit::Timing;
     use crate::testing::*;
     use std::cell::Cell;
 

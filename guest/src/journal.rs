@@ -5,10 +5,43 @@
 
 use crate::caps::{Files, FsError};
 use crate::layout::{LeadLayout, join};
+use crate::task::Task;
 use serde::{Deserialize, Serialize};
 
-/// The steps of a provision, in order.
-pub const STEPS: [&str; 6] = ["config", "workspace", "vault", "service", "health", "report"];
+/// A step of a provision. Journals name steps by their serde names (`"config"`...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    Config,
+    Workspace,
+    Vault,
+    Service,
+    Health,
+    Report,
+}
+
+impl Step {
+    /// The steps a failure rolls back, in order; `Report` follows them.
+    pub const UNDONE_ON_FAILURE: [Step; 5] = [Step::Config, Step::Workspace, Step::Vault, Step::Service, Step::Health];
+
+    /// The name in journals and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Config => "config",
+            Step::Workspace => "workspace",
+            Step::Vault => "vault",
+            Step::Service => "service",
+            Step::Health => "health",
+            Step::Report => "report",
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// What an interrupted provision needs to be undone or finished. No secrets. The home
 /// and service label are derived from the handle, never read back (older journals'
@@ -25,9 +58,9 @@ pub struct Journal {
     pub vault_id: Option<String>,
     pub started_at: String,
     /// Steps completed, in order.
-    pub done: Vec<String>,
+    pub done: Vec<Step>,
     /// The step under way when the journal was last written; its effects may be partial.
-    pub current: Option<String>,
+    pub current: Option<Step>,
     /// Report calls Sesame accepted (`METHOD /path`), so a resumed provision does not
     /// post the task activity or the welcome message twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -35,7 +68,7 @@ pub struct Journal {
 }
 
 /// `<lead home>/agent-provisioner/journal`.
-pub fn dir(lead: &LeadLayout) -> String {
+fn dir(lead: &LeadLayout) -> String {
     join(&lead.provisioner_dir, "journal")
 }
 
@@ -45,6 +78,23 @@ pub fn path(lead: &LeadLayout, handle: &str) -> String {
 }
 
 impl Journal {
+    /// The journal a new provision of `task` on `port` starts with.
+    pub fn start(task: &Task, port: u16, started_at: String) -> Journal {
+        Journal {
+            handle: task.handle.clone(),
+            principal_id: task.principal_id.clone(),
+            family_id: task.family_id.clone(),
+            port,
+            task_id: task.task_id.clone(),
+            onboarding_channel_id: task.onboarding_channel_id.clone(),
+            vault_id: None,
+            started_at,
+            done: Vec::new(),
+            current: None,
+            reported: Vec::new(),
+        }
+    }
+
     /// The journal of `handle`, if a provision of it was interrupted.
     pub fn load(files: &dyn Files, lead: &LeadLayout, handle: &str) -> Result<Option<Journal>, String> {
         let path = path(lead, handle);
@@ -75,15 +125,15 @@ impl Journal {
     }
 
     /// Records that `step` starts.
-    pub fn begin(&mut self, step: &str, files: &dyn Files, lead: &LeadLayout) -> Result<(), String> {
-        self.current = Some(step.to_string());
+    pub fn begin(&mut self, step: Step, files: &dyn Files, lead: &LeadLayout) -> Result<(), String> {
+        self.current = Some(step);
         self.save(files, lead)
     }
 
     /// Records that `step` is done.
-    pub fn finish(&mut self, step: &str, files: &dyn Files, lead: &LeadLayout) -> Result<(), String> {
+    pub fn finish(&mut self, step: Step, files: &dyn Files, lead: &LeadLayout) -> Result<(), String> {
         if !self.is_done(step) {
-            self.done.push(step.to_string());
+            self.done.push(step);
         }
         self.current = None;
         self.save(files, lead)
@@ -95,8 +145,9 @@ impl Journal {
         self.save(files, lead)
     }
 
-    pub fn is_done(&self, step: &str) -> bool {
-        self.done.iter().any(|s| s == step)
+    /// Whether `step` completed.
+    pub fn is_done(&self, step: Step) -> bool {
+        self.done.contains(&step)
     }
 
     /// Where it stopped, in words: `vault (under way)` or `after health`.
@@ -136,16 +187,67 @@ mod tests {
         let lead = LeadLayout::new("/h/.openclaw");
         let mut j = journal();
         assert_eq!(Journal::load(&fs, &lead, "nova").unwrap(), None);
-        j.begin("config", &fs, &lead).unwrap();
+        j.begin(Step::Config, &fs, &lead).unwrap();
         assert_eq!(Journal::load(&fs, &lead, "nova").unwrap().unwrap().position(), "config (under way)");
-        j.finish("config", &fs, &lead).unwrap();
-        j.finish("config", &fs, &lead).unwrap();
+        j.finish(Step::Config, &fs, &lead).unwrap();
+        j.finish(Step::Config, &fs, &lead).unwrap();
         let loaded = Journal::load(&fs, &lead, "nova").unwrap().unwrap();
-        assert_eq!((loaded.done.clone(), loaded.position()), (vec!["config".to_string()], "after config".to_string()));
+        assert_eq!((loaded.done.clone(), loaded.position()), (vec![Step::Config], "after config".to_string()));
         assert_eq!(fs.mode(&path(&lead, "nova")), Some(0o600));
         assert!(fs.log.borrow().iter().any(|l| l.starts_with("write /h/.openclaw/agent-provisioner/journal/nova.json")));
         j.remove(&fs, &lead).unwrap();
         assert_eq!(Journal::load(&fs, &lead, "nova").unwrap(), None);
+    }
+
+    /// A journal exactly as the previous version (steps as strings) wrote it, with the
+    /// `ocHome`/`label` fields older ones had.
+    const PREVIOUS_FORMAT: &str = r#"{
+  "handle": "nova",
+  "principalId": "p",
+  "familyId": "f",
+  "port": 18930,
+  "taskId": "t",
+  "onboardingChannelId": null,
+  "vaultId": "v-1",
+  "startedAt": "2026-11-25T10:20:30Z",
+  "done": [
+    "config",
+    "workspace",
+    "vault",
+    "service",
+    "health"
+  ],
+  "current": "report",
+  "reported": [
+    "PATCH /families/f/members/p"
+  ],
+  "ocHome": "/h/.openclaw-nova",
+  "label": "com.openclaw.nova"
+}"#;
+
+    #[test]
+    fn journals_of_the_previous_version_load_and_are_written_the_same_way() {
+        let fs = MemFs::new();
+        let lead = LeadLayout::new("/h/.openclaw");
+        fs.add_file(&path(&lead, "nova"), PREVIOUS_FORMAT);
+        let loaded = Journal::load(&fs, &lead, "nova").unwrap().unwrap();
+        assert_eq!(loaded.done, Step::UNDONE_ON_FAILURE);
+        assert_eq!((loaded.current, loaded.position()), (Some(Step::Report), "report (under way)".to_string()));
+        assert_eq!(loaded.reported, ["PATCH /families/f/members/p"]);
+        let written: serde_json::Value = serde_json::to_value(&loaded).unwrap();
+        let mut previous: serde_json::Value = serde_json::from_str(PREVIOUS_FORMAT).unwrap();
+        let old = previous.as_object_mut().unwrap();
+        old.remove("ocHome");
+        old.remove("label");
+        assert_eq!(written, previous, "the old code reads what this version writes");
+    }
+
+    #[test]
+    fn an_unknown_step_makes_the_journal_corrupt() {
+        let fs = MemFs::new();
+        let lead = LeadLayout::new("/h/.openclaw");
+        fs.add_file(&path(&lead, "nova"), &PREVIOUS_FORMAT.replace("\"current\": \"report\"", "\"current\": \"teleport\""));
+        assert!(Journal::load(&fs, &lead, "nova").unwrap_err().contains("corrupt"));
     }
 
     #[test]

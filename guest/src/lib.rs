@@ -10,10 +10,12 @@ pub mod bindings {
     wit_bindgen::generate!({ path: "../wit", world: "provisioner", generate_all });
 }
 
+pub mod archive;
 pub mod caps;
-pub mod config;
 pub mod commands;
+pub mod config;
 pub mod family;
+pub mod file_ops;
 pub mod health;
 pub mod journal;
 pub mod layout;
@@ -22,11 +24,13 @@ pub mod lifecycle;
 pub mod plan;
 pub mod port_plan;
 pub mod provision;
-pub mod sesame;
 pub mod registry;
+pub mod rollback;
 pub mod secret;
+pub mod sesame;
 pub mod task;
 pub mod timestamp;
+pub mod wit;
 pub mod workspace;
 
 #[cfg(target_arch = "wasm32")]

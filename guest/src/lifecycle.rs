@@ -1,13 +1,13 @@
 //! Lifecycle commands for a registered sibling: start, stop, restart, deprovision.
 
+use crate::archive::archive_and_remove;
 use crate::caps::{Caps, Level, RunState, ServiceError};
-use crate::commands::{CommandError, Context, Failure, FieldError, LifecycleOutcome, RollbackStep};
 use crate::health;
 use crate::layout::{LeadLayout, SiblingLayout};
-use crate::provision::{archive_and_remove, retry_policy};
 use crate::registry::{Member, Registry};
 use crate::sesame::{Call, Sesame};
 use crate::task;
+use crate::wit::{CommandError, Context, Failure, FieldError, LifecycleOutcome, RollbackStep};
 
 /// How long a stopped gateway may take to release its port.
 const PORT_CLOSE_TIMEOUT_MS: u64 = 15_000;
@@ -34,7 +34,7 @@ impl Action {
 }
 
 /// Finds `handle` in the registry, refusing the lead, unknown handles and a corrupt registry.
-pub fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<(Registry, Member), CommandError> {
+fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<(Registry, Member), CommandError> {
     task::validate_handle(handle, &[])
         .map_err(|message| CommandError::InvalidInput(FieldError { field: "handle".into(), message }))?;
     if ctx.lead_handles.iter().any(|h| h == handle) {
@@ -50,12 +50,7 @@ pub fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<(Registry,
 /// Runs `action` on the registered sibling `handle`.
 pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<LifecycleOutcome, CommandError> {
     let (mut registry, member) = registered(caps, ctx, handle)?;
-    let layout = SiblingLayout::new(&ctx.home, handle);
     let label = &member.label();
-    let failed = |step: &str, message: String, rollback: Vec<RollbackStep>| {
-        CommandError::Failed(Failure { step: step.into(), message, rollback, archive: None })
-    };
-    let service = |result: Result<(), ServiceError>, step: &str| result.map_err(|e| failed(step, format!("{label}: {}", e.message()), vec![]));
     let mut outcome = LifecycleOutcome {
         handle: handle.into(),
         label: label.into(),
@@ -68,28 +63,12 @@ pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<L
         warnings: vec![],
     };
     match action {
-        Action::Stop => {
-            service(caps.services.stop(label), "stop")?;
-            wait_port_closed(caps, member.port).map_err(|m| failed("stop", m, vec![]))?;
-        }
-        Action::Start | Action::Restart => {
-            if action == Action::Restart {
-                caps.progress.emit(Level::Step, &format!("stopping {label}"));
-                service(caps.services.stop(label), "restart")?;
-                wait_port_closed(caps, member.port).map_err(|m| failed("restart", m, vec![]))?;
-            }
-            caps.progress.emit(Level::Step, &format!("starting {label}"));
-            service(caps.services.start(label), action.name())?;
-            if let Err(why) = health::wait_healthy(caps, label, member.port, &layout, &ctx.timing) {
-                // Never leave a gateway that does not come up crash-looping.
-                let stopped = caps.services.stop(label);
-                let step = RollbackStep {
-                    action: "stop the service".into(),
-                    ok: stopped.is_ok(),
-                    detail: stopped.map(|_| format!("{label} stopped")).unwrap_or_else(|e| e.message()),
-                };
-                return Err(failed("health", why, vec![step]));
-            }
+        Action::Stop => stop(caps, &member, "stop")?,
+        Action::Start => start(caps, ctx, &member, action)?,
+        Action::Restart => {
+            caps.progress.emit(Level::Step, &format!("stopping {label}"));
+            stop(caps, &member, "restart")?;
+            start(caps, ctx, &member, action)?;
         }
         Action::Deprovision => return deprovision(caps, ctx, &mut registry, &member, outcome),
     }
@@ -101,6 +80,35 @@ pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<L
         outcome.warnings.push(e);
     }
     Ok(outcome)
+}
+
+/// The failure of `step`, with what was undone.
+fn failed(step: &str, message: String, rollback: Vec<RollbackStep>) -> CommandError {
+    CommandError::Failed(Failure { step: step.into(), message, rollback, archive: None })
+}
+
+/// Stops `member`'s service and waits until its port is free (`step` names a failure).
+fn stop(caps: &Caps, member: &Member, step: &str) -> Result<(), CommandError> {
+    let label = &member.label();
+    caps.services.stop(label).map_err(|e| failed(step, format!("{label}: {}", e.message()), vec![]))?;
+    wait_port_closed(caps, member.port).map_err(|m| failed(step, m, vec![]))
+}
+
+/// Starts `member`'s service and waits until its gateway is healthy; stops it again
+/// when it does not come up, so it is never left crash-looping.
+fn start(caps: &Caps, ctx: &Context, member: &Member, action: Action) -> Result<(), CommandError> {
+    let label = &member.label();
+    caps.progress.emit(Level::Step, &format!("starting {label}"));
+    caps.services.start(label).map_err(|e| failed(action.name(), format!("{label}: {}", e.message()), vec![]))?;
+    let layout = SiblingLayout::new(&ctx.home, &member.handle);
+    let Err(why) = health::wait_healthy(caps, label, member.port, &layout, &ctx.timing) else { return Ok(()) };
+    let stopped = caps.services.stop(label);
+    let step = RollbackStep {
+        action: "stop the service".into(),
+        ok: stopped.is_ok(),
+        detail: stopped.map(|_| format!("{label} stopped")).unwrap_or_else(|e| e.message()),
+    };
+    Err(failed("health", why, vec![step]))
 }
 
 /// Waits until nothing listens on `port` any more.
@@ -132,9 +140,6 @@ fn deprovision(
 ) -> Result<LifecycleOutcome, CommandError> {
     let label = &member.label();
     let home = member.home(&ctx.home);
-    let failed = |step: &str, message: String, done: Vec<RollbackStep>| {
-        CommandError::Failed(Failure { step: step.into(), message, rollback: done, archive: None })
-    };
     let mut done = Vec::new();
     caps.progress.emit(Level::Step, &format!("stopping and removing {label}"));
     match caps.services.stop(label) {
@@ -149,7 +154,7 @@ fn deprovision(
     match caps.files.metadata(&home) {
         Ok(Some(_)) => {
             caps.progress.emit(Level::Step, &format!("archiving {home}"));
-            let archived = archive_and_remove(caps, ctx, &member.handle, &home)
+            let archived = archive_and_remove(caps, &ctx.home, &member.handle, &home)
                 .map_err(|e| failed("archive", e, done.clone()))?;
             outcome.archived = Some(archived.stats);
             outcome.archive = Some(archived.path);
@@ -161,7 +166,7 @@ fn deprovision(
     registry
         .save(caps.files, &LeadLayout::new(&ctx.lead_home))
         .map_err(|e| failed("registry", e, done.clone()))?;
-    let sesame = Sesame::new(caps.http, caps.clock, caps.progress, &ctx.api_url, retry_policy(ctx));
+    let sesame = Sesame::for_context(caps, ctx);
     let call = Call::SetMemberStatus {
         family_id: member.family_id.clone(),
         principal_id: member.principal_id.clone(),
@@ -173,3 +178,6 @@ fn deprovision(
     outcome.state = RunState::NotInstalled;
     Ok(outcome)
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,8 +6,6 @@ use crate::caps::Ports;
 use crate::registry::Registry;
 use std::collections::BTreeMap;
 
-/// The default start of the range `--auto-port` searches.
-pub const DEFAULT_RANGE_START: u16 = 18790;
 pub use naming::{MAX_BASE, claimed_ports as claimed};
 
 fn overlaps(a: u16, b: u16) -> bool {

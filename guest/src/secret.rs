@@ -7,6 +7,7 @@ use std::fmt;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps `value`.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
@@ -14,11 +15,6 @@ impl Secret {
     /// The value, for the file that must hold it.
     pub fn expose(&self) -> &str {
         &self.0
-    }
-
-    /// A masked form for plans and messages: the length only.
-    pub fn masked(&self) -> String {
-        format!("[secret, {} chars]", self.0.chars().count())
     }
 }
 
@@ -34,6 +30,14 @@ impl fmt::Display for Secret {
     }
 }
 
+/// `text` with every secret replaced by `[secret]`.
+pub fn scrub(text: &str, secrets: &[Secret]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.expose().is_empty())
+        .fold(text.to_string(), |t, s| t.replace(s.expose(), "[secret]"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,7 +45,13 @@ mod tests {
     #[test]
     fn never_shows_the_value() {
         let s = Secret::new("sk-ant-abc");
-        assert_eq!(format!("{s} {s:?} {}", s.masked()), "[secret] [secret] [secret, 10 chars]");
+        assert_eq!(format!("{s} {s:?}"), "[secret] [secret]");
         assert_eq!(s.expose(), "sk-ant-abc");
+    }
+
+    #[test]
+    fn scrub_hides_every_non_empty_secret() {
+        let secrets = [Secret::new("sk-1"), Secret::new("")];
+        assert_eq!(scrub("key sk-1 failed", &secrets), "key [secret] failed");
     }
 }

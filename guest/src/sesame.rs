@@ -1,11 +1,14 @@
 //! The Sesame API calls of provisioning, with bounded retries.
 //!
 //! Each call is a [`Call`] value first: plans list them, runs send them, so a plan shows
-//! exactly the requests a run makes. The host adds the lead's `Authorization` header;
-//! nothing here ever sees or sends a key.
+//! exactly the requests a run makes. The catalogue ([`create_vault`], [`vault_members`],
+//! [`report_calls`], [`rollback_calls`]) says which calls each step makes. The host adds
+//! the lead's `Authorization` header; nothing here ever sees or sends a key.
 
-use crate::caps::{Clock, Http, HttpError, HttpRequest, HttpResponse, Method, Progress};
-use crate::caps::Level;
+use crate::caps::{Caps, Clock, Http, HttpError, HttpRequest, HttpResponse, Level, Method, Progress};
+use crate::journal::Journal;
+use crate::task::Task;
+use crate::wit::Context;
 use serde_json::{Value, json};
 
 /// One Sesame request of the provisioning flow.
@@ -67,12 +70,79 @@ impl Call {
     }
 }
 
+/// The vault step's first call: `<handle>-main`, described after the sibling.
+pub fn create_vault(task: &Task, vault_name: &str) -> Call {
+    Call::CreateVault { name: vault_name.into(), description: format!("{} credentials vault", task.display_name) }
+}
+
+/// The vault step's member adds, once `vault_id` is known: the sibling as owner, the
+/// human (when the task names one) as admin.
+pub fn vault_members(task: &Task, vault_id: &str) -> Vec<Call> {
+    let mut members = vec![Call::AddVaultMember { vault_id: vault_id.into(), principal_id: task.principal_id.clone(), role: "owner" }];
+    if let Some(human) = &task.human {
+        members.push(Call::AddVaultMember { vault_id: vault_id.into(), principal_id: human.principal_id.clone(), role: "admin" });
+    }
+    members
+}
+
+/// The success report (spec step 6), skipping what the task has no id for.
+pub fn report_calls(t: &Task, port: u16, sesame_connected: bool, host_name: &str) -> Vec<Call> {
+    let mut calls = vec![Call::SetMemberStatus { family_id: t.family_id.clone(), principal_id: t.principal_id.clone(), status: "online" }];
+    if let Some(task_id) = &t.task_id {
+        let sesame = if sesame_connected { "Sesame connected" } else { "Sesame connection not yet confirmed" };
+        calls.push(Call::TaskActivity {
+            task_id: task_id.clone(),
+            kind: "progress",
+            message: format!("Agent {} is online on port {port}. {sesame}, vault created.", t.handle),
+        });
+        calls.push(Call::SetTaskStatus { task_id: task_id.clone(), status: "done" });
+    }
+    if let Some(channel) = &t.onboarding_channel_id {
+        calls.push(Call::PostMessage {
+            channel_id: channel.clone(),
+            content: format!(
+                "Welcome! I've provisioned {} (@{}) on {host_name}. {} is online and will introduce itself here shortly.",
+                t.display_name, t.handle, t.display_name
+            ),
+            intent: "chat",
+        });
+    }
+    calls
+}
+
+/// The rollback report (spec rollback steps 3-5) of the provision `journal` records,
+/// skipping what it has no id for.
+pub fn rollback_calls(journal: &Journal, what: &str) -> Vec<Call> {
+    let mut calls =
+        vec![Call::SetMemberStatus { family_id: journal.family_id.clone(), principal_id: journal.principal_id.clone(), status: "error" }];
+    if let Some(task_id) = &journal.task_id {
+        calls.push(Call::TaskActivity {
+            task_id: task_id.clone(),
+            kind: "blocker",
+            message: format!(
+                "Provisioning failed: {what}. Workspace archived to ~/.openclaw-archives/. Member status set to error."
+            ),
+        });
+    }
+    if let Some(channel) = &journal.onboarding_channel_id {
+        calls.push(Call::PostMessage {
+            channel_id: channel.clone(),
+            content: format!(
+                "⚠️ Provisioning of {} failed: {what}. Everything was rolled back; the partial workspace is archived on the host.",
+                journal.handle
+            ),
+            intent: "error",
+        });
+    }
+    calls
+}
+
 /// Retry bounds of Sesame requests.
 #[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    pub timeout_ms: u32,
-    pub attempts: u32,
-    pub backoff_ms: u32,
+struct RetryPolicy {
+    timeout_ms: u32,
+    attempts: u32,
+    backoff_ms: u32,
 }
 
 /// The longest `Retry-After` we honour; longer answers are capped to it.
@@ -108,19 +178,15 @@ pub struct Sesame<'a> {
 }
 
 impl<'a> Sesame<'a> {
-    pub fn new(
-        http: &'a dyn Http,
-        clock: &'a dyn Clock,
-        progress: &'a dyn Progress,
-        base: &str,
-        policy: RetryPolicy,
-    ) -> Self {
-        Self { http, clock, progress, api_root: format!("{}/api/v1", base.trim_end_matches('/')), policy }
+    /// The Sesame API of the context (`api-url`), with its retry bounds.
+    pub fn for_context(caps: &Caps<'a>, ctx: &Context) -> Self {
+        let t = &ctx.timing;
+        let policy = RetryPolicy { timeout_ms: t.api_timeout_ms, attempts: t.api_attempts, backoff_ms: t.api_backoff_ms };
+        Self::new(caps.http, caps.clock, caps.progress, &ctx.api_url, policy)
     }
 
-    /// The full URL of a call.
-    pub fn url(&self, call: &Call) -> String {
-        format!("{}{}", self.api_root, call.request().1)
+    fn new(http: &'a dyn Http, clock: &'a dyn Clock, progress: &'a dyn Progress, base: &str, policy: RetryPolicy) -> Self {
+        Self { http, clock, progress, api_root: api_root(base), policy }
     }
 
     /// Sends `call`, retrying 429, 5xx, timeouts and refused connections with doubling
@@ -171,6 +237,11 @@ impl<'a> Sesame<'a> {
     fn error(&self, call: &Call, status: Option<u16>, message: String, attempts: u32) -> ApiError {
         ApiError { call: call.describe(), status, message, attempts }
     }
+}
+
+/// `<base>/api/v1`, the root every call's path is under.
+pub fn api_root(base: &str) -> String {
+    format!("{}/api/v1", base.trim_end_matches('/'))
 }
 
 /// `data` of a `{"data": ...}` answer, or `null` when the body is empty or not JSON.

@@ -6,7 +6,7 @@
 //! and never quote a key.
 
 use crate::caps::{EntryKind, Files, FsError};
-use crate::commands::FieldError;
+use crate::wit::FieldError;
 use crate::secret::Secret;
 use naming::describe_char;
 use serde_json::{Map, Value};
@@ -293,11 +293,10 @@ fn read_input(text: &str) -> Result<Input, FieldError> {
 }
 
 /// Parses and validates a task; checks (read-only) that no home exists for its handle.
+/// Fields are checked in a fixed order; the first bad one is the error.
 pub fn parse(text: &str, env: &TaskEnv, files: &dyn Files) -> Result<Task, FieldError> {
     let input = read_input(text)?;
     let f = Fields { notes: &input.notes, prefix: input.prefix };
-    let task_field = |name: &str| input.task.as_ref().and_then(|t| t.get(name)).filter(|v| !v.is_null());
-
     let principal_id = f.uuid("principalId", true)?.expect("required");
     let handle = f.required("handle")?.to_string();
     validate_handle(&handle, env.lead_handles).map_err(|m| f.error("handle", m))?;
@@ -305,55 +304,18 @@ pub fn parse(text: &str, env: &TaskEnv, files: &dyn Files) -> Result<Task, Field
     let family_id = f.uuid("familyId", true)?.expect("required");
     let dm_channel_id = f.uuid("dmChannelId", false)?;
     let onboarding_channel_id = f.uuid("onboardingChannelId", false)?;
-    let task_id = match task_field("id") {
-        None => None,
-        Some(Value::String(id)) => {
-            task_id(id).map_err(|m| FieldError { field: "id".into(), message: m })?;
-            Some(id.clone())
-        }
-        Some(other) => return Err(FieldError { field: "id".into(), message: format!("must be a string, not {}", kind(other)) }),
-    };
-    let human = task_field("provisionedBy").map(human).transpose()?;
+    let task_id = input.task_id()?;
+    let human = input.task_field("provisionedBy").map(human).transpose()?;
     let sesame_api_key = f.secret("sesameApiKey")?.ok_or_else(|| f.error("sesameApiKey", "is required"))?;
-    let provider_text = f.required("llmProvider")?;
-    let provider = Provider::parse(provider_text)
-        .ok_or_else(|| f.error("llmProvider", format!("{} is not one of anthropic, openrouter, openai", shown(provider_text))))?;
-    let llm_api_key = f.secret("llmApiKey")?;
-    let inherit_credentials = match f.value("inheritCredentials") {
-        None => true,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(f.error("inheritCredentials", format!("must be true or false, not {}", kind(other)))),
-    };
-    if llm_api_key.is_none() && !inherit_credentials {
-        return Err(f.error("llmApiKey", "is required when inheritCredentials is false"));
-    }
+    let (provider, llm_api_key, inherit_credentials) = llm(&f)?;
     let model = f.string("model")?.map(|m| model(m).map(|()| m.to_string()).map_err(|e| f.error("model", e))).transpose()?;
-    let gateway_port = match f.value("gatewayPort") {
-        None => return Err(f.error("gatewayPort", "is required")),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(p @ 1024..=65535) => p as u16,
-            _ => return Err(f.error("gatewayPort", format!("{n} is not a port in 1024..65535"))),
-        },
-        Some(other) => return Err(f.error("gatewayPort", format!("must be an integer in 1024..65535, not {}", kind(other)))),
-    };
+    let gateway_port = gateway_port(&f)?;
     let family_name = f.text("familyName", 128)?;
     let oc_home = oc_home(f.string("ocHomeDir")?, &handle, env).map_err(|m| f.error("ocHomeDir", m))?;
     if !env.resuming {
         check_absent(files, &oc_home).map_err(|m| f.error("handle", m))?;
     }
-    let seed_field = |v: Option<&Value>, field: &str| -> Checked<Option<String>> {
-        match v {
-            None => Ok(None),
-            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) if s.chars().count() <= 4000 => Ok(Some(s.trim().to_string())),
-            Some(Value::String(_)) => Err(FieldError { field: field.into(), message: "is longer than 4000 characters".into() }),
-            Some(other) => Err(FieldError { field: field.into(), message: format!("must be a string, not {}", kind(other)) }),
-        }
-    };
-    let personality_seed = match seed_field(task_field("metadata").and_then(|m| m.get("personalitySeed")), "metadata.personalitySeed")? {
-        Some(seed) => Some(seed),
-        None => seed_field(f.value("personalitySeed"), &f.name("personalitySeed"))?,
-    };
+    let personality_seed = personality_seed(&input, &f)?;
     Ok(Task {
         task_id,
         principal_id,
@@ -373,6 +335,71 @@ pub fn parse(text: &str, env: &TaskEnv, files: &dyn Files) -> Result<Task, Field
         human,
         personality_seed,
     })
+}
+
+impl Input {
+    /// A present, non-null field of the whole task object.
+    fn task_field(&self, name: &str) -> Option<&Value> {
+        self.task.as_ref().and_then(|t| t.get(name)).filter(|v| !v.is_null())
+    }
+
+    /// The task object's `id`, which goes into URL paths.
+    fn task_id(&self) -> Checked<Option<String>> {
+        let error = |message| FieldError { field: "id".into(), message };
+        match self.task_field("id") {
+            None => Ok(None),
+            Some(Value::String(id)) => task_id(id).map(|()| Some(id.clone())).map_err(error),
+            Some(other) => Err(error(format!("must be a string, not {}", kind(other)))),
+        }
+    }
+}
+
+/// The provider, the task's key for it, and whether the lead's key may be inherited
+/// (the default); one of the two keys must be possible.
+fn llm(f: &Fields) -> Checked<(Provider, Option<Secret>, bool)> {
+    let provider_text = f.required("llmProvider")?;
+    let provider = Provider::parse(provider_text)
+        .ok_or_else(|| f.error("llmProvider", format!("{} is not one of anthropic, openrouter, openai", shown(provider_text))))?;
+    let llm_api_key = f.secret("llmApiKey")?;
+    let inherit_credentials = match f.value("inheritCredentials") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(f.error("inheritCredentials", format!("must be true or false, not {}", kind(other)))),
+    };
+    if llm_api_key.is_none() && !inherit_credentials {
+        return Err(f.error("llmApiKey", "is required when inheritCredentials is false"));
+    }
+    Ok((provider, llm_api_key, inherit_credentials))
+}
+
+/// `gatewayPort`: an integer in 1024..65535.
+fn gateway_port(f: &Fields) -> Checked<u16> {
+    match f.value("gatewayPort") {
+        None => Err(f.error("gatewayPort", "is required")),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(p @ 1024..=65535) => Ok(p as u16),
+            _ => Err(f.error("gatewayPort", format!("{n} is not a port in 1024..65535"))),
+        },
+        Some(other) => Err(f.error("gatewayPort", format!("must be an integer in 1024..65535, not {}", kind(other)))),
+    }
+}
+
+/// The personality seed: the task's `metadata.personalitySeed`, else the notes' own;
+/// blank counts as none.
+fn personality_seed(input: &Input, f: &Fields) -> Checked<Option<String>> {
+    let seed_field = |v: Option<&Value>, field: &str| -> Checked<Option<String>> {
+        match v {
+            None => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) if s.chars().count() <= 4000 => Ok(Some(s.trim().to_string())),
+            Some(Value::String(_)) => Err(FieldError { field: field.into(), message: "is longer than 4000 characters".into() }),
+            Some(other) => Err(FieldError { field: field.into(), message: format!("must be a string, not {}", kind(other)) }),
+        }
+    };
+    match seed_field(input.task_field("metadata").and_then(|m| m.get("personalitySeed")), "metadata.personalitySeed")? {
+        Some(seed) => Ok(Some(seed)),
+        None => seed_field(f.value("personalitySeed"), &f.name("personalitySeed")),
+    }
 }
 
 /// `provisionedBy`: a uuid, or an object with `id`/`principalId` and optional names.

@@ -3,6 +3,42 @@
 use crate::caps::*;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+
+/// The effects of every fake of a [`World`], in the order they happened: file-system
+/// changes (as in [`MemFs::log`]), service actions (`install LABEL`...; status queries
+/// left out) and HTTP requests (`METHOD URL`).
+#[derive(Clone, Default)]
+pub struct Timeline(Rc<RefCell<Vec<String>>>);
+
+impl Timeline {
+    fn push(&self, entry: String) {
+        self.0.borrow_mut().push(entry);
+    }
+
+    /// Forgets the entries so far (a fixture's own setup).
+    pub fn clear(&self) {
+        self.0.borrow_mut().clear();
+    }
+
+    /// Every entry so far.
+    pub fn entries(&self) -> Vec<String> {
+        self.0.borrow().clone()
+    }
+
+    /// The position of the first entry equal to `prefix`, else of the first starting
+    /// with it; panics when there is none.
+    pub fn position(&self, prefix: &str) -> usize {
+        let entries = self.0.borrow();
+        let exact = entries.iter().position(|e| e == prefix);
+        exact.or_else(|| entries.iter().position(|e| e.starts_with(prefix))).unwrap_or_else(|| panic!("no {prefix:?} in {entries:#?}"))
+    }
+
+    /// Whether some entry starts with `prefix`.
+    pub fn has(&self, prefix: &str) -> bool {
+        self.0.borrow().iter().any(|e| e.starts_with(prefix))
+    }
+}
 
 /// One node of the in-memory file system.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +63,8 @@ pub struct MemFs {
     pub lead_plugins: RefCell<Vec<(String, String)>>,
     /// The lead's provider keys the fake host holds (provider, key).
     pub lead_keys: RefCell<BTreeMap<String, String>>,
+    /// Where the mutating calls go too.
+    pub timeline: Timeline,
 }
 
 /// The home the fakes' sibling homes live in.
@@ -51,7 +89,7 @@ impl MemFs {
                 }))
                 .collect()
         };
-        self.log.borrow_mut().push(format!("copy {source} {destination}"));
+        self.record(format!("copy {source} {destination}"));
         self.nodes.borrow_mut().extend(copied);
         Ok(self.stats(destination))
     }
@@ -96,6 +134,12 @@ impl MemFs {
     pub fn paths_under(&self, root: &str) -> Vec<String> {
         let prefix = format!("{}/", root.trim_end_matches('/'));
         self.nodes.borrow().keys().filter(|p| p.starts_with(&prefix)).cloned().collect()
+    }
+
+    /// Logs a mutating call, in [`MemFs::log`] and the timeline.
+    fn record(&self, entry: String) {
+        self.timeline.push(entry.clone());
+        self.log.borrow_mut().push(entry);
     }
 
     pub fn fail(&self, op: &str, path: &str) {
@@ -181,7 +225,7 @@ impl Files for MemFs {
     fn write_atomic(&self, path: &str, contents: &[u8], mode: u32) -> Result<(), FsError> {
         self.check("write-atomic", path)?;
         self.require_dir(Self::parent(path))?;
-        self.log.borrow_mut().push(format!("write {path} {mode:o}"));
+        self.record(format!("write {path} {mode:o}"));
         self.nodes
             .borrow_mut()
             .insert(path.to_string(), Node::File { contents: contents.to_vec(), mode });
@@ -199,7 +243,7 @@ impl Files for MemFs {
                 Some(Node::Dir { .. }) => {}
                 Some(_) => return Err(FsError::Io(format!("{current}: not a directory"))),
                 None => {
-                    self.log.borrow_mut().push(format!("mkdir {current} {mode:o}"));
+                    self.record(format!("mkdir {current} {mode:o}"));
                     self.nodes.borrow_mut().insert(current.clone(), Node::Dir { mode });
                 }
             }
@@ -244,7 +288,7 @@ impl Files for MemFs {
 
     fn remove_tree(&self, path: &str) -> Result<(), FsError> {
         self.check("remove-tree", path)?;
-        self.log.borrow_mut().push(format!("remove {path}"));
+        self.record(format!("remove {path}"));
         let prefix = format!("{path}/");
         self.nodes.borrow_mut().retain(|p, _| p != path && !p.starts_with(&prefix));
         Ok(())
@@ -261,7 +305,7 @@ impl Files for MemFs {
         let mut entries = vec![format!("{name}/")];
         entries.extend(self.walk_tree(source)?.into_iter().map(|e| format!("{name}/{e}")));
         let stats = self.stats(source);
-        self.log.borrow_mut().push(format!("archive {source} {archive}"));
+        self.record(format!("archive {source} {archive}"));
         self.nodes.borrow_mut().insert(
             archive.to_string(),
             Node::File { contents: entries.join("\n").into_bytes(), mode: 0o600 },
@@ -297,6 +341,7 @@ pub struct FakeServices {
     pub failing: RefCell<BTreeSet<String>>,
     /// Labels whose process exits right after start, with this code.
     pub exits_at_once: RefCell<HashMap<String, i32>>,
+    pub timeline: Timeline,
 }
 
 impl Default for FakeServices {
@@ -308,6 +353,7 @@ impl Default for FakeServices {
             running: RefCell::default(),
             failing: RefCell::default(),
             exits_at_once: RefCell::default(),
+            timeline: Timeline::default(),
         }
     }
 }
@@ -315,6 +361,7 @@ impl Default for FakeServices {
 impl FakeServices {
     fn call(&self, op: &str, label: &str) -> Result<(), ServiceError> {
         self.calls.borrow_mut().push(format!("{op} {label}"));
+        self.timeline.push(format!("{op} {label}"));
         if self.failing.borrow().contains(&format!("{op}:{label}")) {
             return Err(ServiceError::Failed(format!("{op} {label}: injected failure")));
         }
@@ -380,13 +427,14 @@ impl Services for FakeServices {
 /// Scripted HTTP: a responder decides each answer; every request is recorded.
 pub struct FakeHttp {
     pub requests: RefCell<Vec<HttpRequest>>,
+    pub timeline: Timeline,
     #[allow(clippy::type_complexity)]
     pub responder: Box<dyn Fn(&HttpRequest) -> Result<HttpResponse, HttpError>>,
 }
 
 impl FakeHttp {
     pub fn new(responder: impl Fn(&HttpRequest) -> Result<HttpResponse, HttpError> + 'static) -> Self {
-        Self { requests: RefCell::default(), responder: Box::new(responder) }
+        Self { requests: RefCell::default(), timeline: Timeline::default(), responder: Box::new(responder) }
     }
 
     /// `METHOD URL` of every request so far.
@@ -406,6 +454,7 @@ impl Http for FakeHttp {
             .iter()
             .map(|r| {
                 self.requests.borrow_mut().push(r.clone());
+                self.timeline.push(format!("{} {}", r.method.as_str(), r.url));
                 (self.responder)(r)
             })
             .collect()
@@ -479,6 +528,8 @@ impl Random for CountingRandom {
 
 /// One of each fake, ready to hand out as [`Caps`].
 pub struct World {
+    /// The effects of all the fakes, in order.
+    pub timeline: Timeline,
     pub fs: MemFs,
     pub services: FakeServices,
     pub http: FakeHttp,
@@ -489,10 +540,13 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(http: FakeHttp) -> Self {
+    pub fn new(mut http: FakeHttp) -> Self {
+        let timeline = Timeline::default();
+        http.timeline = timeline.clone();
         Self {
-            fs: MemFs::new(),
-            services: FakeServices::default(),
+            fs: MemFs { timeline: timeline.clone(), ..MemFs::default() },
+            services: FakeServices { timeline: timeline.clone(), ..FakeServices::default() },
+            timeline,
             http,
             clock: FakeClock::default(),
             ports: FakePorts::default(),
@@ -511,5 +565,120 @@ impl World {
             progress: &self.progress,
             random: &self.random,
         }
+    }
+}
+
+/// The lead's home in the fixtures.
+pub const LEAD_HOME: &str = "/h/.openclaw";
+/// The Sesame API the fixtures' context names.
+pub const API: &str = "https://api.example/api/v1";
+/// The ids of [`task_json`].
+pub const PRINCIPAL: &str = "0e8a1d2c-1111-4a2b-9c3d-123456789abc";
+pub const FAMILY: &str = "22222222-3333-4444-5555-666666666666";
+pub const HUMAN: &str = "55555555-6666-7777-8888-999999999999";
+pub const CHANNEL: &str = "44444444-5555-6666-7777-888888888888";
+
+/// A context for [`HOME`] and [`LEAD_HOME`], with the lead's Sesame plugin and
+/// Anthropic key, and short Sesame retries.
+pub fn context() -> crate::wit::Context {
+    crate::wit::Context {
+        home: HOME.into(),
+        lead_home: LEAD_HOME.into(),
+        lead_handles: vec!["atlas".into()],
+        lead_plugins: vec!["extensions/sesame".into()],
+        lead_provider_keys: vec!["anthropic".into()],
+        lead_workspace_id: None,
+        api_url: "https://api.example".into(),
+        host_name: "testhost".into(),
+        host_os: "linux".into(),
+        host_arch: "x86_64".into(),
+        openclaw_bin: "/usr/bin/openclaw".into(),
+        service_backend: ServiceBackend::Direct,
+        credential_layout: CredentialLayout::EnvFile,
+        timing: crate::wit::Timing {
+            health_timeout_ms: 60_000,
+            health_interval_ms: 500,
+            probe_timeout_ms: 2000,
+            api_timeout_ms: 1000,
+            api_attempts: 2,
+            api_backoff_ms: 10,
+        },
+    }
+}
+
+/// A whole Sesame task (id `task-42`) provisioning `nova` on port 18930, inheriting the
+/// lead's key, with an onboarding channel and the human who asked.
+pub fn task_json() -> String {
+    let notes = serde_json::json!({
+        "principalId": PRINCIPAL,
+        "handle": "nova",
+        "displayName": "Nova",
+        "sesameApiKey": "sk_sesame_nova_0001",
+        "llmProvider": "anthropic",
+        "gatewayPort": 18930,
+        "familyId": FAMILY,
+        "familyName": "Example Family",
+        "onboardingChannelId": CHANNEL
+    });
+    serde_json::json!({
+        "id": "task-42",
+        "context": { "notes": notes.to_string() },
+        "provisionedBy": { "id": HUMAN, "displayName": "Alex" }
+    })
+    .to_string()
+}
+
+/// A provision request for [`task_json`].
+pub fn request(resume: bool) -> crate::wit::ProvisionRequest {
+    crate::wit::ProvisionRequest { task_json: task_json(), auto_port: false, port_range_start: 18790, resume }
+}
+
+/// Sesame and the siblings' gateways. Creating a vault answers id `vault-1`, every other
+/// Sesame call 200, except the calls in `failing` (`METHOD /path` under the API root),
+/// which answer 400 (not retried). Gateways answer 200 unless their port is in `down`
+/// (connection refused).
+pub fn sesame_and_gateways(failing: &[&str], down: &[u16]) -> FakeHttp {
+    let failing: Vec<String> = failing.iter().map(|f| f.to_string()).collect();
+    let down = down.to_vec();
+    FakeHttp::new(move |r| {
+        if let Some(rest) = r.url.strip_prefix("http://127.0.0.1:") {
+            let port: u16 = rest.split('/').next().unwrap().parse().unwrap();
+            return if down.contains(&port) { Err(HttpError::ConnectionRefused) } else { json_response(200, serde_json::json!({})) };
+        }
+        let path = r.url.strip_prefix(API).expect("a Sesame call");
+        match format!("{} {path}", r.method.as_str()) {
+            call if failing.contains(&call) => json_response(400, serde_json::json!({"error": "refused by the test"})),
+            call if call == "POST /vault/vaults" => json_response(201, serde_json::json!({"data": {"id": "vault-1"}})),
+            _ => json_response(200, serde_json::json!({"data": {}})),
+        }
+    })
+}
+
+impl World {
+    /// A lead ready to provision with `http`: its home with the Sesame plugin the host
+    /// copies, its Anthropic key, and a gateway log that shows Sesame connected.
+    pub fn lead(http: FakeHttp) -> World {
+        let world = World::new(http);
+        world.fs.add_file(&format!("{LEAD_HOME}/openclaw.json"), "{}");
+        world.fs.add_file(&format!("{LEAD_HOME}/extensions/sesame/dist/index.js"), "// plugin");
+        world.fs.lead_plugins.borrow_mut().push((format!("{LEAD_HOME}/extensions/sesame"), "extensions/sesame".into()));
+        world.fs.lead_keys.borrow_mut().insert("anthropic".into(), "sk-ant-lead".into());
+        let layout = crate::layout::SiblingLayout::new(HOME, "nova");
+        world.fs.add_file(&layout.stdout_log, "[sesame] Authenticated successfully\n");
+        world
+    }
+
+    /// The Sesame requests so far: (method, path under the API root, JSON body).
+    pub fn sesame_calls(&self) -> Vec<(String, String, serde_json::Value)> {
+        self.http
+            .requests
+            .borrow()
+            .iter()
+            .filter_map(|r| {
+                let path = r.url.strip_prefix(API)?;
+                let body = r.json_body.as_ref().map_or(serde_json::Value::Null, |b| serde_json::from_slice(b).unwrap());
+                Some((r.method.as_str().to_string(), path.to_string(), body))
+            })
+            .collect()
     }
 }

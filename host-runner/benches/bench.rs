@@ -12,7 +12,7 @@
 //! size of the trees copied and archived.
 
 use guest::caps::*;
-use guest::commands::{Context, ProvisionRequest, Timing};
+use guest::wit::{Context, ProvisionRequest, Timing};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

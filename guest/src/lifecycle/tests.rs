@@ -1,0 +1,99 @@
+//! Start, stop, restart and deprovision of a registered sibling, over the fakes.
+
+use super::{Action, run};
+use crate::caps::Services;
+use crate::layout::LeadLayout;
+use crate::registry::{Registry, member};
+use crate::testing::*;
+use crate::wit::{CommandError, RunState, ServiceSpec};
+
+const LABEL: &str = "com.openclaw.nova";
+const ROOT: &str = "/h/.openclaw-nova";
+
+/// A lead with `nova` registered, installed and running on 18930.
+fn family(http: FakeHttp) -> World {
+    let world = World::lead(http);
+    let mut registry = Registry { version: 1, siblings: vec![] };
+    registry.upsert(member("nova", 18930));
+    registry.save(&world.fs, &LeadLayout::new(LEAD_HOME)).unwrap();
+    world.fs.add_file(&format!("{ROOT}/openclaw.json"), "{}");
+    world.services.install(&ServiceSpec { label: LABEL.into(), port: 18930 }).unwrap();
+    world.services.start(LABEL).unwrap();
+    world.timeline.clear();
+    world
+}
+
+fn status(world: &World) -> String {
+    Registry::load(&world.fs, &LeadLayout::new(LEAD_HOME)).unwrap().find("nova").unwrap().status.clone()
+}
+
+#[test]
+fn stop_waits_for_the_port_and_records_the_state() {
+    let world = family(sesame_and_gateways(&[], &[]));
+    let outcome = run(&world.caps(), &context(), Action::Stop, "nova").unwrap();
+    assert_eq!((outcome.action.as_str(), outcome.state), ("stop", RunState::Stopped));
+    assert_eq!(status(&world), "stopped");
+    assert!(!world.timeline.has("start"), "{:?}", world.timeline.entries());
+}
+
+#[test]
+fn start_waits_until_healthy_and_records_online() {
+    let world = family(sesame_and_gateways(&[], &[]));
+    world.services.stop(LABEL).unwrap();
+    world.timeline.clear();
+    let outcome = run(&world.caps(), &context(), Action::Start, "nova").unwrap();
+    assert_eq!((outcome.state, outcome.pid), (RunState::Running, Some(4242)));
+    let effects = world.timeline.entries();
+    assert_eq!(effects[..2], [format!("start {LABEL}"), "GET http://127.0.0.1:18930/healthz".to_string()]);
+    assert_eq!(status(&world), "online");
+}
+
+#[test]
+fn restart_stops_before_it_starts() {
+    let world = family(sesame_and_gateways(&[], &[]));
+    run(&world.caps(), &context(), Action::Restart, "nova").unwrap();
+    let services: Vec<String> =
+        world.timeline.entries().iter().filter(|e| !e.starts_with("GET") && !e.starts_with("write") && !e.starts_with("mkdir")).cloned().collect();
+    assert_eq!(services, [format!("stop {LABEL}"), format!("start {LABEL}")]);
+}
+
+#[test]
+fn a_start_that_never_gets_healthy_stops_the_service_again() {
+    let world = family(sesame_and_gateways(&[], &[18930]));
+    world.services.stop(LABEL).unwrap();
+    world.services.exits_at_once.borrow_mut().insert(LABEL.into(), 1);
+    let Err(CommandError::Failed(failure)) = run(&world.caps(), &context(), Action::Start, "nova") else { panic!("fails") };
+    assert_eq!((failure.step.as_str(), failure.rollback[0].action.as_str()), ("health", "stop the service"));
+    assert!(!world.services.running.borrow().contains(LABEL));
+}
+
+#[test]
+fn deprovision_removes_the_service_then_archives_the_home_then_tells_sesame() {
+    let world = family(sesame_and_gateways(&[], &[]));
+    let outcome = run(&world.caps(), &context(), Action::Deprovision, "nova").unwrap();
+    assert_eq!(outcome.state, RunState::NotInstalled);
+    assert!(outcome.archive.as_deref().is_some_and(|a| a.starts_with("/h/.openclaw-archives/nova-")));
+    let t = &world.timeline;
+    let order = [
+        format!("stop {LABEL}"),
+        format!("uninstall {LABEL}"),
+        format!("archive {ROOT}"),
+        format!("remove {ROOT}"),
+        format!("write {}", LeadLayout::new(LEAD_HOME).registry),
+        format!("PATCH {API}/families/"),
+    ];
+    let positions: Vec<usize> = order.iter().map(|e| t.position(e)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{:#?}", t.entries());
+    assert_eq!(world.sesame_calls()[0].2, serde_json::json!({"status": "deprovisioned"}));
+    assert!(Registry::load(&world.fs, &LeadLayout::new(LEAD_HOME)).unwrap().siblings.is_empty());
+}
+
+#[test]
+fn only_registered_siblings_are_touched() {
+    let world = family(sesame_and_gateways(&[], &[]));
+    for (handle, expected) in [("zed", "is not a registered sibling"), ("atlas", "is the lead itself")] {
+        let Err(CommandError::Refused(why)) = run(&world.caps(), &context(), Action::Stop, handle) else { panic!("{handle}") };
+        assert!(why.contains(expected), "{why}");
+    }
+    assert!(matches!(run(&world.caps(), &context(), Action::Stop, "../x"), Err(CommandError::InvalidInput(_))));
+}
