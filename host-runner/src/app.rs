@@ -11,7 +11,9 @@ use crate::grants::{GrantConfig, Grants};
 use crate::host_state::HostState;
 use crate::http_gate::{HttpGate, Origin};
 use crate::output::{self, EXIT_FAILED, EXIT_INVALID, Rendered};
-use crate::runtime::{self, Capabilities, Limits, ProgressSink, Sandbox};
+use crate::ports::PortsCap;
+use crate::progress::ProgressSink;
+use crate::runtime::{self, Capabilities, Limits, Sandbox};
 use crate::service::{self, ServiceCap, ServiceConfig};
 use crate::credentials::LeadKeys;
 use crate::lead_env::LeadEnv;
@@ -253,6 +255,7 @@ fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         fs: FsCap::new(grants, audit.clone(), lead.sesame_key, plugins, lead_keys),
         services,
         gate,
+        ports: PortsCap { audit: audit.clone() },
         progress: ProgressSink { quiet: g.quiet },
         audit,
     };

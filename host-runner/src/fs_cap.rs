@@ -10,6 +10,7 @@
 use crate::archive;
 use crate::atomic;
 use crate::audit::{Audit, Decision};
+use crate::bindings::openclaw::provisioner::fs;
 use crate::bindings::{CredentialLayout, EntryKind, EntryMeta, FsError, TreeStats};
 use crate::credentials::{self, LeadKeys};
 use crate::grants::{Grants, Kind, Resolved, create_dir_exact};
@@ -133,8 +134,6 @@ impl FsCap {
         Ok(resolved)
     }
 
-
-
     /// Audits one call: denied (by the grants, or by the confinement when a symlink or
     /// the lead's key is in the way), or allowed by its grant (even when it then fails
     /// for another reason, such as a missing file).
@@ -145,50 +144,6 @@ impl FsCap {
             (_, Err(why)) => self.audit.record("fs", op, target, Decision::Denied, &why),
         }
         result
-    }
-
-    pub fn read(&self, path: &str) -> Fs<Vec<u8>> {
-        self.audited("read", path, path, self.read_inner(path))
-    }
-
-    pub fn write_atomic(&self, path: &str, contents: &[u8], mode: u32) -> Fs<()> {
-        self.audited("write-atomic", path, path, self.write_atomic_inner(path, contents, mode))
-    }
-
-    pub fn create_dir_all(&self, path: &str, mode: u32) -> Fs<()> {
-        self.audited("create-dir-all", path, path, self.create_dir_all_inner(path, mode))
-    }
-
-    pub fn metadata(&self, path: &str) -> Fs<Option<EntryMeta>> {
-        self.audited("metadata", path, path, self.metadata_inner(path))
-    }
-
-    pub fn walk_tree(&self, path: &str) -> Fs<Vec<String>> {
-        self.audited("walk-tree", path, path, self.walk_tree_inner(path))
-    }
-
-    pub fn remove_tree(&self, path: &str) -> Fs<()> {
-        self.audited("remove-tree", path, path, self.remove_tree_inner(path))
-    }
-
-    pub fn archive_tree(&self, source: &str, archive: &str) -> Fs<TreeStats> {
-        self.audited("archive-tree", &format!("{source} -> {archive}"), archive, self.archive_tree_inner(source, archive))
-    }
-
-    pub fn list_archive(&self, archive: &str) -> Fs<Vec<String>> {
-        self.audited("list-archive", archive, archive, self.list_archive_inner(archive))
-    }
-
-    pub fn write_credentials(&self, handle: &str, provider: &str, layout: CredentialLayout, key: Option<String>) -> Fs<String> {
-        let home = self.grants.sibling_home(handle).display().to_string();
-        let from = if key.is_some() { "the task's key" } else { "the lead's key" };
-        let target = format!("{provider} credential ({from}) -> {home}");
-        self.audited("write-credentials", &target, &home, self.write_credentials_inner(&home, provider, layout, key))
-    }
-
-    pub fn copy_lead_plugins(&self, handle: &str) -> Fs<Vec<String>> {
-        let home = self.grants.sibling_home(handle).display().to_string();
-        self.audited("copy-lead-plugins", &format!("{} -> {home}", self.plugins.paths.join(", ")), &home, self.copy_lead_plugins_inner(&home))
     }
 
     /// The lead's key must not leave the host through `bytes` read from `r`.
@@ -472,6 +427,53 @@ impl FsCap {
         let file = safe_open::open_regular(&self.existing_root(archive, &r)?, rel(&r)).map_err(|e| io_error(archive, e))?;
         let names = archive::list(io::BufReader::new(file)).map_err(|e| FsError::Io(format!("{archive}: not a readable .tar.gz ({e})")))?;
         Ok(names)
+    }
+}
+
+/// The WIT `fs` interface: each call checked by its `_inner` step and audited once.
+impl fs::Host for FsCap {
+    fn read(&mut self, path: String) -> Fs<Vec<u8>> {
+        self.audited("read", &path, &path, self.read_inner(&path))
+    }
+
+    fn write_atomic(&mut self, path: String, contents: Vec<u8>, mode: u32) -> Fs<()> {
+        self.audited("write-atomic", &path, &path, self.write_atomic_inner(&path, &contents, mode))
+    }
+
+    fn create_dir_all(&mut self, path: String, mode: u32) -> Fs<()> {
+        self.audited("create-dir-all", &path, &path, self.create_dir_all_inner(&path, mode))
+    }
+
+    fn metadata(&mut self, path: String) -> Fs<Option<EntryMeta>> {
+        self.audited("metadata", &path, &path, self.metadata_inner(&path))
+    }
+
+    fn walk_tree(&mut self, path: String) -> Fs<Vec<String>> {
+        self.audited("walk-tree", &path, &path, self.walk_tree_inner(&path))
+    }
+
+    fn remove_tree(&mut self, path: String) -> Fs<()> {
+        self.audited("remove-tree", &path, &path, self.remove_tree_inner(&path))
+    }
+
+    fn archive_tree(&mut self, source: String, archive: String) -> Fs<TreeStats> {
+        self.audited("archive-tree", &format!("{source} -> {archive}"), &archive, self.archive_tree_inner(&source, &archive))
+    }
+
+    fn list_archive(&mut self, archive: String) -> Fs<Vec<String>> {
+        self.audited("list-archive", &archive, &archive, self.list_archive_inner(&archive))
+    }
+
+    fn write_credentials(&mut self, handle: String, provider: String, layout: CredentialLayout, key: Option<String>) -> Fs<String> {
+        let home = self.grants.sibling_home(&handle).display().to_string();
+        let from = if key.is_some() { "the task's key" } else { "the lead's key" };
+        let target = format!("{provider} credential ({from}) -> {home}");
+        self.audited("write-credentials", &target, &home, self.write_credentials_inner(&home, &provider, layout, key))
+    }
+
+    fn copy_lead_plugins(&mut self, handle: String) -> Fs<Vec<String>> {
+        let home = self.grants.sibling_home(&handle).display().to_string();
+        self.audited("copy-lead-plugins", &format!("{} -> {home}", self.plugins.paths.join(", ")), &home, self.copy_lead_plugins_inner(&home))
     }
 }
 

@@ -21,6 +21,7 @@ pub mod limits;
 pub mod lock;
 pub mod output;
 pub mod ports;
+pub mod progress;
 pub mod runtime;
 pub mod safe_open;
 pub mod secret;

@@ -5,9 +5,12 @@
 //! no preopened directories, no environment, no sockets and no stdin; its stderr (panic
 //! messages) is kept in memory, bounded, and printed scrubbed when the call ends.
 
-use crate::bindings::{Level, Provisioner, commands};
+use crate::bindings::openclaw::provisioner::{fs, ports, progress, service, types};
+use crate::bindings::{Provisioner, commands};
 use crate::fs_cap::FsCap;
 use crate::http_gate::HttpGate;
+use crate::ports::PortsCap;
+use crate::progress::ProgressSink;
 use crate::service::ServiceCap;
 use anyhow::{Result, anyhow};
 use wasmtime::error::Context as _;
@@ -40,32 +43,26 @@ fn print_guest_stderr(bytes: &[u8]) {
     }
 }
 
-/// Prints the guest's progress lines on stderr.
-pub struct ProgressSink {
-    pub quiet: bool,
-}
-
-impl ProgressSink {
-    fn emit(&self, level: Level, message: &str) {
-        if self.quiet && level != Level::Warning {
-            return;
-        }
-        let prefix = match level {
-            Level::Step => "==> ",
-            Level::Info => "    ",
-            Level::Warning => "warning: ",
-        };
-        crate::secret::eprint_line(&format!("{prefix}{message}"));
-    }
-}
-
 /// The capabilities a store holds.
 pub struct Capabilities {
     pub fs: FsCap,
     pub services: ServiceCap,
+    pub ports: PortsCap,
     pub gate: HttpGate,
     pub progress: ProgressSink,
     pub audit: std::sync::Arc<crate::audit::Audit>,
+}
+
+/// `types` declares only types; it is linked so the guest's import resolves.
+impl types::Host for Capabilities {}
+
+/// Links each WIT import to the capability that implements it.
+fn link_capabilities(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    types::add_to_linker::<_, HasSelf<Capabilities>>(linker, |s| &mut s.caps)?;
+    fs::add_to_linker::<_, HasSelf<FsCap>>(linker, |s| &mut s.caps.fs)?;
+    service::add_to_linker::<_, HasSelf<ServiceCap>>(linker, |s| &mut s.caps.services)?;
+    ports::add_to_linker::<_, HasSelf<PortsCap>>(linker, |s| &mut s.caps.ports)?;
+    progress::add_to_linker::<_, HasSelf<ProgressSink>>(linker, |s| &mut s.caps.progress)
 }
 
 /// The data of a store: WASI state plus our capabilities.
@@ -86,78 +83,6 @@ impl WasiView for HostState {
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.caps.gate }
-    }
-}
-
-mod imports {
-    //! The WIT imports, delegated to the capabilities.
-    use super::HostState;
-    use crate::bindings::openclaw::provisioner::{fs, ports, progress, service, types};
-    use crate::bindings::*;
-
-    impl types::Host for HostState {}
-
-    impl fs::Host for HostState {
-        fn read(&mut self, path: String) -> Result<Vec<u8>, FsError> {
-            self.caps.fs.read(&path)
-        }
-        fn write_atomic(&mut self, path: String, contents: Vec<u8>, mode: u32) -> Result<(), FsError> {
-            self.caps.fs.write_atomic(&path, &contents, mode)
-        }
-        fn create_dir_all(&mut self, path: String, mode: u32) -> Result<(), FsError> {
-            self.caps.fs.create_dir_all(&path, mode)
-        }
-        fn metadata(&mut self, path: String) -> Result<Option<EntryMeta>, FsError> {
-            self.caps.fs.metadata(&path)
-        }
-        fn walk_tree(&mut self, path: String) -> Result<Vec<String>, FsError> {
-            self.caps.fs.walk_tree(&path)
-        }
-        fn remove_tree(&mut self, path: String) -> Result<(), FsError> {
-            self.caps.fs.remove_tree(&path)
-        }
-        fn archive_tree(&mut self, source: String, archive: String) -> Result<TreeStats, FsError> {
-            self.caps.fs.archive_tree(&source, &archive)
-        }
-        fn list_archive(&mut self, archive: String) -> Result<Vec<String>, FsError> {
-            self.caps.fs.list_archive(&archive)
-        }
-        fn write_credentials(&mut self, handle: String, provider: String, layout: CredentialLayout, key: Option<String>) -> Result<String, FsError> {
-            self.caps.fs.write_credentials(&handle, &provider, layout, key)
-        }
-        fn copy_lead_plugins(&mut self, handle: String) -> Result<Vec<String>, FsError> {
-            self.caps.fs.copy_lead_plugins(&handle)
-        }
-    }
-
-    impl service::Host for HostState {
-        fn install(&mut self, spec: ServiceSpec) -> Result<Installed, ServiceError> {
-            self.caps.services.install(spec)
-        }
-        fn start(&mut self, label: String) -> Result<(), ServiceError> {
-            self.caps.services.start(&label)
-        }
-        fn stop(&mut self, label: String) -> Result<(), ServiceError> {
-            self.caps.services.stop(&label)
-        }
-        fn uninstall(&mut self, label: String) -> Result<(), ServiceError> {
-            self.caps.services.uninstall(&label)
-        }
-        fn status(&mut self, label: String) -> Result<ServiceStatus, ServiceError> {
-            self.caps.services.status(&label)
-        }
-    }
-
-    impl ports::Host for HostState {
-        fn taken(&mut self, ports: Vec<u16>) -> Vec<u16> {
-            crate::ports::taken(&ports, &self.caps.audit)
-        }
-    }
-
-    impl progress::Host for HostState {
-        fn emit(&mut self, level: Level, message: String) {
-            self.caps.progress.emit(level, &message)
-        }
     }
 }
 
@@ -209,7 +134,7 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).context("linking wasi:http")?;
-        Provisioner::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).context("linking the provisioner imports")?;
+        link_capabilities(&mut linker).context("linking the provisioner imports")?;
         Ok(Self { engine, linker, component })
     }
 
