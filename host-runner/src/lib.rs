@@ -12,6 +12,8 @@ pub mod credentials;
 pub mod deadline;
 pub mod engine;
 pub mod fs_cap;
+#[cfg(test)]
+mod function_length;
 pub mod grants;
 pub mod host_state;
 pub mod http_gate;

@@ -141,55 +141,13 @@ impl Sandbox {
     /// Runs one command in a fresh store with `caps`, within `limits`.
     pub async fn run(&self, caps: Capabilities, ctx: commands::Context, command: Command, limits: Limits) -> Result<(Answer, CallTimings)> {
         let started = Instant::now();
-        let mut timings = CallTimings::default();
-        let mut wasi = WasiCtx::builder();
         let stderr = MemoryOutputPipe::new(GUEST_STDERR_BYTES);
-        wasi.stderr(stderr.clone());
-        let state = HostState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
-            caps,
-            limits: StoreBudget::new(limits.memory_bytes),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
         let deadline = Instant::now() + limits.deadline;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
-        });
-        let ticker = tokio::spawn({
-            let engine = self.engine.clone();
-            async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    engine.increment_epoch();
-                }
-            }
-        });
-        let call = async {
-            let instance = Provisioner::instantiate_async(&mut store, &self.component, &self.linker)
-                .await
-                .context("instantiating the component")?;
-            let c = instance.openclaw_provisioner_commands();
-            let s = &mut store;
-            timings.instantiate_us = started.elapsed().as_micros();
-            Ok::<_, wasmtime::Error>(match command {
-                Command::Plan(r) => Answer::Plan(c.call_plan(s, &ctx, &r).await?),
-                Command::Provision(r) => Answer::Provision(c.call_provision(s, &ctx, &r).await?),
-                Command::Start(h) => Answer::Lifecycle(c.call_start(s, &ctx, &h).await?),
-                Command::Stop(h) => Answer::Lifecycle(c.call_stop(s, &ctx, &h).await?),
-                Command::Restart(h) => Answer::Lifecycle(c.call_restart(s, &ctx, &h).await?),
-                Command::Deprovision(h) => Answer::Lifecycle(c.call_deprovision(s, &ctx, &h).await?),
-                Command::Health(r) => Answer::Health(c.call_health(s, &ctx, &r).await?),
-                Command::Rollback(h) => Answer::Rollback(c.call_rollback(s, &ctx, &h).await?),
-                Command::Members => Answer::Members(c.call_members(s, &ctx).await?),
-                Command::Ports(start) => Answer::Ports(c.call_ports(s, &ctx, start).await?),
-            })
-        };
+        let mut store = self.store(caps, &stderr, limits.memory_bytes, deadline);
+        let ticker = self.tick_epochs();
         // The epoch callback stops a guest that computes past the deadline; the timeout
         // stops one that waits in a host call past it.
+        let call = self.call(&mut store, &ctx, command, started);
         let result = tokio::time::timeout(limits.deadline + Duration::from_secs(1), call).await;
         ticker.abort();
         print_guest_stderr(&stderr.contents());
@@ -198,23 +156,81 @@ impl Sandbox {
             Ok(Err(e)) if Instant::now() >= deadline => {
                 Err(anyhow!("the component ran past its deadline of {:?} ({e})", limits.deadline))
             }
-            Ok(Err(e)) => match store.data().limits.denial() {
-                // A limit the component ran into is audited and named first.
-                Some(denial) => {
-                    let (op, rule) = match denial {
-                        Denial::Memory { budget, .. } => ("memory.grow", format!("memory budget {} MiB (--memory-limit)", budget >> 20)),
-                        Denial::TableElements { cap, .. } => ("table.grow", format!("table element cap {cap}")),
-                    };
-                    let denial = denial.to_string();
-                    store.data().caps.audit.record("limits", op, &denial, Decision::Denied, &rule);
-                    Err(anyhow::Error::from(e).context(denial))
-                }
-                None => Err(anyhow::Error::from(e).context("the component trapped")),
-            },
-            Ok(Ok(answer)) => {
-                timings.call_us = started.elapsed().as_micros() - timings.instantiate_us;
-                Ok((answer, timings))
+            Ok(Err(e)) => Err(trapped(store.data(), e)),
+            Ok(Ok((answer, instantiate_us))) => {
+                Ok((answer, CallTimings { instantiate_us, call_us: started.elapsed().as_micros() - instantiate_us }))
             }
         }
     }
+
+    /// A fresh store holding `caps`, with its memory budget and an epoch deadline; the
+    /// guest's stderr goes to `stderr`.
+    fn store(&self, caps: Capabilities, stderr: &MemoryOutputPipe, memory_bytes: usize, deadline: Instant) -> Store<HostState> {
+        let mut wasi = WasiCtx::builder();
+        wasi.stderr(stderr.clone());
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            caps,
+            limits: StoreBudget::new(memory_bytes),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+        });
+        store
+    }
+
+    /// Advances the engine's epoch every 20 ms until aborted.
+    fn tick_epochs(&self) -> tokio::task::JoinHandle<()> {
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                engine.increment_epoch();
+            }
+        })
+    }
+
+    /// Instantiates the component and calls the export for `command`; returns the
+    /// answer and when (since `started`) the instance was ready, in microseconds.
+    async fn call(&self, store: &mut Store<HostState>, ctx: &commands::Context, command: Command, started: Instant) -> wasmtime::Result<(Answer, u128)> {
+        let instance = Provisioner::instantiate_async(&mut *store, &self.component, &self.linker)
+            .await
+            .context("instantiating the component")?;
+        let c = instance.openclaw_provisioner_commands();
+        let s = store;
+        let instantiate_us = started.elapsed().as_micros();
+        let answer = match command {
+            Command::Plan(r) => Answer::Plan(c.call_plan(s, ctx, &r).await?),
+            Command::Provision(r) => Answer::Provision(c.call_provision(s, ctx, &r).await?),
+            Command::Start(h) => Answer::Lifecycle(c.call_start(s, ctx, &h).await?),
+            Command::Stop(h) => Answer::Lifecycle(c.call_stop(s, ctx, &h).await?),
+            Command::Restart(h) => Answer::Lifecycle(c.call_restart(s, ctx, &h).await?),
+            Command::Deprovision(h) => Answer::Lifecycle(c.call_deprovision(s, ctx, &h).await?),
+            Command::Health(r) => Answer::Health(c.call_health(s, ctx, &r).await?),
+            Command::Rollback(h) => Answer::Rollback(c.call_rollback(s, ctx, &h).await?),
+            Command::Members => Answer::Members(c.call_members(s, ctx).await?),
+            Command::Ports(start) => Answer::Ports(c.call_ports(s, ctx, start).await?),
+        };
+        Ok((answer, instantiate_us))
+    }
+}
+
+/// The error for a call that trapped: a limit the component ran into is audited and
+/// named first.
+fn trapped(state: &HostState, e: wasmtime::Error) -> anyhow::Error {
+    let Some(denial) = state.limits.denial() else {
+        return anyhow::Error::from(e).context("the component trapped");
+    };
+    let (op, rule) = match denial {
+        Denial::Memory { budget, .. } => ("memory.grow", format!("memory budget {} MiB (--memory-limit)", budget >> 20)),
+        Denial::TableElements { cap, .. } => ("table.grow", format!("table element cap {cap}")),
+    };
+    let denial = denial.to_string();
+    state.caps.audit.record("limits", op, &denial, Decision::Denied, &rule);
+    anyhow::Error::from(e).context(denial)
 }
