@@ -13,10 +13,10 @@ use crate::audit::{Audit, Decision};
 use crate::bindings::openclaw::provisioner::fs;
 use crate::bindings::{CredentialLayout, EntryKind, EntryMeta, FsError, TreeStats};
 use crate::credentials::{self, LeadKeys};
-use crate::grants::{Grants, Kind, Resolved, create_dir_exact};
-use crate::safe_open;
+use crate::grants::{Grants, Kind, Resolved, RootRefused, create_dir_exact};
+use crate::safe_open::{self, NotFollowed};
 use crate::secret::Secret;
-use crate::sibling_files::{self, SiblingRules};
+use crate::sibling_files::{self, Refused, SiblingRules};
 use cap_std::fs::{Dir, FileType, Metadata, OpenOptions, PermissionsExt as _};
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::OpenOptionsExt as _;
@@ -70,11 +70,18 @@ fn io_error(path: &str, e: io::Error) -> FsError {
     match e.kind() {
         io::ErrorKind::NotFound => FsError::NotFound(path.to_string()),
         io::ErrorKind::AlreadyExists => FsError::AlreadyExists(path.to_string()),
-        io::ErrorKind::PermissionDenied if e.to_string().contains("outside of the filesystem") => {
-            FsError::Denied(format!("{path}: a symlink or `..` leads outside the grant"))
-        }
+        _ if is_escape(&e) => FsError::Denied(format!("{path}: a symlink or `..` leads outside the grant")),
         _ => FsError::Io(format!("{path}: {e}")),
     }
+}
+
+/// Whether cap-std refused a path that resolves outside its directory. It reports that
+/// as `PermissionDenied` without an OS error (openat2's `EXDEV` under `RESOLVE_BENEATH`,
+/// or its own path walk); a refusal from the kernel carries its errno, and the host's own
+/// refusals carry their typed reason.
+fn is_escape(e: &io::Error) -> bool {
+    let hosts_own = e.get_ref().is_some_and(|reason| reason.is::<NotFollowed>() || reason.is::<RootRefused>());
+    e.kind() == io::ErrorKind::PermissionDenied && e.raw_os_error().is_none() && !hosts_own
 }
 
 fn kind_of(file_type: FileType) -> EntryKind {
@@ -105,12 +112,12 @@ impl FsCap {
     }
 
     /// Checks what goes into a sibling home; other grants have no such rules.
-    fn sibling_rules<T>(&self, r: &Resolved, check: impl FnOnce(&SiblingRules) -> Result<T, String>) -> Fs<()> {
+    fn sibling_rules(&self, r: &Resolved, check: impl FnOnce(&SiblingRules) -> Result<(), Refused>) -> Fs<()> {
         if !matches!(r.kind, Kind::SiblingHome(_)) {
             return Ok(());
         }
         let rules = SiblingRules { home: &r.root, api_url: &self.plugins.api_url, plugins: &self.plugins.plugin_names };
-        check(&rules).map(|_| ()).map_err(|why| FsError::Denied(format!("{}: {why}", r.root.display())))
+        check(&rules).map_err(|why| FsError::Denied(format!("{}: {why}", r.root.display())))
     }
 
     /// Records a sibling home in the host's state before the guest creates it.
@@ -127,7 +134,7 @@ impl FsCap {
 
     /// Resolves `path` for `op`; `write` asks for a writable grant.
     fn check(&self, op: &str, path: &str, write: bool) -> Fs<Resolved> {
-        let resolved = self.grants.resolve(path).map_err(FsError::Denied)?;
+        let resolved = self.grants.resolve(path).map_err(|e| FsError::Denied(e.to_string()))?;
         if write && !resolved.writable {
             return Err(FsError::Denied(format!("{path}: the {} grant does not allow writing ({op})", resolved.describe())));
         }
@@ -141,7 +148,7 @@ impl FsCap {
         match (&result, self.grants.resolve(grant_path)) {
             (Err(FsError::Denied(why)), _) => self.audit.record("fs", op, target, Decision::Denied, why),
             (_, Ok(grant)) => self.audit.record("fs", op, target, Decision::Allowed, &grant.describe()),
-            (_, Err(why)) => self.audit.record("fs", op, target, Decision::Denied, &why),
+            (_, Err(why)) => self.audit.record("fs", op, target, Decision::Denied, &why.to_string()),
         }
         result
     }
@@ -372,21 +379,21 @@ impl FsCap {
     /// Writes the sibling's credential file: the task's key, or the lead's for `provider`.
     fn write_credentials_inner(&self, home: &str, provider: &str, layout: CredentialLayout, key: Option<String>) -> Fs<String> {
         let r = self.check("write-credentials", home, true)?;
-        let denied = |why: String| FsError::Denied(format!("{home}: {why}"));
+        let denied = |why: &dyn std::fmt::Display| FsError::Denied(format!("{home}: {why}"));
         let key = match key {
-            Some(given) => Secret::new(given).ok_or_else(|| denied("the task's key is empty".into()))?,
+            Some(given) => Secret::new(given).ok_or_else(|| denied(&"the task's key is empty"))?,
             None => match self.lead_keys.get(provider) {
                 Some((key, _)) => key.clone(),
                 None => {
-                    let var = credentials::env_var(provider).map_err(denied)?;
-                    return Err(denied(format!(
+                    let var = credentials::env_var(provider).map_err(|e| denied(&e))?;
+                    return Err(denied(&format!(
                         "the lead has no {provider} key to pass on ({var} is not in its environment or {}/.env, and its legacy auth.json has none)",
                         self.grants.lead_home().display()
                     )));
                 }
             },
         };
-        let (relative, contents) = credentials::render(provider, &key, layout).map_err(denied)?;
+        let (relative, contents) = credentials::render(provider, &key, layout).map_err(|e| denied(&e))?;
         let dir = self.existing_root(home, &r)?;
         atomic::write(&dir, Path::new(relative), &contents, 0o600).map_err(|e| io_error(&format!("{home}/{relative}"), e))?;
         Ok(format!("{home}/{relative}"))

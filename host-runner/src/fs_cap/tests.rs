@@ -310,3 +310,12 @@ fn special_files_and_deep_trees_are_refused_without_blocking() {
     assert!(err.to_string().contains("more than 5 entries"), "{err}");
     assert_eq!(out.len(), 5);
 }
+
+#[test]
+fn an_escape_is_told_apart_from_the_kernels_and_the_hosts_own_refusals() {
+    let denied = io::ErrorKind::PermissionDenied;
+    assert!(is_escape(&io::Error::new(denied, "cap-std's escape, whatever its wording")));
+    assert!(!is_escape(&io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error())));
+    assert!(!is_escape(&io::Error::new(denied, NotFollowed)));
+    assert!(!is_escape(&io::Error::new(denied, RootRefused::LeadHome)));
+}

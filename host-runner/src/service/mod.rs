@@ -206,7 +206,8 @@ impl ServiceCap {
         }
     }
 
-    fn deny(&self, op: &str, label: &str, why: String) -> ServiceError {
+    fn deny(&self, op: &str, label: &str, why: impl ToString) -> ServiceError {
+        let why = why.to_string();
         self.audit.record("service", op, label, Decision::Denied, &why);
         ServiceError::Denied(why)
     }
