@@ -71,6 +71,10 @@ impl Launchd {
 }
 
 impl Backend for Launchd {
+    fn name(&self) -> &'static str {
+        "launchd"
+    }
+
     fn definition_path(&self, label: &str) -> Option<PathBuf> {
         Some(self.plist(label))
     }

@@ -49,6 +49,8 @@ pub struct ServiceConfig {
 
 /// One service manager.
 trait Backend: Send {
+    /// `launchd`, `systemd` or `direct`, for the banner and the audit log.
+    fn name(&self) -> &'static str;
     /// Where the definition of `label` lives, when it is a file the service manager reads
     /// (and so must be proven the host's); `None` when it is the host's own record.
     fn definition_path(&self, label: &str) -> Option<PathBuf>;
@@ -170,7 +172,7 @@ impl ServiceCap {
     pub fn describe(&self) -> Vec<String> {
         vec![format!(
             "service: {} backend, definitions in {}; labels com.openclaw.<handle> (not reserved, not the lead's), only definitions this host wrote; program {} --profile <handle> gateway run --port N, environment {} pinned by the host",
-            self.kind.name(),
+            self.backend.name(),
             self.dir.display(),
             self.policy.openclaw_bin.display(),
             policy::ENVIRONMENT.join(", ")
@@ -181,7 +183,7 @@ impl ServiceCap {
     fn label(&self, op: &str, label: &str) -> Result<String, ServiceError> {
         let handle = self.policy.handle_of(label).map_err(|why| self.deny(op, label, why))?;
         self.ours(&handle, label).map_err(|why| self.deny(op, label, why))?;
-        self.audit.record("service", op, label, Decision::Allowed, &format!("{} backend", self.kind.name()));
+        self.audit.record("service", op, label, Decision::Allowed, &format!("{} backend", self.backend.name()));
         Ok(handle)
     }
 

@@ -80,6 +80,10 @@ impl Systemd {
 }
 
 impl Backend for Systemd {
+    fn name(&self) -> &'static str {
+        "systemd"
+    }
+
     fn definition_path(&self, label: &str) -> Option<PathBuf> {
         Some(self.unit_path(label))
     }
