@@ -57,7 +57,7 @@ pub struct Capabilities {
 impl types::Host for Capabilities {}
 
 /// Links each WIT import to the capability that implements it.
-fn link_capabilities(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+fn link_capabilities(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     types::add_to_linker::<_, HasSelf<Capabilities>>(linker, |s| &mut s.caps)?;
     fs::add_to_linker::<_, HasSelf<FsCap>>(linker, |s| &mut s.caps.fs)?;
     service::add_to_linker::<_, HasSelf<ServiceCap>>(linker, |s| &mut s.caps.services)?;
@@ -66,7 +66,7 @@ fn link_capabilities(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 }
 
 /// The data of a store: WASI state plus our capabilities.
-pub struct HostState {
+pub struct StoreData {
     wasi: WasiCtx,
     table: ResourceTable,
     http: WasiHttpCtx,
@@ -74,13 +74,13 @@ pub struct HostState {
     limits: StoreBudget,
 }
 
-impl WasiView for HostState {
+impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
-impl WasiHttpView for HostState {
+impl WasiHttpView for StoreData {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.caps.gate }
     }
@@ -125,7 +125,7 @@ pub struct CallTimings {
 /// A compiled component with its linker, ready to run commands.
 pub struct Sandbox {
     engine: Engine,
-    linker: Linker<HostState>,
+    linker: Linker<StoreData>,
     component: wasmtime::component::Component,
 }
 
@@ -165,10 +165,10 @@ impl Sandbox {
 
     /// A fresh store holding `caps`, with its memory budget and an epoch deadline; the
     /// guest's stderr goes to `stderr`.
-    fn store(&self, caps: Capabilities, stderr: &MemoryOutputPipe, memory_bytes: usize, deadline: Instant) -> Store<HostState> {
+    fn store(&self, caps: Capabilities, stderr: &MemoryOutputPipe, memory_bytes: usize, deadline: Instant) -> Store<StoreData> {
         let mut wasi = WasiCtx::builder();
         wasi.stderr(stderr.clone());
-        let state = HostState {
+        let state = StoreData {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
@@ -197,7 +197,7 @@ impl Sandbox {
 
     /// Instantiates the component and calls the export for `command`; returns the
     /// answer and when (since `started`) the instance was ready, in microseconds.
-    async fn call(&self, store: &mut Store<HostState>, ctx: &commands::Context, command: Command, started: Instant) -> wasmtime::Result<(Answer, u128)> {
+    async fn call(&self, store: &mut Store<StoreData>, ctx: &commands::Context, command: Command, started: Instant) -> wasmtime::Result<(Answer, u128)> {
         let instance = Provisioner::instantiate_async(&mut *store, &self.component, &self.linker)
             .await
             .context("instantiating the component")?;
@@ -222,7 +222,7 @@ impl Sandbox {
 
 /// The error for a call that trapped: a limit the component ran into is audited and
 /// named first.
-fn trapped(state: &HostState, e: wasmtime::Error) -> anyhow::Error {
+fn trapped(state: &StoreData, e: wasmtime::Error) -> anyhow::Error {
     let Some(denial) = state.limits.denial() else {
         return anyhow::Error::from(e).context("the component trapped");
     };

@@ -46,7 +46,7 @@ impl Launchd {
     }
 
     fn launchctl(&self, args: &[&str]) -> Result<exec::Output, ServiceError> {
-        exec::run(&self.launchctl, args).map_err(ServiceError::Failed)
+        exec::run(&self.launchctl, args).map_err(ServiceError::from)
     }
 
     /// `launchctl` that must succeed.

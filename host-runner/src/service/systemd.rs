@@ -62,7 +62,7 @@ impl Systemd {
     fn systemctl(&self, args: &[&str]) -> Result<exec::Output, ServiceError> {
         let mut all = vec!["--user"];
         all.extend_from_slice(args);
-        exec::run(&self.systemctl, &all).map_err(ServiceError::Failed)
+        exec::run(&self.systemctl, &all).map_err(ServiceError::from)
     }
 
     fn must(&self, args: &[&str]) -> Result<(), ServiceError> {
