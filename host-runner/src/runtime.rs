@@ -1,23 +1,26 @@
 //! Running one command of the component in a fresh, limited store.
 //!
-//! The store holds the capabilities (files, services, the HTTP gate), a memory budget with
-//! caps on tables and instances ([`crate::limits`]) and a wall-clock deadline. WASI gets
+//! The store holds the capabilities (files, services, ports, progress, the HTTP gate), each
+//! WIT import linked straight to the capability that implements its generated `Host`
+//! trait, a memory budget with caps on tables and instances ([`crate::limits`]) and a
+//! wall-clock deadline. WASI gets
 //! no preopened directories, no environment, no sockets and no stdin; its stderr (panic
 //! messages) is kept in memory, bounded, and printed scrubbed when the call ends.
 
+use crate::audit::{Audit, Decision};
 use crate::bindings::openclaw::provisioner::{fs, ports, progress, service, types};
 use crate::bindings::{Provisioner, commands};
 use crate::fs_cap::FsCap;
 use crate::http_gate::HttpGate;
+use crate::limits::{Denial, StoreBudget};
 use crate::ports::PortsCap;
 use crate::progress::ProgressSink;
 use crate::service::ServiceCap;
 use anyhow::{Result, anyhow};
-use wasmtime::error::Context as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use crate::audit::Decision;
-use crate::limits::{Denial, StoreBudget};
+use wasmtime::error::Context as _;
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -43,14 +46,16 @@ fn print_guest_stderr(bytes: &[u8]) {
     }
 }
 
-/// The capabilities a store holds.
+/// The capabilities a store holds, one field per WIT import, each linked by `link_capabilities`.
 pub struct Capabilities {
     pub fs: FsCap,
     pub services: ServiceCap,
     pub ports: PortsCap,
+    /// The `wasi:http` hook: only the Sesame API and the siblings' gateway ports.
     pub gate: HttpGate,
     pub progress: ProgressSink,
-    pub audit: std::sync::Arc<crate::audit::Audit>,
+    /// Where a limit the component runs into is recorded.
+    pub audit: Arc<Audit>,
 }
 
 /// `types` declares only types; it is linked so the guest's import resolves.

@@ -3,7 +3,7 @@
 //! component, decides those:
 //! - no component write (file, directory, or copy entry) under a [`CODE_PATHS`] entry:
 //!   the host copies the lead's allowlisted plugins and skills itself;
-//! - `openclaw.json` must have exactly the shape the provisioner writes ([`check_config`]):
+//! - `openclaw.json` must have exactly the shape the provisioner writes ([`check_write`]):
 //!   no key that loads code or runs a command, plugin entries only for the plugins the
 //!   host copied, the API URL and workspace pinned, no `${…}` substitution, no `$include`;
 //! - credential files (`.env`, `agents/*/agent/auth*.json`) are written by the host only
