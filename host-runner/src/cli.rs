@@ -290,4 +290,23 @@ mod tests {
         assert_eq!(cli.command.name(), "plan");
         assert!(!cli.command.changes_family() && !cli.command.needs_openclaw(), "a plan changes nothing");
     }
+
+    #[test]
+    fn each_command_says_whether_it_changes_the_family_and_runs_openclaw() {
+        for (args, name, changes, runs) in [
+            (&["provision", "--task", "t"][..], "provision", true, true),
+            (&["start", "nova"], "start", true, true),
+            (&["restart", "nova"], "restart", true, true),
+            (&["stop", "nova"], "stop", true, false),
+            (&["deprovision", "nova"], "deprovision", true, false),
+            (&["rollback", "nova"], "rollback", true, false),
+            (&["health"], "health", false, false),
+            (&["list"], "list", false, false),
+            (&["ports"], "ports", false, false),
+            (&["grants"], "grants", false, false),
+        ] {
+            let command = Cli::try_parse_from(["agent-provisioner"].iter().chain(args)).unwrap().command;
+            assert_eq!((command.name(), command.changes_family(), command.needs_openclaw()), (name, changes, runs), "{args:?}");
+        }
+    }
 }
