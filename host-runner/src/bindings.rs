@@ -18,13 +18,3 @@ pub use openclaw::provisioner::service::{
 pub use openclaw::provisioner::types::{CredentialLayout, FsError, ServiceBackend};
 pub use exports::openclaw::provisioner::commands;
 
-impl ServiceBackend {
-    /// `launchd`, `systemd` or `direct`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ServiceBackend::Launchd => "launchd",
-            ServiceBackend::Systemd => "systemd",
-            ServiceBackend::Direct => "direct",
-        }
-    }
-}

@@ -54,6 +54,46 @@ pub enum Command {
     Skill(SkillCommand),
 }
 
+impl Command {
+    /// The command's name in output (`plan` for `provision --plan`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Provision(p) if p.plan => "plan",
+            Command::Provision(_) => "provision",
+            Command::Start(_) => "start",
+            Command::Stop(_) => "stop",
+            Command::Restart(_) => "restart",
+            Command::Deprovision(_) => "deprovision",
+            Command::Rollback(_) => "rollback",
+            Command::Health(_) => "health",
+            Command::List => "list",
+            Command::Ports(_) => "ports",
+            Command::Grants => "grants",
+            Command::Schema => "schema",
+            Command::Skill(_) => "skill",
+        }
+    }
+
+    /// Whether it changes the family, and so runs under the lead's lock, one at a time.
+    pub fn changes_family(&self) -> bool {
+        match self {
+            Command::Provision(p) => !p.plan,
+            Command::Start(_) | Command::Stop(_) | Command::Restart(_) | Command::Deprovision(_) | Command::Rollback(_) => true,
+            Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => false,
+        }
+    }
+
+    /// Whether it runs `openclaw` (a gateway service), which must then exist.
+    pub fn needs_openclaw(&self) -> bool {
+        match self {
+            Command::Provision(p) => !p.plan,
+            Command::Start(_) | Command::Restart(_) => true,
+            Command::Stop(_) | Command::Deprovision(_) | Command::Rollback(_) => false,
+            Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => false,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ProvisionArgs {
     /// The task: a file, or `-` for stdin. The whole task object, its notes object, or
@@ -245,10 +285,31 @@ mod tests {
     #[test]
     fn provision_takes_the_task_from_stdin() {
         let cli = Cli::try_parse_from(["agent-provisioner", "--home", "/h", "provision", "--task", "-", "--plan", "--json"]).unwrap();
-        match cli.command {
+        match &cli.command {
             Command::Provision(p) => assert!(p.plan && p.task == "-"),
             other => panic!("{other:?}"),
         }
         assert!(cli.global.json);
+        assert_eq!(cli.command.name(), "plan");
+        assert!(!cli.command.changes_family() && !cli.command.needs_openclaw(), "a plan changes nothing");
+    }
+
+    #[test]
+    fn each_command_says_whether_it_changes_the_family_and_runs_openclaw() {
+        for (args, name, changes, runs) in [
+            (&["provision", "--task", "t"][..], "provision", true, true),
+            (&["start", "nova"], "start", true, true),
+            (&["restart", "nova"], "restart", true, true),
+            (&["stop", "nova"], "stop", true, false),
+            (&["deprovision", "nova"], "deprovision", true, false),
+            (&["rollback", "nova"], "rollback", true, false),
+            (&["health"], "health", false, false),
+            (&["list"], "list", false, false),
+            (&["ports"], "ports", false, false),
+            (&["grants"], "grants", false, false),
+        ] {
+            let command = Cli::try_parse_from(["agent-provisioner"].iter().chain(args)).unwrap().command;
+            assert_eq!((command.name(), command.changes_family(), command.needs_openclaw()), (name, changes, runs), "{args:?}");
+        }
     }
 }

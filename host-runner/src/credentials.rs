@@ -20,11 +20,18 @@ pub const LEGACY_AUTH: &str = "agents/main/agent/auth.json";
 /// The largest legacy `auth.json` the host reads.
 const MAX_AUTH_JSON: u64 = 1 << 20;
 
+/// Why the host writes no credential file for a provider's key.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("{0:?} is not a provider (one of {providers})", providers = PROVIDERS.map(|(p, _)| p).join(", "))]
+    UnknownProvider(String),
+    #[error("the {0} key is not a plain key (letters, digits and -_.:+/= only)")]
+    NotPlain(String),
+}
+
 /// The key variable of `provider`, or why there is none.
-pub fn env_var(provider: &str) -> Result<&'static str, String> {
-    PROVIDERS.iter().find(|(p, _)| *p == provider).map(|(_, var)| *var).ok_or_else(|| {
-        format!("{provider:?} is not a provider (one of {})", PROVIDERS.map(|(p, _)| p).join(", "))
-    })
+pub fn env_var(provider: &str) -> Result<&'static str, CredentialError> {
+    PROVIDERS.iter().find(|(p, _)| *p == provider).map(|(_, var)| *var).ok_or_else(|| CredentialError::UnknownProvider(provider.to_string()))
 }
 
 /// The lead's keys the host can pass on, by provider, with where each came from.
@@ -75,11 +82,11 @@ impl LeadKeys {
 /// The credential file for `key` of `provider` in `layout`: its path relative to the
 /// sibling's home, and its contents. Keys must be plain (letters, digits, `-_.:+/=`), so
 /// that nothing can be injected into the file.
-pub fn render(provider: &str, key: &Secret, layout: CredentialLayout) -> Result<(&'static str, Vec<u8>), String> {
+pub fn render(provider: &str, key: &Secret, layout: CredentialLayout) -> Result<(&'static str, Vec<u8>), CredentialError> {
     let var = env_var(provider)?;
     let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:+/=".contains(c);
     if !key.expose().chars().all(plain) {
-        return Err(format!("the {provider} key is not a plain key (letters, digits and -_.:+/= only)"));
+        return Err(CredentialError::NotPlain(provider.to_string()));
     }
     Ok(match layout {
         CredentialLayout::EnvFile => {
@@ -124,7 +131,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(json, serde_json::json!({"openrouter": {"type": "api_key", "key": "sk-ant-1234"}}));
         let injected = Secret::new("sk\"\nNODE_OPTIONS=--require=/x").unwrap();
-        assert!(render("anthropic", &injected, CredentialLayout::EnvFile).unwrap_err().contains("not a plain key"));
-        assert!(render("cohere", &key, CredentialLayout::EnvFile).unwrap_err().contains("not a provider"));
+        assert!(render("anthropic", &injected, CredentialLayout::EnvFile).unwrap_err().to_string().contains("not a plain key"));
+        assert!(render("cohere", &key, CredentialLayout::EnvFile).unwrap_err().to_string().contains("not a provider"));
     }
 }

@@ -10,12 +10,13 @@
 use crate::archive;
 use crate::atomic;
 use crate::audit::{Audit, Decision};
+use crate::bindings::openclaw::provisioner::fs;
 use crate::bindings::{CredentialLayout, EntryKind, EntryMeta, FsError, TreeStats};
 use crate::credentials::{self, LeadKeys};
-use crate::grants::{Grants, Kind, Resolved, create_dir_exact};
-use crate::safe_open;
+use crate::grants::{Grants, Kind, Resolved, RootRefused, create_dir_exact};
+use crate::safe_open::{self, NotFollowed};
 use crate::secret::Secret;
-use crate::sibling_files::{self, SiblingRules};
+use crate::sibling_files::{self, Refused, SiblingRules};
 use cap_std::fs::{Dir, FileType, Metadata, OpenOptions, PermissionsExt as _};
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::OpenOptionsExt as _;
@@ -69,11 +70,18 @@ fn io_error(path: &str, e: io::Error) -> FsError {
     match e.kind() {
         io::ErrorKind::NotFound => FsError::NotFound(path.to_string()),
         io::ErrorKind::AlreadyExists => FsError::AlreadyExists(path.to_string()),
-        io::ErrorKind::PermissionDenied if e.to_string().contains("outside of the filesystem") => {
-            FsError::Denied(format!("{path}: a symlink or `..` leads outside the grant"))
-        }
+        _ if is_escape(&e) => FsError::Denied(format!("{path}: a symlink or `..` leads outside the grant")),
         _ => FsError::Io(format!("{path}: {e}")),
     }
+}
+
+/// Whether cap-std refused a path that resolves outside its directory. It reports that
+/// as `PermissionDenied` without an OS error (openat2's `EXDEV` under `RESOLVE_BENEATH`,
+/// or its own path walk); a refusal from the kernel carries its errno, and the host's own
+/// refusals carry their typed reason.
+fn is_escape(e: &io::Error) -> bool {
+    let hosts_own = e.get_ref().is_some_and(|reason| reason.is::<NotFollowed>() || reason.is::<RootRefused>());
+    e.kind() == io::ErrorKind::PermissionDenied && e.raw_os_error().is_none() && !hosts_own
 }
 
 fn kind_of(file_type: FileType) -> EntryKind {
@@ -104,12 +112,12 @@ impl FsCap {
     }
 
     /// Checks what goes into a sibling home; other grants have no such rules.
-    fn sibling_rules<T>(&self, r: &Resolved, check: impl FnOnce(&SiblingRules) -> Result<T, String>) -> Fs<()> {
+    fn sibling_rules(&self, r: &Resolved, check: impl FnOnce(&SiblingRules) -> Result<(), Refused>) -> Fs<()> {
         if !matches!(r.kind, Kind::SiblingHome(_)) {
             return Ok(());
         }
         let rules = SiblingRules { home: &r.root, api_url: &self.plugins.api_url, plugins: &self.plugins.plugin_names };
-        check(&rules).map(|_| ()).map_err(|why| FsError::Denied(format!("{}: {why}", r.root.display())))
+        check(&rules).map_err(|why| FsError::Denied(format!("{}: {why}", r.root.display())))
     }
 
     /// Records a sibling home in the host's state before the guest creates it.
@@ -126,14 +134,12 @@ impl FsCap {
 
     /// Resolves `path` for `op`; `write` asks for a writable grant.
     fn check(&self, op: &str, path: &str, write: bool) -> Fs<Resolved> {
-        let resolved = self.grants.resolve(path).map_err(FsError::Denied)?;
+        let resolved = self.grants.resolve(path).map_err(|e| FsError::Denied(e.to_string()))?;
         if write && !resolved.writable {
             return Err(FsError::Denied(format!("{path}: the {} grant does not allow writing ({op})", resolved.describe())));
         }
         Ok(resolved)
     }
-
-
 
     /// Audits one call: denied (by the grants, or by the confinement when a symlink or
     /// the lead's key is in the way), or allowed by its grant (even when it then fails
@@ -142,53 +148,9 @@ impl FsCap {
         match (&result, self.grants.resolve(grant_path)) {
             (Err(FsError::Denied(why)), _) => self.audit.record("fs", op, target, Decision::Denied, why),
             (_, Ok(grant)) => self.audit.record("fs", op, target, Decision::Allowed, &grant.describe()),
-            (_, Err(why)) => self.audit.record("fs", op, target, Decision::Denied, &why),
+            (_, Err(why)) => self.audit.record("fs", op, target, Decision::Denied, &why.to_string()),
         }
         result
-    }
-
-    pub fn read(&self, path: &str) -> Fs<Vec<u8>> {
-        self.audited("read", path, path, self.read_inner(path))
-    }
-
-    pub fn write_atomic(&self, path: &str, contents: &[u8], mode: u32) -> Fs<()> {
-        self.audited("write-atomic", path, path, self.write_atomic_inner(path, contents, mode))
-    }
-
-    pub fn create_dir_all(&self, path: &str, mode: u32) -> Fs<()> {
-        self.audited("create-dir-all", path, path, self.create_dir_all_inner(path, mode))
-    }
-
-    pub fn metadata(&self, path: &str) -> Fs<Option<EntryMeta>> {
-        self.audited("metadata", path, path, self.metadata_inner(path))
-    }
-
-    pub fn walk_tree(&self, path: &str) -> Fs<Vec<String>> {
-        self.audited("walk-tree", path, path, self.walk_tree_inner(path))
-    }
-
-    pub fn remove_tree(&self, path: &str) -> Fs<()> {
-        self.audited("remove-tree", path, path, self.remove_tree_inner(path))
-    }
-
-    pub fn archive_tree(&self, source: &str, archive: &str) -> Fs<TreeStats> {
-        self.audited("archive-tree", &format!("{source} -> {archive}"), archive, self.archive_tree_inner(source, archive))
-    }
-
-    pub fn list_archive(&self, archive: &str) -> Fs<Vec<String>> {
-        self.audited("list-archive", archive, archive, self.list_archive_inner(archive))
-    }
-
-    pub fn write_credentials(&self, handle: &str, provider: &str, layout: CredentialLayout, key: Option<String>) -> Fs<String> {
-        let home = self.grants.sibling_home(handle).display().to_string();
-        let from = if key.is_some() { "the task's key" } else { "the lead's key" };
-        let target = format!("{provider} credential ({from}) -> {home}");
-        self.audited("write-credentials", &target, &home, self.write_credentials_inner(&home, provider, layout, key))
-    }
-
-    pub fn copy_lead_plugins(&self, handle: &str) -> Fs<Vec<String>> {
-        let home = self.grants.sibling_home(handle).display().to_string();
-        self.audited("copy-lead-plugins", &format!("{} -> {home}", self.plugins.paths.join(", ")), &home, self.copy_lead_plugins_inner(&home))
     }
 
     /// The lead's key must not leave the host through `bytes` read from `r`.
@@ -417,21 +379,21 @@ impl FsCap {
     /// Writes the sibling's credential file: the task's key, or the lead's for `provider`.
     fn write_credentials_inner(&self, home: &str, provider: &str, layout: CredentialLayout, key: Option<String>) -> Fs<String> {
         let r = self.check("write-credentials", home, true)?;
-        let denied = |why: String| FsError::Denied(format!("{home}: {why}"));
+        let denied = |why: &dyn std::fmt::Display| FsError::Denied(format!("{home}: {why}"));
         let key = match key {
-            Some(given) => Secret::new(given).ok_or_else(|| denied("the task's key is empty".into()))?,
+            Some(given) => Secret::new(given).ok_or_else(|| denied(&"the task's key is empty"))?,
             None => match self.lead_keys.get(provider) {
                 Some((key, _)) => key.clone(),
                 None => {
-                    let var = credentials::env_var(provider).map_err(denied)?;
-                    return Err(denied(format!(
+                    let var = credentials::env_var(provider).map_err(|e| denied(&e))?;
+                    return Err(denied(&format!(
                         "the lead has no {provider} key to pass on ({var} is not in its environment or {}/.env, and its legacy auth.json has none)",
                         self.grants.lead_home().display()
                     )));
                 }
             },
         };
-        let (relative, contents) = credentials::render(provider, &key, layout).map_err(denied)?;
+        let (relative, contents) = credentials::render(provider, &key, layout).map_err(|e| denied(&e))?;
         let dir = self.existing_root(home, &r)?;
         atomic::write(&dir, Path::new(relative), &contents, 0o600).map_err(|e| io_error(&format!("{home}/{relative}"), e))?;
         Ok(format!("{home}/{relative}"))
@@ -472,6 +434,53 @@ impl FsCap {
         let file = safe_open::open_regular(&self.existing_root(archive, &r)?, rel(&r)).map_err(|e| io_error(archive, e))?;
         let names = archive::list(io::BufReader::new(file)).map_err(|e| FsError::Io(format!("{archive}: not a readable .tar.gz ({e})")))?;
         Ok(names)
+    }
+}
+
+/// The WIT `fs` interface: each call checked by its `_inner` step and audited once.
+impl fs::Host for FsCap {
+    fn read(&mut self, path: String) -> Fs<Vec<u8>> {
+        self.audited("read", &path, &path, self.read_inner(&path))
+    }
+
+    fn write_atomic(&mut self, path: String, contents: Vec<u8>, mode: u32) -> Fs<()> {
+        self.audited("write-atomic", &path, &path, self.write_atomic_inner(&path, &contents, mode))
+    }
+
+    fn create_dir_all(&mut self, path: String, mode: u32) -> Fs<()> {
+        self.audited("create-dir-all", &path, &path, self.create_dir_all_inner(&path, mode))
+    }
+
+    fn metadata(&mut self, path: String) -> Fs<Option<EntryMeta>> {
+        self.audited("metadata", &path, &path, self.metadata_inner(&path))
+    }
+
+    fn walk_tree(&mut self, path: String) -> Fs<Vec<String>> {
+        self.audited("walk-tree", &path, &path, self.walk_tree_inner(&path))
+    }
+
+    fn remove_tree(&mut self, path: String) -> Fs<()> {
+        self.audited("remove-tree", &path, &path, self.remove_tree_inner(&path))
+    }
+
+    fn archive_tree(&mut self, source: String, archive: String) -> Fs<TreeStats> {
+        self.audited("archive-tree", &format!("{source} -> {archive}"), &archive, self.archive_tree_inner(&source, &archive))
+    }
+
+    fn list_archive(&mut self, archive: String) -> Fs<Vec<String>> {
+        self.audited("list-archive", &archive, &archive, self.list_archive_inner(&archive))
+    }
+
+    fn write_credentials(&mut self, handle: String, provider: String, layout: CredentialLayout, key: Option<String>) -> Fs<String> {
+        let home = self.grants.sibling_home(&handle).display().to_string();
+        let from = if key.is_some() { "the task's key" } else { "the lead's key" };
+        let target = format!("{provider} credential ({from}) -> {home}");
+        self.audited("write-credentials", &target, &home, self.write_credentials_inner(&home, &provider, layout, key))
+    }
+
+    fn copy_lead_plugins(&mut self, handle: String) -> Fs<Vec<String>> {
+        let home = self.grants.sibling_home(&handle).display().to_string();
+        self.audited("copy-lead-plugins", &format!("{} -> {home}", self.plugins.paths.join(", ")), &home, self.copy_lead_plugins_inner(&home))
     }
 }
 

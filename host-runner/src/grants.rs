@@ -30,6 +30,36 @@ const MAX_PATH: usize = 4096;
 pub const LEAD_READABLE: &[&str] =
     &["workspace/IDENTITY.md", "workspace/USER.md", "workspace/MEMORY.md", "workspace/HEARTBEAT.md", "workspace/TOOLS.md"];
 
+/// Why a path has no grant. Each message names the path and, where it helps, the grants.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    #[error("a path of {0} bytes is longer than {MAX_PATH}")]
+    TooLong(usize),
+    #[error("{0:?} contains a NUL byte")]
+    Nul(String),
+    #[error("{0}: only absolute paths are accepted")]
+    Relative(String),
+    #[error("{0}: `.` and `..` components are not accepted")]
+    DotComponent(String),
+    #[error("{}: of the lead's home only its workspace notes are granted ({}); its config, keys, credentials and sessions are the host's", .0.display(), LEAD_READABLE.join(", "))]
+    LeadHomeFile(PathBuf),
+    #[error("{}: `{handle}` is not a sibling handle: it {why}", root.display())]
+    NotSibling { root: PathBuf, handle: String, why: naming::HandleError },
+    #[error("{} exists and is not a sibling home this host created for the lead {} (another OpenClaw profile, or made by hand); not touching it", root.display(), lead_home.display())]
+    ForeignHome { root: PathBuf, lead_home: PathBuf },
+    #[error("{}: outside every grant (grants: {summary})", path.display())]
+    Outside { path: PathBuf, summary: String },
+}
+
+/// Why the host refuses a grant's root directory it was about to open.
+#[derive(Debug, thiserror::Error)]
+pub enum RootRefused {
+    #[error("appeared while it was being created; not taking it over")]
+    Appeared,
+    #[error("is the lead's own home (same device and inode)")]
+    LeadHome,
+}
+
 /// What the grants are derived from.
 #[derive(Clone)]
 pub struct GrantConfig {
@@ -103,7 +133,7 @@ impl Resolved {
         if let Some(mode) = create {
             match create_dir_exact(&parent, Path::new(name), mode) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.unclaimed => {
-                    return Err(io::Error::new(io::ErrorKind::PermissionDenied, "appeared while it was being created; not taking it over"));
+                    return Err(io::Error::new(io::ErrorKind::PermissionDenied, RootRefused::Appeared));
                 }
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
                 _ => {}
@@ -113,7 +143,7 @@ impl Resolved {
         if matches!(self.kind, Kind::SiblingHome(_)) && self.lead_identity.is_some() {
             let m = dir.dir_metadata()?;
             if Some((m.dev(), m.ino())) == self.lead_identity {
-                return Err(io::Error::new(io::ErrorKind::PermissionDenied, "is the lead's own home (same device and inode)"));
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, RootRefused::LeadHome));
             }
         }
         Ok(dir)
@@ -207,18 +237,18 @@ impl Grants {
     }
 
     /// Matches `path` to its grant, or explains the denial (naming the grants).
-    pub fn resolve(&self, path: &str) -> Result<Resolved, String> {
+    pub fn resolve(&self, path: &str) -> Result<Resolved, GrantError> {
         if path.len() > MAX_PATH {
-            return Err(format!("a path of {} bytes is longer than {MAX_PATH}", path.len()));
+            return Err(GrantError::TooLong(path.len()));
         }
         if path.contains('\0') {
-            return Err(format!("{path:?} contains a NUL byte"));
+            return Err(GrantError::Nul(path.to_string()));
         }
         if !path.starts_with('/') {
-            return Err(format!("{path}: only absolute paths are accepted"));
+            return Err(GrantError::Relative(path.to_string()));
         }
         if path.split('/').any(|c| c == "." || c == "..") {
-            return Err(format!("{path}: `.` and `..` components are not accepted"));
+            return Err(GrantError::DotComponent(path.to_string()));
         }
         let path = Path::new(path);
         let under = |root: &Path| path.strip_prefix(root).ok().map(Path::to_path_buf);
@@ -235,11 +265,7 @@ impl Grants {
         }
         if let Some(relative) = under(&self.lead_home) {
             if !LEAD_READABLE.iter().any(|r| relative == Path::new(r)) {
-                return Err(format!(
-                    "{}: of the lead's home only its workspace notes are granted ({}); its config, keys, credentials and sessions are the host's",
-                    path.display(),
-                    LEAD_READABLE.join(", ")
-                ));
+                return Err(GrantError::LeadHomeFile(path.to_path_buf()));
             }
             return grant(Kind::LeadHome, &self.lead_home, relative, false);
         }
@@ -261,25 +287,19 @@ impl Grants {
                 }
             }
         }
-        Err(format!("{}: outside every grant (grants: {})", path.display(), self.summary()))
+        Err(GrantError::Outside { path: path.to_path_buf(), summary: self.summary() })
     }
 
     /// The grant of the sibling home `root` of `handle`, or why there is none.
-    fn sibling(&self, handle: &str, root: &Path) -> Result<Resolved, String> {
+    fn sibling(&self, handle: &str, root: &Path) -> Result<Resolved, GrantError> {
         if let Err(why) = naming::check_sibling(handle, &self.lead_handles) {
-            return Err(format!("{}: `{handle}` is not a sibling handle: it {why}", root.display()));
+            return Err(GrantError::NotSibling { root: root.to_path_buf(), handle: handle.to_string(), why });
         }
         let unclaimed = self.state.sibling(handle, &self.lead_home).is_none();
         if unclaimed {
             match std::fs::symlink_metadata(root) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                _ => {
-                    return Err(format!(
-                        "{} exists and is not a sibling home this host created for the lead {} (another OpenClaw profile, or made by hand); not touching it",
-                        root.display(),
-                        self.lead_home.display()
-                    ));
-                }
+                _ => return Err(GrantError::ForeignHome { root: root.to_path_buf(), lead_home: self.lead_home.clone() }),
             }
         }
         Ok(Resolved {
@@ -312,7 +332,7 @@ mod tests {
     }
 
     fn kind(path: &str) -> Result<(Kind, String, bool), String> {
-        grants().resolve(path).map(|r| (r.kind, r.relative.display().to_string(), r.writable))
+        grants().resolve(path).map(|r| (r.kind, r.relative.display().to_string(), r.writable)).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -357,10 +377,10 @@ mod tests {
             ("/home/u/.openclaw/workspace/SOUL.md", "only its workspace notes"),
             ("/home/u/.openclaw", "only its workspace notes"),
         ] {
-            let err = grants().resolve(path).unwrap_err();
+            let err = grants().resolve(path).unwrap_err().to_string();
             assert!(err.contains(needle), "{path}: {err}");
         }
-        assert!(grants().resolve(&format!("/home/u/.openclaw-nova/{}", "a".repeat(5000))).unwrap_err().contains("longer"));
+        assert!(grants().resolve(&format!("/home/u/.openclaw-nova/{}", "a".repeat(5000))).unwrap_err().to_string().contains("longer"));
     }
 
     #[test]
@@ -383,7 +403,7 @@ mod tests {
         let g = grants_at(temp.path(), ".openclaw", state);
         let home = temp.path().display();
         assert!(!g.resolve(&format!("{home}/.openclaw-nova/x")).unwrap().unclaimed);
-        let err = g.resolve(&format!("{home}/.openclaw-work/openclaw.json")).unwrap_err();
+        let err = g.resolve(&format!("{home}/.openclaw-work/openclaw.json")).unwrap_err().to_string();
         assert!(err.contains("another OpenClaw profile"), "{err}");
         assert!(g.resolve(&format!("{home}/.openclaw-new")).unwrap().unclaimed, "a home that does not exist yet");
     }

@@ -13,6 +13,8 @@ pub mod credentials;
 pub mod deadline;
 pub mod engine;
 pub mod fs_cap;
+#[cfg(test)]
+mod function_length;
 pub mod grants;
 pub mod host_state;
 pub mod http_gate;
@@ -21,13 +23,17 @@ pub mod lead_env;
 pub mod limits;
 pub mod lock;
 pub mod output;
+pub mod paths;
 pub mod ports;
+pub mod progress;
 pub mod runtime;
 pub mod safe_open;
 pub mod secret;
 pub mod service;
+pub mod setup;
 pub mod sibling_files;
 pub mod skill;
+pub mod task_input;
 
 /// When the process started (set first thing in `main`), for `--timings`.
 pub static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();

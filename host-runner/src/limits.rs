@@ -99,18 +99,13 @@ impl StoreBudget {
     }
 
     /// As [`StoreBudget::new`], with `table_elements` for all tables together.
-    pub fn with_table_elements(memory_bytes: usize, table_elements: usize) -> Self {
+    fn with_table_elements(memory_bytes: usize, table_elements: usize) -> Self {
         Self { memory_budget: memory_bytes, table_element_cap: table_elements, used: Usage::default(), denial: None }
     }
 
     /// The first limit the component ran into, if any.
     pub fn denial(&self) -> Option<&Denial> {
         self.denial.as_ref()
-    }
-
-    /// What the store holds now.
-    pub fn usage(&self) -> Usage {
-        self.used
     }
 
     /// Keeps the first denial and traps with it.
@@ -215,7 +210,7 @@ mod tests {
         assert_eq!(store.data().denial(), Some(&Denial::Memory { budget, wanted }));
         let text = format!("{err:?}");
         assert!(text.contains("the component exceeded its memory budget of 4 MiB"), "{text}");
-        assert_eq!(store.data().usage().memory_bytes, 42 * PAGE, "the refused growth is not counted");
+        assert_eq!(store.data().used.memory_bytes, 42 * PAGE, "the refused growth is not counted");
         // What was granted stays usable: memory a can still grow within the budget.
         assert_eq!(call(&mut store, &instance, "grow_a", 22).unwrap(), 41);
     }
@@ -303,7 +298,7 @@ mod tests {
             let mut store = store(&engine, StoreBudget::new(256 << 20));
             store.set_epoch_deadline(1_000_000);
             linker.instantiate(&mut store, &component).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-            let used = store.data().usage();
+            let used = store.data().used;
             eprintln!("{name}: {used:?}");
             assert!(used.table_elements < MAX_TABLE_ELEMENTS / 4, "{name}: {used:?}");
             assert!(used.memory_bytes < 16 << 20, "{name}: {used:?}");

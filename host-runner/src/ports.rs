@@ -1,9 +1,22 @@
 //! The `ports` capability: is a local TCP port taken?
 
 use crate::audit::{Audit, Decision};
+use crate::bindings::openclaw::provisioner::ports;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Local port probes for the guest, each call audited.
+pub struct PortsCap {
+    pub audit: Arc<Audit>,
+}
+
+impl ports::Host for PortsCap {
+    fn taken(&mut self, ports: Vec<u16>) -> Vec<u16> {
+        taken(&ports, &self.audit)
+    }
+}
 
 /// Which of `ports` are taken on 127.0.0.1 (in the order given), recorded as one audit
 /// line per call. Privileged ports (< 1024) are never probed and count as taken. Each

@@ -1,20 +1,26 @@
 //! Running one command of the component in a fresh, limited store.
 //!
-//! The store holds the capabilities (files, services, the HTTP gate), a memory budget with
-//! caps on tables and instances ([`crate::limits`]) and a wall-clock deadline. WASI gets
+//! The store holds the capabilities (files, services, ports, progress, the HTTP gate), each
+//! WIT import linked straight to the capability that implements its generated `Host`
+//! trait, a memory budget with caps on tables and instances ([`crate::limits`]) and a
+//! wall-clock deadline. WASI gets
 //! no preopened directories, no environment, no sockets and no stdin; its stderr (panic
 //! messages) is kept in memory, bounded, and printed scrubbed when the call ends.
 
-use crate::bindings::{Level, Provisioner, commands};
+use crate::audit::{Audit, Decision};
+use crate::bindings::openclaw::provisioner::{fs, ports, progress, service, types};
+use crate::bindings::{Provisioner, commands};
 use crate::fs_cap::FsCap;
 use crate::http_gate::HttpGate;
+use crate::limits::{Denial, StoreBudget};
+use crate::ports::PortsCap;
+use crate::progress::ProgressSink;
 use crate::service::ServiceCap;
 use anyhow::{Result, anyhow};
-use wasmtime::error::Context as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use crate::audit::Decision;
-use crate::limits::{Denial, StoreBudget};
+use wasmtime::error::Context as _;
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -40,36 +46,32 @@ fn print_guest_stderr(bytes: &[u8]) {
     }
 }
 
-/// Prints the guest's progress lines on stderr.
-pub struct ProgressSink {
-    pub quiet: bool,
-}
-
-impl ProgressSink {
-    fn emit(&self, level: Level, message: &str) {
-        if self.quiet && level != Level::Warning {
-            return;
-        }
-        let prefix = match level {
-            Level::Step => "==> ",
-            Level::Info => "    ",
-            Level::Warning => "warning: ",
-        };
-        crate::secret::eprint_line(&format!("{prefix}{message}"));
-    }
-}
-
-/// The capabilities a store holds.
+/// The capabilities a store holds, one field per WIT import, each linked by `link_capabilities`.
 pub struct Capabilities {
     pub fs: FsCap,
     pub services: ServiceCap,
+    pub ports: PortsCap,
+    /// The `wasi:http` hook: only the Sesame API and the siblings' gateway ports.
     pub gate: HttpGate,
     pub progress: ProgressSink,
-    pub audit: std::sync::Arc<crate::audit::Audit>,
+    /// Where a limit the component runs into is recorded.
+    pub audit: Arc<Audit>,
+}
+
+/// `types` declares only types; it is linked so the guest's import resolves.
+impl types::Host for Capabilities {}
+
+/// Links each WIT import to the capability that implements it.
+fn link_capabilities(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    types::add_to_linker::<_, HasSelf<Capabilities>>(linker, |s| &mut s.caps)?;
+    fs::add_to_linker::<_, HasSelf<FsCap>>(linker, |s| &mut s.caps.fs)?;
+    service::add_to_linker::<_, HasSelf<ServiceCap>>(linker, |s| &mut s.caps.services)?;
+    ports::add_to_linker::<_, HasSelf<PortsCap>>(linker, |s| &mut s.caps.ports)?;
+    progress::add_to_linker::<_, HasSelf<ProgressSink>>(linker, |s| &mut s.caps.progress)
 }
 
 /// The data of a store: WASI state plus our capabilities.
-pub struct HostState {
+pub struct StoreData {
     wasi: WasiCtx,
     table: ResourceTable,
     http: WasiHttpCtx,
@@ -77,87 +79,15 @@ pub struct HostState {
     limits: StoreBudget,
 }
 
-impl WasiView for HostState {
+impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
-impl WasiHttpView for HostState {
+impl WasiHttpView for StoreData {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.caps.gate }
-    }
-}
-
-mod imports {
-    //! The WIT imports, delegated to the capabilities.
-    use super::HostState;
-    use crate::bindings::openclaw::provisioner::{fs, ports, progress, service, types};
-    use crate::bindings::*;
-
-    impl types::Host for HostState {}
-
-    impl fs::Host for HostState {
-        fn read(&mut self, path: String) -> Result<Vec<u8>, FsError> {
-            self.caps.fs.read(&path)
-        }
-        fn write_atomic(&mut self, path: String, contents: Vec<u8>, mode: u32) -> Result<(), FsError> {
-            self.caps.fs.write_atomic(&path, &contents, mode)
-        }
-        fn create_dir_all(&mut self, path: String, mode: u32) -> Result<(), FsError> {
-            self.caps.fs.create_dir_all(&path, mode)
-        }
-        fn metadata(&mut self, path: String) -> Result<Option<EntryMeta>, FsError> {
-            self.caps.fs.metadata(&path)
-        }
-        fn walk_tree(&mut self, path: String) -> Result<Vec<String>, FsError> {
-            self.caps.fs.walk_tree(&path)
-        }
-        fn remove_tree(&mut self, path: String) -> Result<(), FsError> {
-            self.caps.fs.remove_tree(&path)
-        }
-        fn archive_tree(&mut self, source: String, archive: String) -> Result<TreeStats, FsError> {
-            self.caps.fs.archive_tree(&source, &archive)
-        }
-        fn list_archive(&mut self, archive: String) -> Result<Vec<String>, FsError> {
-            self.caps.fs.list_archive(&archive)
-        }
-        fn write_credentials(&mut self, handle: String, provider: String, layout: CredentialLayout, key: Option<String>) -> Result<String, FsError> {
-            self.caps.fs.write_credentials(&handle, &provider, layout, key)
-        }
-        fn copy_lead_plugins(&mut self, handle: String) -> Result<Vec<String>, FsError> {
-            self.caps.fs.copy_lead_plugins(&handle)
-        }
-    }
-
-    impl service::Host for HostState {
-        fn install(&mut self, spec: ServiceSpec) -> Result<Installed, ServiceError> {
-            self.caps.services.install(spec)
-        }
-        fn start(&mut self, label: String) -> Result<(), ServiceError> {
-            self.caps.services.start(&label)
-        }
-        fn stop(&mut self, label: String) -> Result<(), ServiceError> {
-            self.caps.services.stop(&label)
-        }
-        fn uninstall(&mut self, label: String) -> Result<(), ServiceError> {
-            self.caps.services.uninstall(&label)
-        }
-        fn status(&mut self, label: String) -> Result<ServiceStatus, ServiceError> {
-            self.caps.services.status(&label)
-        }
-    }
-
-    impl ports::Host for HostState {
-        fn taken(&mut self, ports: Vec<u16>) -> Vec<u16> {
-            crate::ports::taken(&ports, &self.caps.audit)
-        }
-    }
-
-    impl progress::Host for HostState {
-        fn emit(&mut self, level: Level, message: String) {
-            self.caps.progress.emit(level, &message)
-        }
     }
 }
 
@@ -200,7 +130,7 @@ pub struct CallTimings {
 /// A compiled component with its linker, ready to run commands.
 pub struct Sandbox {
     engine: Engine,
-    linker: Linker<HostState>,
+    linker: Linker<StoreData>,
     component: wasmtime::component::Component,
 }
 
@@ -209,62 +139,20 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("linking WASI")?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).context("linking wasi:http")?;
-        Provisioner::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).context("linking the provisioner imports")?;
+        link_capabilities(&mut linker).context("linking the provisioner imports")?;
         Ok(Self { engine, linker, component })
     }
 
     /// Runs one command in a fresh store with `caps`, within `limits`.
     pub async fn run(&self, caps: Capabilities, ctx: commands::Context, command: Command, limits: Limits) -> Result<(Answer, CallTimings)> {
         let started = Instant::now();
-        let mut timings = CallTimings::default();
-        let mut wasi = WasiCtx::builder();
         let stderr = MemoryOutputPipe::new(GUEST_STDERR_BYTES);
-        wasi.stderr(stderr.clone());
-        let state = HostState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
-            caps,
-            limits: StoreBudget::new(limits.memory_bytes),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
         let deadline = Instant::now() + limits.deadline;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
-        });
-        let ticker = tokio::spawn({
-            let engine = self.engine.clone();
-            async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    engine.increment_epoch();
-                }
-            }
-        });
-        let call = async {
-            let instance = Provisioner::instantiate_async(&mut store, &self.component, &self.linker)
-                .await
-                .context("instantiating the component")?;
-            let c = instance.openclaw_provisioner_commands();
-            let s = &mut store;
-            timings.instantiate_us = started.elapsed().as_micros();
-            Ok::<_, wasmtime::Error>(match command {
-                Command::Plan(r) => Answer::Plan(c.call_plan(s, &ctx, &r).await?),
-                Command::Provision(r) => Answer::Provision(c.call_provision(s, &ctx, &r).await?),
-                Command::Start(h) => Answer::Lifecycle(c.call_start(s, &ctx, &h).await?),
-                Command::Stop(h) => Answer::Lifecycle(c.call_stop(s, &ctx, &h).await?),
-                Command::Restart(h) => Answer::Lifecycle(c.call_restart(s, &ctx, &h).await?),
-                Command::Deprovision(h) => Answer::Lifecycle(c.call_deprovision(s, &ctx, &h).await?),
-                Command::Health(r) => Answer::Health(c.call_health(s, &ctx, &r).await?),
-                Command::Rollback(h) => Answer::Rollback(c.call_rollback(s, &ctx, &h).await?),
-                Command::Members => Answer::Members(c.call_members(s, &ctx).await?),
-                Command::Ports(start) => Answer::Ports(c.call_ports(s, &ctx, start).await?),
-            })
-        };
+        let mut store = self.store(caps, &stderr, limits.memory_bytes, deadline);
+        let ticker = self.tick_epochs();
         // The epoch callback stops a guest that computes past the deadline; the timeout
         // stops one that waits in a host call past it.
+        let call = self.call(&mut store, &ctx, command, started);
         let result = tokio::time::timeout(limits.deadline + Duration::from_secs(1), call).await;
         ticker.abort();
         print_guest_stderr(&stderr.contents());
@@ -273,23 +161,81 @@ impl Sandbox {
             Ok(Err(e)) if Instant::now() >= deadline => {
                 Err(anyhow!("the component ran past its deadline of {:?} ({e})", limits.deadline))
             }
-            Ok(Err(e)) => match store.data().limits.denial() {
-                // A limit the component ran into is audited and named first.
-                Some(denial) => {
-                    let (op, rule) = match denial {
-                        Denial::Memory { budget, .. } => ("memory.grow", format!("memory budget {} MiB (--memory-limit)", budget >> 20)),
-                        Denial::TableElements { cap, .. } => ("table.grow", format!("table element cap {cap}")),
-                    };
-                    let denial = denial.to_string();
-                    store.data().caps.audit.record("limits", op, &denial, Decision::Denied, &rule);
-                    Err(anyhow::Error::from(e).context(denial))
-                }
-                None => Err(anyhow::Error::from(e).context("the component trapped")),
-            },
-            Ok(Ok(answer)) => {
-                timings.call_us = started.elapsed().as_micros() - timings.instantiate_us;
-                Ok((answer, timings))
+            Ok(Err(e)) => Err(trapped(store.data(), e)),
+            Ok(Ok((answer, instantiate_us))) => {
+                Ok((answer, CallTimings { instantiate_us, call_us: started.elapsed().as_micros() - instantiate_us }))
             }
         }
     }
+
+    /// A fresh store holding `caps`, with its memory budget and an epoch deadline; the
+    /// guest's stderr goes to `stderr`.
+    fn store(&self, caps: Capabilities, stderr: &MemoryOutputPipe, memory_bytes: usize, deadline: Instant) -> Store<StoreData> {
+        let mut wasi = WasiCtx::builder();
+        wasi.stderr(stderr.clone());
+        let state = StoreData {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            caps,
+            limits: StoreBudget::new(memory_bytes),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+        });
+        store
+    }
+
+    /// Advances the engine's epoch every 20 ms until aborted.
+    fn tick_epochs(&self) -> tokio::task::JoinHandle<()> {
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                engine.increment_epoch();
+            }
+        })
+    }
+
+    /// Instantiates the component and calls the export for `command`; returns the
+    /// answer and when (since `started`) the instance was ready, in microseconds.
+    async fn call(&self, store: &mut Store<StoreData>, ctx: &commands::Context, command: Command, started: Instant) -> wasmtime::Result<(Answer, u128)> {
+        let instance = Provisioner::instantiate_async(&mut *store, &self.component, &self.linker)
+            .await
+            .context("instantiating the component")?;
+        let c = instance.openclaw_provisioner_commands();
+        let s = store;
+        let instantiate_us = started.elapsed().as_micros();
+        let answer = match command {
+            Command::Plan(r) => Answer::Plan(c.call_plan(s, ctx, &r).await?),
+            Command::Provision(r) => Answer::Provision(c.call_provision(s, ctx, &r).await?),
+            Command::Start(h) => Answer::Lifecycle(c.call_start(s, ctx, &h).await?),
+            Command::Stop(h) => Answer::Lifecycle(c.call_stop(s, ctx, &h).await?),
+            Command::Restart(h) => Answer::Lifecycle(c.call_restart(s, ctx, &h).await?),
+            Command::Deprovision(h) => Answer::Lifecycle(c.call_deprovision(s, ctx, &h).await?),
+            Command::Health(r) => Answer::Health(c.call_health(s, ctx, &r).await?),
+            Command::Rollback(h) => Answer::Rollback(c.call_rollback(s, ctx, &h).await?),
+            Command::Members => Answer::Members(c.call_members(s, ctx).await?),
+            Command::Ports(start) => Answer::Ports(c.call_ports(s, ctx, start).await?),
+        };
+        Ok((answer, instantiate_us))
+    }
+}
+
+/// The error for a call that trapped: a limit the component ran into is audited and
+/// named first.
+fn trapped(state: &StoreData, e: wasmtime::Error) -> anyhow::Error {
+    let Some(denial) = state.limits.denial() else {
+        return anyhow::Error::from(e).context("the component trapped");
+    };
+    let (op, rule) = match denial {
+        Denial::Memory { budget, .. } => ("memory.grow", format!("memory budget {} MiB (--memory-limit)", budget >> 20)),
+        Denial::TableElements { cap, .. } => ("table.grow", format!("table element cap {cap}")),
+    };
+    let denial = denial.to_string();
+    state.caps.audit.record("limits", op, &denial, Decision::Denied, &rule);
+    anyhow::Error::from(e).context(denial)
 }

@@ -26,6 +26,11 @@ pub fn describe(file_type: FileType) -> &'static str {
     }
 }
 
+/// The host's refusal to open a symlink (`O_NOFOLLOW` gave `ELOOP`).
+#[derive(Debug, thiserror::Error)]
+#[error("is a symlink; not following it")]
+pub struct NotFollowed;
+
 /// Opens `relative` in `dir` for reading: `O_NOFOLLOW | O_NONBLOCK`, then refuses
 /// anything but a regular file (checked on the open descriptor, so a swap after a
 /// `stat` changes nothing).
@@ -34,7 +39,7 @@ pub fn open_regular(dir: &Dir, relative: &Path) -> io::Result<File> {
     options.read(true).follow(FollowSymlinks::No).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
     let file = dir.open_with(relative, &options).map_err(|e| {
         if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-            io::Error::new(io::ErrorKind::PermissionDenied, "is a symlink; not following it")
+            io::Error::new(io::ErrorKind::PermissionDenied, NotFollowed)
         } else {
             e
         }

@@ -3,7 +3,7 @@
 //! component, decides those:
 //! - no component write (file, directory, or copy entry) under a [`CODE_PATHS`] entry:
 //!   the host copies the lead's allowlisted plugins and skills itself;
-//! - `openclaw.json` must have exactly the shape the provisioner writes ([`check_config`]):
+//! - `openclaw.json` must have exactly the shape the provisioner writes ([`check_write`]):
 //!   no key that loads code or runs a command, plugin entries only for the plugins the
 //!   host copied, the API URL and workspace pinned, no `${…}` substitution, no `$include`;
 //! - credential files (`.env`, `agents/*/agent/auth*.json`) are written by the host only
@@ -11,7 +11,7 @@
 //! - modes: no group/other write, no setuid/setgid/sticky ([`check_mode`]).
 
 use serde_json::Value;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 /// Places in a sibling home (relative paths, `*` for any one name) from which OpenClaw
 /// 2026.9 loads code or commands: plugins (`extensions`, managed installs in `npm` and
@@ -51,6 +51,24 @@ pub const CREDENTIAL_FILES: &[&str] = &[".env", "agents/*/agent/auth.json", "age
 /// The mode bits the component may give what it creates.
 pub const ALLOWED_MODE: u32 = 0o755;
 
+/// Why a component may not write something into a sibling home.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("mode {mode:04o} has bits {extra:04o} (group/other write, setuid, setgid or sticky); at most {ALLOWED_MODE:04o} is allowed")]
+    Mode { mode: u32, extra: u32 },
+    #[error("{}: OpenClaw loads code from {code}/ in a sibling home; only the host copies plugins and skills there", path.display())]
+    Code { path: PathBuf, code: &'static str },
+    #[error("{}: written only by write-atomic, where its contents are checked", .0.display())]
+    ConfigNotByWrite(PathBuf),
+    #[error("{}: credential files ({file}) are written by the host (fs.write-credentials), never by the component", path.display())]
+    Credential { path: PathBuf, file: &'static str },
+    #[error("openclaw.json is not JSON ({0})")]
+    ConfigNotJson(serde_json::Error),
+    /// `openclaw.json` is not the shape the provisioner writes ([`check_write`]).
+    #[error("openclaw.json: {0}")]
+    Config(String),
+}
+
 /// What the checks need to know about this run.
 pub struct SiblingRules<'a> {
     /// The sibling's home (its workspace must be `<home>/workspace`).
@@ -75,49 +93,45 @@ pub fn code_path(relative: &Path) -> Option<&'static str> {
 }
 
 /// Refuses a mode with bits outside [`ALLOWED_MODE`].
-pub fn check_mode(mode: u32) -> Result<(), String> {
+pub fn check_mode(mode: u32) -> Result<(), Refused> {
     match mode & !ALLOWED_MODE {
         0 => Ok(()),
-        extra => Err(format!(
-            "mode {mode:04o} has bits {extra:04o} (group/other write, setuid, setgid or sticky); at most {ALLOWED_MODE:04o} is allowed"
-        )),
+        extra => Err(Refused::Mode { mode, extra }),
+    }
+}
+
+/// Refuses `relative` when OpenClaw loads code from there.
+fn check_code(relative: &Path) -> Result<(), Refused> {
+    match code_path(relative) {
+        Some(code) => Err(Refused::Code { path: relative.to_path_buf(), code }),
+        None => Ok(()),
     }
 }
 
 /// Refuses creating `relative` (a directory or a copied entry) when OpenClaw loads code
 /// from there, or when it is one of the checked files (which only `write-atomic` writes).
-pub fn check_entry(relative: &Path) -> Result<(), String> {
-    if let Some(code) = code_path(relative) {
-        return Err(format!(
-            "{}: OpenClaw loads code from {code}/ in a sibling home; only the host copies plugins and skills there",
-            relative.display()
-        ));
-    }
+pub fn check_entry(relative: &Path) -> Result<(), Refused> {
+    check_code(relative)?;
     if relative == Path::new("openclaw.json") {
-        return Err(format!("{}: written only by write-atomic, where its contents are checked", relative.display()));
+        return Err(Refused::ConfigNotByWrite(relative.to_path_buf()));
     }
     check_credential(relative)
 }
 
 /// Refuses `relative` when it is a credential file, which only the host writes.
-fn check_credential(relative: &Path) -> Result<(), String> {
+fn check_credential(relative: &Path) -> Result<(), Refused> {
     match matching(CREDENTIAL_FILES, relative) {
-        Some(file) => Err(format!("{}: credential files ({file}) are written by the host (fs.write-credentials), never by the component", relative.display())),
+        Some(file) => Err(Refused::Credential { path: relative.to_path_buf(), file }),
         None => Ok(()),
     }
 }
 
 /// Checks a whole-file write of `contents` to `relative` in a sibling home.
-pub fn check_write(relative: &Path, contents: &[u8], rules: &SiblingRules) -> Result<(), String> {
-    if let Some(code) = code_path(relative) {
-        return Err(format!(
-            "{}: OpenClaw loads code from {code}/ in a sibling home; only the host copies plugins and skills there",
-            relative.display()
-        ));
-    }
+pub fn check_write(relative: &Path, contents: &[u8], rules: &SiblingRules) -> Result<(), Refused> {
+    check_code(relative)?;
     if relative == Path::new("openclaw.json") {
-        let config: Value = serde_json::from_slice(contents).map_err(|e| format!("openclaw.json is not JSON ({e})"))?;
-        return check_config(&config, rules).map_err(|why| format!("openclaw.json: {why}"));
+        let config: Value = serde_json::from_slice(contents).map_err(Refused::ConfigNotJson)?;
+        return check_config(&config, rules).map_err(Refused::Config);
     }
     check_credential(relative)
 }
@@ -125,7 +139,7 @@ pub fn check_write(relative: &Path, contents: &[u8], rules: &SiblingRules) -> Re
 /// The exact shape of the sibling's `openclaw.json`: a local gateway on loopback with a
 /// token, the workspace, an optional model, the Sesame channel, and plugin entries for
 /// what the host copied. Every other key is refused, and so is any `${…}` in a string.
-pub fn check_config(config: &Value, rules: &SiblingRules) -> Result<(), String> {
+fn check_config(config: &Value, rules: &SiblingRules) -> Result<(), String> {
     keys(config, "", &["gateway", "agents"], &["channels", "plugins"])?;
     let gateway = &config["gateway"];
     keys(gateway, "gateway", &["mode", "port", "bind", "auth"], &[])?;
@@ -238,7 +252,7 @@ mod tests {
         for (change, needle) in cases {
             let mut c = config();
             change(&mut c);
-            let err = check_config(&c, &rules()).unwrap_err();
+            let err = check_config(&c, &rules()).unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should mention {needle}");
         }
     }
@@ -261,11 +275,11 @@ mod tests {
             assert!(check_write(Path::new(path), b"", &rules()).is_err(), "{path}");
         }
         for path in ["workspace/AGENTS.md", "workspace/memory", "agents/main/agent", "extensions-notes.md"] {
-            assert_eq!(check_entry(Path::new(path)), Ok(()), "{path}");
+            assert!(check_entry(Path::new(path)).is_ok(), "{path}");
         }
         assert!(check_entry(Path::new("openclaw.json")).is_err(), "copies cannot bypass the config check");
-        assert_eq!(check_mode(0o700), Ok(()));
-        assert_eq!(check_mode(0o644), Ok(()));
+        assert!(check_mode(0o700).is_ok());
+        assert!(check_mode(0o644).is_ok());
         for bad in [0o4777, 0o2755, 0o1755, 0o775, 0o646] {
             assert!(check_mode(bad).is_err(), "{bad:o}");
         }
@@ -274,10 +288,10 @@ mod tests {
     #[test]
     fn credential_files_are_the_hosts() {
         for path in [".env", "agents/main/agent/auth.json", "agents/other/agent/auth-profiles.json"] {
-            let err = check_write(Path::new(path), b"NODE_OPTIONS=x", &rules()).unwrap_err();
+            let err = check_write(Path::new(path), b"NODE_OPTIONS=x", &rules()).unwrap_err().to_string();
             assert!(err.contains("written by the host"), "{path}: {err}");
             assert!(check_entry(Path::new(path)).is_err(), "{path}");
         }
-        assert_eq!(check_write(Path::new("agents/main/agent/notes.md"), b"x", &rules()), Ok(()));
+        assert!(check_write(Path::new("agents/main/agent/notes.md"), b"x", &rules()).is_ok());
     }
 }

@@ -40,16 +40,7 @@ fn main() {
         "no-api-key" => fail(1, "No API key found for provider anthropic"),
         _ => {}
     }
-    let config: Value = std::fs::read_to_string(&config_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_else(|| fail(78, &format!("Invalid config at {}: cannot parse", config_path.display())));
-    if let Some(key) = config.as_object().into_iter().flatten().map(|(k, _)| k).find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
-        fail(78, &format!("Invalid config at {}: unknown key {key}", config_path.display()));
-    }
-    if config["gateway"]["mode"] != "local" {
-        fail(78, &format!("Invalid config at {}: gateway.mode must be \"local\"", config_path.display()));
-    }
+    let config = read_config(&config_path);
     let port: u16 = args
         .iter()
         .position(|a| a == "--port")
@@ -79,6 +70,27 @@ fn main() {
         println!("[sesame] channel not configured");
     }
     let _ = std::io::stdout().flush();
+    serve(server);
+}
+
+/// Reads the config as OpenClaw would refuse it: unparseable, an unknown key, or not a
+/// local gateway (exit 78).
+fn read_config(config_path: &std::path::Path) -> Value {
+    let config: Value = std::fs::read_to_string(config_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| fail(78, &format!("Invalid config at {}: cannot parse", config_path.display())));
+    if let Some(key) = config.as_object().into_iter().flatten().map(|(k, _)| k).find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
+        fail(78, &format!("Invalid config at {}: unknown key {key}", config_path.display()));
+    }
+    if config["gateway"]["mode"] != "local" {
+        fail(78, &format!("Invalid config at {}: gateway.mode must be \"local\"", config_path.display()));
+    }
+    config
+}
+
+/// Answers the unauthenticated probes, as a live gateway does.
+fn serve(server: Server) {
     for request in server.incoming_requests() {
         let (status, body, kind) = match request.url() {
             "/healthz" => (200, r#"{"ok":true,"status":"live"}"#, "application/json"),

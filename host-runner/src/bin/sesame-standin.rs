@@ -173,24 +173,7 @@ fn handle(mut request: Request, state: &Mutex<State>) {
     if let Some(ms) = fault.delay_ms {
         std::thread::sleep(Duration::from_millis(ms));
     }
-    let (status, answer) = if length_required {
-        (411, Some(json_response(411, json!({ "error": "Length Required: send the body with Content-Length" }))))
-    } else if fault.hang || fault.close {
-        (0, None)
-    } else if let Some(status) = fault.status {
-        let mut r = json_response(status, json!({ "error": format!("scripted {status}") }));
-        if let Some(after) = &fault.retry_after {
-            r = r.with_header(Header::from_bytes("Retry-After", after.as_bytes()).expect("valid header"));
-        }
-        (status, Some(r))
-    } else if fault.malformed {
-        (200, Some(Response::from_string("<html>not json").with_status_code(200)))
-    } else if verdict == "missing" || verdict == "wrong" {
-        (401, Some(json_response(401, json!({ "error": "Unauthorized" }))))
-    } else {
-        let (status, value) = api(state, &method, &path, &raw);
-        (status, Some(json_response(status, value)))
-    };
+    let (status, answer) = answer(state, &fault, length_required, verdict, (&method, &path, &raw));
     record(state, json!({
         "method": method, "path": path, "query": query, "body": body, "auth": verdict,
         "status": status, "fault": fault.label(),
@@ -207,6 +190,35 @@ fn handle(mut request: Request, state: &Mutex<State>) {
             let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"da");
             let _ = writer.flush();
         }
+    }
+}
+
+/// The status and response for a request (`None`: hang or break the answer off): a
+/// missing length, a scripted fault, a failed key check, or the API's own answer.
+fn answer(
+    state: &Mutex<State>,
+    fault: &Fault,
+    length_required: bool,
+    verdict: &str,
+    (method, path, raw): (&str, &str, &str),
+) -> (u16, Option<Response<std::io::Cursor<Vec<u8>>>>) {
+    if length_required {
+        (411, Some(json_response(411, json!({ "error": "Length Required: send the body with Content-Length" }))))
+    } else if fault.hang || fault.close {
+        (0, None)
+    } else if let Some(status) = fault.status {
+        let mut r = json_response(status, json!({ "error": format!("scripted {status}") }));
+        if let Some(after) = &fault.retry_after {
+            r = r.with_header(Header::from_bytes("Retry-After", after.as_bytes()).expect("valid header"));
+        }
+        (status, Some(r))
+    } else if fault.malformed {
+        (200, Some(Response::from_string("<html>not json").with_status_code(200)))
+    } else if verdict == "missing" || verdict == "wrong" {
+        (401, Some(json_response(401, json!({ "error": "Unauthorized" }))))
+    } else {
+        let (status, value) = api(state, method, path, raw);
+        (status, Some(json_response(status, value)))
     }
 }
 

@@ -190,6 +190,10 @@ fn is_alive(pid: u32) -> bool {
 }
 
 impl Backend for Direct {
+    fn name(&self) -> &'static str {
+        "direct"
+    }
+
     /// The record lives in the host's own state directory, which nothing else writes.
     fn definition_path(&self, _label: &str) -> Option<PathBuf> {
         None

@@ -26,31 +26,46 @@ impl Output {
     }
 }
 
+/// Why a service-manager command gave no output; `command` is the command line.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("cannot run {command}: {error}")]
+    Spawn { command: String, error: std::io::Error },
+    #[error("{command}: {error}")]
+    Wait { command: String, error: std::io::Error },
+    #[error("{command} did not finish within {:.1} s", limit.as_secs_f64())]
+    TimedOut { command: String, limit: Duration },
+}
+
+impl From<ExecError> for crate::bindings::ServiceError {
+    fn from(e: ExecError) -> Self {
+        crate::bindings::ServiceError::Failed(e.to_string())
+    }
+}
+
 /// Runs `tool args...`, waiting at most 30 s or what is left of the command's deadline
 /// (then it is killed).
-pub fn run(tool: &Path, args: &[&str]) -> Result<Output, String> {
-    let shown = format!("{} {}", tool.display(), args.join(" "));
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+pub fn run(tool: &Path, args: &[&str]) -> Result<Output, ExecError> {
+    let command = format!("{} {}", tool.display(), args.join(" "));
+    let mut child = match Command::new(tool).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        Ok(child) => child,
+        Err(error) => return Err(ExecError::Spawn { command, error }),
+    };
     let started = Instant::now();
     let limit = crate::deadline::bound(TIMEOUT);
     loop {
-        match child.try_wait().map_err(|e| format!("{shown}: {e}"))? {
-            Some(_) => break,
-            None if started.elapsed() > limit => {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() > limit => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{shown} did not finish within {:.1} s", limit.as_secs_f64()));
+                return Err(ExecError::TimedOut { command, limit });
             }
-            None => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(error) => return Err(ExecError::Wait { command, error }),
         }
     }
-    let out = child.wait_with_output().map_err(|e| format!("{shown}: {e}"))?;
+    let out = child.wait_with_output().map_err(|error| ExecError::Wait { command, error })?;
     Ok(Output {
         success: out.status.success(),
         code: out.status.code(),
@@ -123,6 +138,6 @@ exit 0
         assert_eq!(out.complaint(), "exit 113: Could not find service");
         assert!(run(&r.tool, &["enable", "x"]).unwrap().success);
         assert_eq!(r.calls(), ["print gui/501/com.openclaw.x", "enable x"]);
-        assert!(run(Path::new("/nonexistent/tool"), &[]).unwrap_err().contains("cannot run"));
+        assert!(matches!(run(Path::new("/nonexistent/tool"), &[]), Err(e @ ExecError::Spawn { .. }) if e.to_string().contains("cannot run")));
     }
 }

@@ -46,7 +46,7 @@ impl Launchd {
     }
 
     fn launchctl(&self, args: &[&str]) -> Result<exec::Output, ServiceError> {
-        exec::run(&self.launchctl, args).map_err(ServiceError::Failed)
+        exec::run(&self.launchctl, args).map_err(ServiceError::from)
     }
 
     /// `launchctl` that must succeed.
@@ -71,6 +71,10 @@ impl Launchd {
 }
 
 impl Backend for Launchd {
+    fn name(&self) -> &'static str {
+        "launchd"
+    }
+
     fn definition_path(&self, label: &str) -> Option<PathBuf> {
         Some(self.plist(label))
     }

@@ -23,6 +23,7 @@ mod systemd;
 pub use policy::{Definition, Policy};
 
 use crate::audit::{Audit, Decision};
+use crate::bindings::openclaw::provisioner::service;
 use crate::bindings::{Installed, RunState, ServiceBackend, ServiceError, ServiceSpec, ServiceStatus};
 use crate::host_state::{HostState, WrittenDefinition, sha256};
 use std::collections::BTreeSet;
@@ -48,6 +49,8 @@ pub struct ServiceConfig {
 
 /// One service manager.
 trait Backend: Send {
+    /// `launchd`, `systemd` or `direct`, for the banner and the audit log.
+    fn name(&self) -> &'static str;
     /// Where the definition of `label` lives, when it is a file the service manager reads
     /// (and so must be proven the host's); `None` when it is the host's own record.
     fn definition_path(&self, label: &str) -> Option<PathBuf>;
@@ -169,7 +172,7 @@ impl ServiceCap {
     pub fn describe(&self) -> Vec<String> {
         vec![format!(
             "service: {} backend, definitions in {}; labels com.openclaw.<handle> (not reserved, not the lead's), only definitions this host wrote; program {} --profile <handle> gateway run --port N, environment {} pinned by the host",
-            self.kind.name(),
+            self.backend.name(),
             self.dir.display(),
             self.policy.openclaw_bin.display(),
             policy::ENVIRONMENT.join(", ")
@@ -180,7 +183,7 @@ impl ServiceCap {
     fn label(&self, op: &str, label: &str) -> Result<String, ServiceError> {
         let handle = self.policy.handle_of(label).map_err(|why| self.deny(op, label, why))?;
         self.ours(&handle, label).map_err(|why| self.deny(op, label, why))?;
-        self.audit.record("service", op, label, Decision::Allowed, &format!("{} backend", self.kind.name()));
+        self.audit.record("service", op, label, Decision::Allowed, &format!("{} backend", self.backend.name()));
         Ok(handle)
     }
 
@@ -205,29 +208,10 @@ impl ServiceCap {
         }
     }
 
-    fn deny(&self, op: &str, label: &str, why: String) -> ServiceError {
+    fn deny(&self, op: &str, label: &str, why: impl ToString) -> ServiceError {
+        let why = why.to_string();
         self.audit.record("service", op, label, Decision::Denied, &why);
         ServiceError::Denied(why)
-    }
-
-    pub fn install(&mut self, spec: ServiceSpec) -> Result<Installed, ServiceError> {
-        let def = self.policy.check(&spec).map_err(|why| self.deny("install", &spec.label, why))?;
-        self.ours(&def.handle, &def.label).map_err(|why| self.deny("install", &spec.label, why))?;
-        self.home_is_ours(&def).map_err(|why| self.deny("install", &spec.label, why))?;
-        self.check_port_free(&def).map_err(|why| self.deny("install", &spec.label, why))?;
-        self.audit.record("service", "install", &spec.label, Decision::Allowed, &format!("port {}", def.port));
-        create_log_dir(&def).map_err(|e| ServiceError::Failed(format!("creating {}: {e}", def.log_dir.display())))?;
-        let path = self.backend.install(&def)?;
-        if self.backend.definition_path(&def.label).is_some() {
-            let bytes = std::fs::read(&path).map_err(|e| ServiceError::Failed(format!("reading back {}: {e}", path.display())))?;
-            let written = WrittenDefinition { path: path.clone(), sha256: sha256(&bytes), port: Some(def.port) };
-            self.state
-                .record_definition(&def.handle, &self.lead_home, written)
-                .map_err(|e| ServiceError::Failed(format!("recording {} in the host's state: {e:#}", path.display())))?;
-        }
-        self.backend.activate(&def.label)?;
-        self.grant_port(&def);
-        Ok(Installed { backend: self.kind, label: def.label, definition_path: path.display().to_string() })
     }
 
     /// A service runs only in a sibling home the host's record says it made for this lead:
@@ -251,29 +235,52 @@ impl ServiceCap {
             self.audit.record("http", "grant", &target, Decision::Allowed, &rule);
         }
     }
+}
 
-    pub fn start(&mut self, label: &str) -> Result<(), ServiceError> {
-        self.label("start", label)?;
-        self.backend.start(label)
+/// The WIT `service` interface: every call checked against the policy and audited.
+impl service::Host for ServiceCap {
+    fn install(&mut self, spec: ServiceSpec) -> Result<Installed, ServiceError> {
+        let def = self.policy.check(&spec).map_err(|why| self.deny("install", &spec.label, why))?;
+        self.ours(&def.handle, &def.label).map_err(|why| self.deny("install", &spec.label, why))?;
+        self.home_is_ours(&def).map_err(|why| self.deny("install", &spec.label, why))?;
+        self.check_port_free(&def).map_err(|why| self.deny("install", &spec.label, why))?;
+        self.audit.record("service", "install", &spec.label, Decision::Allowed, &format!("port {}", def.port));
+        create_log_dir(&def).map_err(|e| ServiceError::Failed(format!("creating {}: {e}", def.log_dir.display())))?;
+        let path = self.backend.install(&def)?;
+        if self.backend.definition_path(&def.label).is_some() {
+            let bytes = std::fs::read(&path).map_err(|e| ServiceError::Failed(format!("reading back {}: {e}", path.display())))?;
+            let written = WrittenDefinition { path: path.clone(), sha256: sha256(&bytes), port: Some(def.port) };
+            self.state
+                .record_definition(&def.handle, &self.lead_home, written)
+                .map_err(|e| ServiceError::Failed(format!("recording {} in the host's state: {e:#}", path.display())))?;
+        }
+        self.backend.activate(&def.label)?;
+        self.grant_port(&def);
+        Ok(Installed { backend: self.kind, label: def.label, definition_path: path.display().to_string() })
     }
 
-    pub fn stop(&mut self, label: &str) -> Result<(), ServiceError> {
-        self.label("stop", label)?;
-        self.backend.stop(label)
+    fn start(&mut self, label: String) -> Result<(), ServiceError> {
+        self.label("start", &label)?;
+        self.backend.start(&label)
     }
 
-    pub fn uninstall(&mut self, label: &str) -> Result<(), ServiceError> {
-        let handle = self.label("uninstall", label)?;
-        self.backend.uninstall(label)?;
+    fn stop(&mut self, label: String) -> Result<(), ServiceError> {
+        self.label("stop", &label)?;
+        self.backend.stop(&label)
+    }
+
+    fn uninstall(&mut self, label: String) -> Result<(), ServiceError> {
+        let handle = self.label("uninstall", &label)?;
+        self.backend.uninstall(&label)?;
         self.state
             .forget_definition(&handle)
             .map_err(|e| ServiceError::Failed(format!("{label} was removed, but the host's state was not updated: {e:#}")))?;
         remove_log_dir(&self.policy.log_dir(&handle)).map_err(|e| ServiceError::Failed(format!("removing the logs of {label}: {e}")))
     }
 
-    pub fn status(&mut self, label: &str) -> Result<ServiceStatus, ServiceError> {
-        self.label("status", label)?;
-        self.backend.status(label)
+    fn status(&mut self, label: String) -> Result<ServiceStatus, ServiceError> {
+        self.label("status", &label)?;
+        self.backend.status(&label)
     }
 }
 
@@ -364,6 +371,7 @@ fn port_arg(args: &[&str]) -> Option<u16> {
 mod tests {
     use super::*;
     use exec::tests::Recorder;
+    use service::Host as _;
     use policy::tests::{fixture, spec};
 
     /// A service cap whose host state records the fixture's home `nova` as made for the lead.
@@ -392,8 +400,8 @@ mod tests {
         let recorder = Recorder::new();
         let mut services = cap(&policy, ServiceBackend::Direct, Arc::new(HostState::in_memory()), &recorder, Default::default());
         for label in ["com.apple.Finder", "com.openclaw.atlas", "com.openclaw.../x", "com.openclaw.gateway"] {
-            assert!(matches!(services.start(label), Err(ServiceError::Denied(_))), "{label}");
-            assert!(matches!(services.status(label), Err(ServiceError::Denied(_))), "{label}");
+            assert!(matches!(services.start(label.to_string()), Err(ServiceError::Denied(_))), "{label}");
+            assert!(matches!(services.status(label.to_string()), Err(ServiceError::Denied(_))), "{label}");
         }
         assert!(!definition_dir(ServiceBackend::Direct, &policy.home).exists());
     }
@@ -565,10 +573,10 @@ mod tests {
             let mut services = cap(&policy, backend, Arc::new(HostState::in_memory()), &recorder, Default::default());
             for result in [
                 services.install(spec("nova")).map(|_| ()),
-                services.start("com.openclaw.nova"),
-                services.stop("com.openclaw.nova"),
-                services.uninstall("com.openclaw.nova"),
-                services.status("com.openclaw.nova").map(|_| ()),
+                services.start("com.openclaw.nova".into()),
+                services.stop("com.openclaw.nova".into()),
+                services.uninstall("com.openclaw.nova".into()),
+                services.status("com.openclaw.nova".into()).map(|_| ()),
             ] {
                 assert!(matches!(&result, Err(ServiceError::Denied(m)) if m.contains(file) && m.contains("not written by agent-provisioner")), "{result:?}");
             }
@@ -584,12 +592,12 @@ mod tests {
         let state = Arc::new(HostState::in_memory());
         let mut services = cap(&policy, ServiceBackend::Systemd, state.clone(), &recorder, Default::default());
         let installed = services.install(spec("nova")).unwrap();
-        services.start("com.openclaw.nova").unwrap();
+        services.start("com.openclaw.nova".into()).unwrap();
         let mut unit = std::fs::read_to_string(&installed.definition_path).unwrap();
         unit.push_str("ExecStartPre=/bin/sh -c evil\n");
         std::fs::write(&installed.definition_path, unit).unwrap();
         recorder.clear();
-        let err = services.start("com.openclaw.nova").unwrap_err();
+        let err = services.start("com.openclaw.nova".into()).unwrap_err();
         assert!(matches!(&err, ServiceError::Denied(m) if m.contains("was changed since")), "{err:?}");
         assert!(recorder.calls().is_empty());
     }
@@ -602,7 +610,7 @@ mod tests {
         let mut services = cap(&policy, ServiceBackend::Systemd, state.clone(), &recorder, Default::default());
         services.install(spec("nova")).unwrap();
         assert!(state.definition("nova").is_some());
-        services.uninstall("com.openclaw.nova").unwrap();
+        services.uninstall("com.openclaw.nova".into()).unwrap();
         assert!(state.definition("nova").is_none());
         assert!(!policy.home.join(".local/state/agent-provisioner/logs/nova").exists());
     }

@@ -32,6 +32,25 @@ pub struct Definition {
 /// The environment variables a service gets, all with values the host sets.
 pub const ENVIRONMENT: [&str; 5] = ["HOME", "PATH", "OPENCLAW_STATE_DIR", "OPENCLAW_CONFIG_PATH", "OPENCLAW_NO_AUTO_UPDATE"];
 
+/// Why a service spec is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("label {0:?} is not com.openclaw.<handle>")]
+    Label(String),
+    #[error("label {label:?}: the handle {why}")]
+    Handle { label: String, why: naming::HandleError },
+    #[error("port {0} is below 1024")]
+    PrivilegedPort(u16),
+    #[error("{} is a symlink; services run only in real directories", .0.display())]
+    SymlinkHome(PathBuf),
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("{}: {error}", path.display())]
+    Home { path: PathBuf, error: std::io::Error },
+    #[error("{what} of the service holds the control character U+{:04X} ({value:?}); refusing to render it", *.character as u32)]
+    ControlCharacter { what: &'static str, value: String, character: char },
+}
+
 /// The rules, derived from the host's configuration.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -45,9 +64,9 @@ pub struct Policy {
 
 impl Policy {
     /// The handle a label names, or why the label is refused.
-    pub fn handle_of(&self, label: &str) -> Result<String, String> {
-        let handle = label.strip_prefix("com.openclaw.").ok_or_else(|| format!("label {label:?} is not com.openclaw.<handle>"))?;
-        naming::check_sibling(handle, &self.lead_handles).map_err(|why| format!("label {label:?}: the handle {why}"))?;
+    pub fn handle_of(&self, label: &str) -> Result<String, PolicyError> {
+        let handle = label.strip_prefix("com.openclaw.").ok_or_else(|| PolicyError::Label(label.to_string()))?;
+        naming::check_sibling(handle, &self.lead_handles).map_err(|why| PolicyError::Handle { label: label.to_string(), why })?;
         Ok(handle.to_string())
     }
 
@@ -62,10 +81,10 @@ impl Policy {
     }
 
     /// Derives the definition for `spec`; the first violation is the answer.
-    pub fn check(&self, spec: &ServiceSpec) -> Result<Definition, String> {
+    pub fn check(&self, spec: &ServiceSpec) -> Result<Definition, PolicyError> {
         let handle = self.handle_of(&spec.label)?;
         if spec.port < 1024 {
-            return Err(format!("port {} is below 1024", spec.port));
+            return Err(PolicyError::PrivilegedPort(spec.port));
         }
         let home = self.home_of(&handle);
         real_dir(&home)?;
@@ -102,12 +121,12 @@ impl Policy {
 }
 
 /// Refuses a definition with a control character in any value a backend renders.
-pub fn check_rendered(def: &Definition) -> Result<(), String> {
+fn check_rendered(def: &Definition) -> Result<(), PolicyError> {
     let paths = [&def.program, &def.working_directory, &def.stdout_log, &def.stderr_log].map(|p| ("a path", text(p)));
     let values = def.args.iter().map(|a| ("an argument", a.clone())).chain(def.environment.iter().map(|(k, v)| ("the environment", format!("{k}={v}"))));
     for (what, value) in paths.into_iter().chain(values) {
-        if let Some(c) = value.chars().find(|c| c.is_control()) {
-            return Err(format!("{what} of the service holds the control character U+{:04X} ({value:?}); refusing to render it", c as u32));
+        if let Some(character) = value.chars().find(|c| c.is_control()) {
+            return Err(PolicyError::ControlCharacter { what, value, character });
         }
     }
     Ok(())
@@ -117,12 +136,12 @@ fn text(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn real_dir(path: &Path) -> Result<(), String> {
+fn real_dir(path: &Path) -> Result<(), PolicyError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(m) if m.file_type().is_symlink() => Err(format!("{} is a symlink; services run only in real directories", path.display())),
-        Ok(_) => Err(format!("{} is not a directory", path.display())),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Ok(m) if m.file_type().is_symlink() => Err(PolicyError::SymlinkHome(path.to_path_buf())),
+        Ok(_) => Err(PolicyError::NotADirectory(path.to_path_buf())),
+        Err(error) => Err(PolicyError::Home { path: path.to_path_buf(), error }),
     }
 }
 
@@ -179,28 +198,28 @@ pub(crate) mod tests {
         ] {
             assert!(policy.handle_of(label).is_err(), "{label}");
         }
-        assert!(policy.handle_of("com.openclaw.atlas").unwrap_err().contains("lead's own"));
-        assert!(policy.handle_of("com.openclaw.chief").unwrap_err().contains("lead's own"));
+        assert!(policy.handle_of("com.openclaw.atlas").unwrap_err().to_string().contains("lead's own"));
+        assert!(policy.handle_of("com.openclaw.chief").unwrap_err().to_string().contains("lead's own"));
     }
 
     #[test]
     fn control_characters_are_never_rendered() {
         let (t, mut policy) = fixture();
         policy.path = "/usr/bin\nExecStartPre=/bin/sh -c evil".into();
-        assert!(policy.check(&spec("nova")).unwrap_err().contains("U+000A"));
+        assert!(policy.check(&spec("nova")).unwrap_err().to_string().contains("U+000A"));
         let (_t2, mut policy) = fixture();
         policy.openclaw_bin = t.path().join("open\rclaw");
-        assert!(policy.check(&spec("nova")).unwrap_err().contains("U+000D"));
+        assert!(policy.check(&spec("nova")).unwrap_err().to_string().contains("U+000D"));
         let mut low = spec("nova");
         low.port = 80;
-        assert!(policy.check(&low).unwrap_err().contains("below 1024"));
+        assert!(policy.check(&low).unwrap_err().to_string().contains("below 1024"));
     }
 
     #[test]
     fn homes_must_be_real_directories() {
         let (t, policy) = fixture();
         std::os::unix::fs::symlink(t.path(), policy.home_of("trap")).unwrap();
-        assert!(policy.check(&spec("trap")).unwrap_err().contains("is a symlink"));
+        assert!(policy.check(&spec("trap")).unwrap_err().to_string().contains("is a symlink"));
         assert!(policy.check(&spec("ghost")).is_err());
     }
 }

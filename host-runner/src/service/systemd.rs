@@ -62,7 +62,7 @@ impl Systemd {
     fn systemctl(&self, args: &[&str]) -> Result<exec::Output, ServiceError> {
         let mut all = vec!["--user"];
         all.extend_from_slice(args);
-        exec::run(&self.systemctl, &all).map_err(ServiceError::Failed)
+        exec::run(&self.systemctl, &all).map_err(ServiceError::from)
     }
 
     fn must(&self, args: &[&str]) -> Result<(), ServiceError> {
@@ -80,6 +80,10 @@ impl Systemd {
 }
 
 impl Backend for Systemd {
+    fn name(&self) -> &'static str {
+        "systemd"
+    }
+
     fn definition_path(&self, label: &str) -> Option<PathBuf> {
         Some(self.unit_path(label))
     }
