@@ -498,8 +498,9 @@ mod native {
         fn uninstall(&self, label: &str) -> Result<(), ServiceError> {
             Err(ServiceError::Denied(label.into()))
         }
-        fn status(&self, label: &str) -> Result<ServiceStatus, ServiceError> {
-            Err(ServiceError::Denied(label.into()))
+        fn status(&self, _: &str) -> Result<ServiceStatus, ServiceError> {
+            // Nothing is installed: a plan asks, and a new sibling has no service yet.
+            Ok(ServiceStatus { state: RunState::NotInstalled, pid: None, last_exit_code: None, uptime_seconds: None, restarts: None, detail: "not installed".into() })
         }
     }
 
