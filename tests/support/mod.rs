@@ -37,13 +37,17 @@ pub fn cache_dir() -> PathBuf {
 /// A gateway base port whose claimed ports (base..base+2, base+11..base+110) are free,
 /// distinct for every call in this test binary.
 pub fn gateway_port() -> u16 {
-    // Each test process starts at its own offset (wrapping round), so test runs side by
-    // side rarely meet; a base whose ports are taken is skipped.
+    // Below Linux's ephemeral range (32768 up), where an outgoing connection could take a
+    // port between this check and the gateway's bind. Each test process starts at its own
+    // offset (wrapping round), so test runs side by side rarely meet; a base whose ports
+    // are taken is skipped.
+    const FIRST: u32 = 21000;
+    const SLOTS: u32 = 97; // FIRST + 97 * 120 + 110 < 32768
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let start = (std::process::id() % 325) as u32 * 120;
-    for _ in 0..325 {
+    let start = std::process::id() % 16 * 6;
+    for _ in 0..SLOTS {
         let slot = NEXT.fetch_add(1, Ordering::SeqCst) as u32;
-        let base = 21000 + ((start + slot * 120) % 39000) as u16;
+        let base = (FIRST + (start + slot) % SLOTS * 120) as u16;
         let claimed = (base..=base + 2).chain(base + 11..=base + 110);
         if claimed.into_iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return base;
