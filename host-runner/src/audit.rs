@@ -12,9 +12,8 @@
 use crate::safe_open::open_no_follow;
 use crate::secret::Secret;
 use serde::Serialize;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -86,8 +85,8 @@ impl Audit {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating the audit log's directory {}", parent.display()))?;
         }
-        let mut options = OpenOptions::new();
-        options.create(true).append(true).mode(0o600);
+        let mut options = cap_std::fs::OpenOptions::new();
+        cap_std::fs::OpenOptionsExt::mode(options.create(true).append(true), 0o600);
         let file = open_no_follow(&options, path, "the audit log")?;
         let sink = Sink { file: Some(file), ..Sink::default() };
         Ok(Self { sink: Mutex::new(sink), path: Some(path.to_path_buf()), secrets, verbose })

@@ -13,7 +13,7 @@ use rustix::fs::{FlockOperation, flock};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -130,14 +130,9 @@ impl HostState {
         let dir = self.path.parent().expect("the state file has a directory");
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
         let lock_path = dir.join("siblings.lock");
-        let lock = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc_nofollow())
-            .open(&lock_path)
-            .with_context(|| format!("opening {}", lock_path.display()))?;
+        let mut options = cap_std::fs::OpenOptions::new();
+        cap_std::fs::OpenOptionsExt::mode(options.write(true).create(true).truncate(false), 0o600);
+        let lock = crate::safe_open::open_no_follow(&options, &lock_path, "the host's state lock")?;
         flock(&lock, FlockOperation::LockExclusive).with_context(|| format!("locking {}", lock_path.display()))?;
         let mut record = read(&self.path)?;
         change(&mut record);
@@ -151,20 +146,20 @@ impl HostState {
     }
 }
 
-fn libc_nofollow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32
-}
+/// The largest record the host reads (a few hundred bytes per sibling).
+const MAX_RECORD: u64 = 16 << 20;
 
+/// The record at `path` (empty when there is none), read as every host file is: not
+/// through a link, not blocking on a FIFO, bounded.
 fn read(path: &Path) -> Result<Record> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
+    match crate::safe_open::read_path(path, MAX_RECORD)? {
+        Some(bytes) => {
             let record: Record = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is corrupt; the host cannot tell which siblings it made", path.display()))?;
             anyhow::ensure!(record.version == VERSION, "{}: version {} is not {VERSION}", path.display(), record.version);
             Ok(record)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Record { version: VERSION, ..Record::default() }),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        None => Ok(Record { version: VERSION, ..Record::default() }),
     }
 }
 
@@ -209,6 +204,23 @@ mod tests {
         state.record_definition("nova", Path::new("/h/.openclaw"), WrittenDefinition { port: Some(18930), ..def }).unwrap();
         let text = std::fs::read_to_string(dir.join("siblings.json")).unwrap();
         assert!(text.contains("\"port\": 18930"), "{text}");
+    }
+
+    #[test]
+    fn a_planted_fifo_or_link_is_refused_without_blocking() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join(".local/state/agent-provisioner");
+        std::fs::create_dir_all(&dir).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, dir.join("siblings.json"), rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        let started = std::time::Instant::now();
+        let err = format!("{:#}", HostState::open(temp.path()).err().expect("a FIFO is no record"));
+        assert!(err.contains("FIFO") && started.elapsed() < std::time::Duration::from_secs(1), "{err}");
+        std::fs::remove_file(dir.join("siblings.json")).unwrap();
+        std::os::unix::fs::symlink(temp.path().join("elsewhere"), dir.join("siblings.lock")).unwrap();
+        let state = HostState::open(temp.path()).unwrap();
+        let err = format!("{:#}", state.claim_home("nova", &temp.path().join(".openclaw")).unwrap_err());
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(!temp.path().join("elsewhere").exists(), "the link was not followed");
     }
 
     #[test]

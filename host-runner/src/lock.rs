@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use rustix::fs::{FlockOperation, flock};
 use std::fs::File;
 use std::io::{Read as _, Seek as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,8 @@ pub fn acquire(lead_home: &Path, timeout: Duration) -> Result<HostLock> {
     let dir = lead_home.join("logs");
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("agent-provisioner.lock");
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false).mode(0o600);
+    let mut options = cap_std::fs::OpenOptions::new();
+    cap_std::fs::OpenOptionsExt::mode(options.read(true).write(true).create(true).truncate(false), 0o600);
     let mut file = crate::safe_open::open_no_follow(&options, &path, "the host lock")?;
     let started = Instant::now();
     let mut told = false;

@@ -31,24 +31,30 @@ pub fn describe(file_type: FileType) -> &'static str {
 #[error("is a symlink; not following it")]
 pub struct NotFollowed;
 
-/// Opens `relative` in `dir` for reading: `O_NOFOLLOW | O_NONBLOCK`, then refuses
+/// Opens `relative` in `dir` with `options` plus `O_NOFOLLOW | O_NONBLOCK`, then refuses
 /// anything but a regular file (checked on the open descriptor, so a swap after a
-/// `stat` changes nothing).
-pub fn open_regular(dir: &Dir, relative: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).follow(FollowSymlinks::No).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
-    let file = dir.open_with(relative, &options).map_err(|e| {
-        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-            io::Error::new(io::ErrorKind::PermissionDenied, NotFollowed)
-        } else {
-            e
-        }
+/// `stat` changes nothing). A link is `PermissionDenied` ([`NotFollowed`]); a FIFO,
+/// socket or device is `InvalidInput` — also a FIFO nobody reads, which a non-blocking
+/// open for writing meets as `ENXIO`.
+pub fn open_checked(dir: &Dir, relative: &Path, options: &OpenOptions) -> io::Result<File> {
+    let mut options = options.clone();
+    options.follow(FollowSymlinks::No).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    let not_regular = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("is {what}, not a regular file"));
+    let file = dir.open_with(relative, &options).map_err(|e| match e.raw_os_error() {
+        Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => io::Error::new(io::ErrorKind::PermissionDenied, NotFollowed),
+        Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => not_regular("a FIFO nobody reads"),
+        _ => e,
     })?;
     let file_type = file.metadata()?.file_type();
     if !file_type.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("is {}, not a regular file", describe(file_type))));
+        return Err(not_regular(describe(file_type)));
     }
     Ok(file)
+}
+
+/// Opens `relative` in `dir` for reading, as [`open_checked`] does.
+pub fn open_regular(dir: &Dir, relative: &Path) -> io::Result<File> {
+    open_checked(dir, relative, OpenOptions::new().read(true))
 }
 
 /// Reads a whole regular file of at most `max` bytes (a file that grows past it while
@@ -86,26 +92,21 @@ pub fn read_path(path: &Path, max: u64) -> anyhow::Result<Option<Vec<u8>>> {
     }
 }
 
-/// Opens `path` with `options` without following a symbolic link at `path` itself (and
-/// without blocking on a FIFO); anything but a regular file is refused. `what` names the
-/// file in errors.
-pub fn open_no_follow(options: &std::fs::OpenOptions, path: &Path, what: &str) -> anyhow::Result<std::fs::File> {
-    let mut options = options.clone();
-    // O_NONBLOCK only matters for the open itself (a FIFO would block it); reads and
-    // writes of regular files ignore it.
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32);
-    let file = options.open(path).map_err(|e| {
-        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-            anyhow::anyhow!("{what} {} is a symbolic link; refusing to follow it", path.display())
-        } else {
-            anyhow::Error::new(e).context(format!("opening {what} {}", path.display()))
+/// Opens the host file `path` with `options` as [`open_checked`] does (the directories
+/// above it may be links; the file itself may not). `what` names the file in errors.
+pub fn open_no_follow(options: &OpenOptions, path: &Path, what: &str) -> anyhow::Result<std::fs::File> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        anyhow::bail!("{what} {} is not a file path", path.display());
+    };
+    let file = Dir::open_ambient_dir(parent, ambient_authority()).and_then(|dir| open_checked(&dir, Path::new(name), options));
+    match file {
+        Ok(file) => Ok(file.into_std()),
+        Err(e) if e.get_ref().is_some_and(|inner| inner.is::<NotFollowed>()) => {
+            anyhow::bail!("{what} {} is a symbolic link; refusing to follow it", path.display())
         }
-    })?;
-    let kind = file.metadata().map_err(|e| anyhow::Error::new(e).context(format!("checking {what} {}", path.display())))?.file_type();
-    if !kind.is_file() {
-        anyhow::bail!("{what} {} is not a regular file; refusing to use it", path.display());
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => anyhow::bail!("{what} {} {e}; refusing to use it", path.display()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("opening {what} {}", path.display()))),
     }
-    Ok(file)
 }
 
 #[cfg(test)]

@@ -152,18 +152,10 @@ fn open_log(def: &Definition, log: &std::path::Path) -> std::io::Result<std::fs:
     let logs = Dir::open_ambient_dir(def.log_dir.parent().expect("log dirs have parents"), ambient_authority())?
         .open_dir_nofollow(def.log_dir.file_name().expect("log dirs have names"))?;
     let mut options = OpenOptions::new();
-    options.append(true).create(true).mode(0o600).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
-    cap_fs_ext::OpenOptionsFollowExt::follow(&mut options, cap_fs_ext::FollowSymlinks::No);
-    let not_regular = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{} is {what}, not a regular file", log.display()));
-    let file = logs.open_with(log.file_name().expect("logs have names"), &options).map_err(|e| match e.raw_os_error() {
-        // Opening a FIFO nobody reads for writing without blocking.
-        Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => not_regular("a FIFO nobody reads"),
-        _ => e,
-    })?;
-    let kind = file.metadata()?.file_type();
-    if !kind.is_file() {
-        return Err(not_regular(crate::safe_open::describe(kind)));
-    }
+    options.append(true).create(true).mode(0o600);
+    let name = std::path::Path::new(log.file_name().expect("logs have names"));
+    let file = crate::safe_open::open_checked(&logs, name, &options)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{} {e}", log.display())))?;
     Ok(file.into_std())
 }
 
