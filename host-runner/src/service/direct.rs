@@ -54,8 +54,12 @@ impl Direct {
 
     fn load(&self, label: &str) -> Result<Record, ServiceError> {
         let path = self.path(label);
-        let text = std::fs::read_to_string(&path).map_err(|_| not_installed(label))?;
-        serde_json::from_str(&text).map_err(|e| ServiceError::Failed(format!("{} is not a service record: {e}", path.display())))
+        let bytes = match crate::safe_open::read_path(&path, super::MAX_DEFINITION) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(not_installed(label)),
+            Err(e) => return Err(ServiceError::Failed(format!("{e:#}"))),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| ServiceError::Failed(format!("{} is not a service record: {e}", path.display())))
     }
 
     fn save(&self, record: &Record) -> Result<(), ServiceError> {
@@ -159,6 +163,12 @@ fn open_log(def: &Definition, log: &std::path::Path) -> std::io::Result<std::fs:
     Ok(file.into_std())
 }
 
+/// The record at `path`, when it is a readable record (read as every host file is).
+pub(super) fn read_record(path: &std::path::Path) -> Option<Record> {
+    let bytes = crate::safe_open::read_path(path, super::MAX_DEFINITION).ok()??;
+    serde_json::from_slice(&bytes).ok()
+}
+
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -251,8 +261,7 @@ impl Backend for Direct {
 
     fn installed_ports(&self) -> Vec<u16> {
         super::definitions(&self.dir, |name| name.strip_suffix(".json").and_then(naming::handle_of_label))
-            .filter_map(|p| std::fs::read_to_string(p).ok())
-            .filter_map(|text| serde_json::from_str::<Record>(&text).ok())
+            .filter_map(|p| read_record(&p))
             .map(|r| r.definition.port)
             .collect()
     }

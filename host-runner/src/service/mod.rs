@@ -30,6 +30,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// The largest service definition (or direct-backend record) the host reads; what it
+/// writes is a few KiB.
+const MAX_DEFINITION: u64 = 1 << 20;
+
 /// The comment every definition the host writes carries.
 pub const MARKER: &str = "Written by agent-provisioner";
 
@@ -145,14 +149,10 @@ impl ServiceCap {
     fn proven_port(&self, handle: &str) -> Option<u16> {
         let label = naming::label(handle);
         let Some(path) = self.backend.definition_path(&label) else {
-            let text = std::fs::read_to_string(self.dir.join(format!("{label}.json"))).ok()?;
-            return serde_json::from_str::<direct::Record>(&text).ok().map(|r| r.definition.port);
+            return direct::read_record(&self.dir.join(format!("{label}.json"))).map(|r| r.definition.port);
         };
-        let recorded = self.state.definition(handle).filter(|d| d.path == path)?;
-        std::fs::symlink_metadata(&path).ok().filter(|m| m.is_file() && m.len() <= 1 << 20)?;
-        let bytes = std::fs::read(&path).ok()?;
-        let proven = recorded.sha256 == sha256(&bytes) && crate::fs_cap::contains(&bytes, MARKER.as_bytes());
-        proven.then(|| recorded.port.or_else(|| rendered_port(&bytes))).flatten()
+        let (recorded, bytes) = self.proven(handle, &path).ok()??;
+        recorded.port.or_else(|| rendered_port(&bytes))
     }
 
     /// Refuses an install on a port that is already listening, unless the listener may be
@@ -187,22 +187,34 @@ impl ServiceCap {
         Ok(handle)
     }
 
-    /// Whether the definition file of `label` (if any) is one the host wrote: a regular
-    /// file with the marker whose hash matches the host's record.
+    /// Whether the definition file of `label` (if any) is one the host wrote.
     fn ours(&self, handle: &str, label: &str) -> Result<(), String> {
-        let Some(path) = self.backend.definition_path(label) else { return Ok(()) };
+        match self.backend.definition_path(label) {
+            Some(path) => self.proven(handle, &path).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// The host's record of the definition file `path` of `handle` and the file's bytes,
+    /// when the host can prove it wrote that file: a regular file (read without following
+    /// a link or blocking on a FIFO) with the marker, whose hash matches the record.
+    /// `Ok(None)` when there is no file; why it is foreign otherwise.
+    fn proven(&self, handle: &str, path: &Path) -> Result<Option<(WrittenDefinition, Vec<u8>)>, String> {
         let foreign = |why: &str| format!("{} {why}; it is not agent-provisioner's and is left alone", path.display());
-        match std::fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("{}: {e}", path.display())),
             Ok(m) if !m.is_file() => return Err(foreign("is not a regular file")),
-            Ok(m) if m.len() > 1 << 20 => return Err(foreign("is larger than any definition the host writes")),
+            Ok(m) if m.len() > MAX_DEFINITION => return Err(foreign("is larger than any definition the host writes")),
             Ok(_) => {}
         }
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let recorded = self.state.definition(handle).filter(|d| d.path == path);
-        match recorded {
-            Some(d) if d.sha256 == sha256(&bytes) && crate::fs_cap::contains(&bytes, MARKER.as_bytes()) => Ok(()),
+        let bytes = match crate::safe_open::read_path(path, MAX_DEFINITION) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(foreign(&format!("cannot be read as the host's ({e:#})"))),
+        };
+        match self.state.definition(handle).filter(|d| d.path == path) {
+            Some(d) if d.sha256 == sha256(&bytes) && crate::fs_cap::contains(&bytes, MARKER.as_bytes()) => Ok(Some((d, bytes))),
             Some(_) => Err(foreign("was changed since agent-provisioner wrote it")),
             None => Err(foreign("was not written by agent-provisioner")),
         }
@@ -248,7 +260,9 @@ impl service::Host for ServiceCap {
         create_log_dir(&def).map_err(|e| ServiceError::Failed(format!("creating {}: {e}", def.log_dir.display())))?;
         let path = self.backend.install(&def)?;
         if self.backend.definition_path(&def.label).is_some() {
-            let bytes = std::fs::read(&path).map_err(|e| ServiceError::Failed(format!("reading back {}: {e}", path.display())))?;
+            let bytes = crate::safe_open::read_path(&path, MAX_DEFINITION)
+                .and_then(|bytes| bytes.ok_or_else(|| anyhow::anyhow!("it is gone")))
+                .map_err(|e| ServiceError::Failed(format!("reading back {}: {e:#}", path.display())))?;
             let written = WrittenDefinition { path: path.clone(), sha256: sha256(&bytes), port: Some(def.port) };
             self.state
                 .record_definition(&def.handle, &self.lead_home, written)
@@ -631,6 +645,23 @@ mod tests {
     fn detection_names_the_way_out() {
         let err = detect(Path::new("/nonexistent/systemctl")).unwrap_err().to_string();
         assert!(err.contains("--service-manager direct"), "{err}");
+    }
+
+    #[test]
+    fn a_fifo_planted_as_a_direct_record_is_refused_without_blocking() {
+        let (_t, policy) = fixture();
+        let recorder = Recorder::new();
+        let mut services = cap(&policy, ServiceBackend::Direct, Arc::new(HostState::in_memory()), &recorder, Default::default());
+        services.install(spec("nova")).unwrap();
+        let record = definition_dir(ServiceBackend::Direct, &policy.home).join("com.openclaw.nova.json");
+        std::fs::remove_file(&record).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, &record, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        let started = std::time::Instant::now();
+        match services.status("com.openclaw.nova".into()) {
+            Err(ServiceError::Failed(why)) => assert!(why.contains("FIFO"), "{why}"),
+            other => panic!("expected a failure naming the FIFO, got {other:?}"),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
