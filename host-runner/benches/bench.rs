@@ -526,7 +526,7 @@ mod native {
     impl Ports for World {
         /// The host's own probe (bind test), without an audit file.
         fn taken(&self, ports: &[u16]) -> Vec<u16> {
-            host_runner::ports::taken(ports, &host_runner::audit::Audit::stderr_only(vec![]))
+            host_runner::ports::taken(ports, &host_runner::audit::Audit::stderr_only())
         }
     }
 

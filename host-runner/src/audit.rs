@@ -10,7 +10,6 @@
 //! counted, and one `"decision":"suppressed"` line with the counts ends the run's log.
 
 use crate::safe_open::open_no_follow;
-use crate::secret::Secret;
 use serde::Serialize;
 use std::fs::File;
 use std::io::Write;
@@ -71,7 +70,6 @@ struct Sink {
 pub struct Audit {
     sink: Mutex<Sink>,
     path: Option<PathBuf>,
-    secrets: Vec<Secret>,
     /// Also print allowed decisions on stderr.
     verbose: bool,
 }
@@ -79,7 +77,7 @@ pub struct Audit {
 impl Audit {
     /// Appends to `path` (created 0600, parents created). A symbolic link at `path` is
     /// refused, not followed, and so is anything but a regular file.
-    pub fn open(path: &Path, secrets: Vec<Secret>, verbose: bool) -> anyhow::Result<Self> {
+    pub fn open(path: &Path, verbose: bool) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -89,12 +87,12 @@ impl Audit {
         cap_std::fs::OpenOptionsExt::mode(options.create(true).append(true), 0o600);
         let file = open_no_follow(&options, path, "the audit log")?;
         let sink = Sink { file: Some(file), ..Sink::default() };
-        Ok(Self { sink: Mutex::new(sink), path: Some(path.to_path_buf()), secrets, verbose })
+        Ok(Self { sink: Mutex::new(sink), path: Some(path.to_path_buf()), verbose })
     }
 
     /// An audit that only prints denials (for tests and `--audit none`).
-    pub fn stderr_only(secrets: Vec<Secret>) -> Self {
-        Self { sink: Mutex::new(Sink::default()), path: None, secrets, verbose: false }
+    pub fn stderr_only() -> Self {
+        Self { sink: Mutex::new(Sink::default()), path: None, verbose: false }
     }
 
     /// Where the log is written, if anywhere.
@@ -119,7 +117,7 @@ impl Audit {
         sink.lines += 1;
         let ts_ms = now_ms();
         let entry = Entry { ts_ms, cap, op, target, decision, rule };
-        let line = self.scrub(&serde_json::to_string(&entry).expect("audit entries serialize"));
+        let line = crate::secret::scrub(&serde_json::to_string(&entry).expect("audit entries serialize"));
         if decision == Decision::Denied || self.verbose {
             let word = if decision == Decision::Denied { "denied" } else { "allowed" };
             crate::secret::eprint_line(&format!("agent-provisioner: {word}: {cap} {op} {target}: {rule}"));
@@ -144,10 +142,6 @@ impl Audit {
         write_line(&mut sink, &serde_json::to_string(&summary).expect("audit entries serialize"));
     }
 
-    /// `text` without this audit's secrets or any registered in the process.
-    fn scrub(&self, text: &str) -> String {
-        crate::secret::scrub(&self.secrets.iter().fold(text.to_string(), |t, s| s.scrub(&t)))
-    }
 }
 
 impl Drop for Audit {
@@ -178,7 +172,8 @@ mod tests {
     fn writes_jsonl_and_scrubs_secrets() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("logs/audit.jsonl");
-        let audit = Audit::open(&path, vec![Secret::new("sk-123").unwrap()], false).unwrap();
+        crate::secret::register(&crate::secret::Secret::new("sk-123").unwrap());
+        let audit = Audit::open(&path, false).unwrap();
         audit.record("http", "POST", "https://x/sk-123", Decision::Denied, "no grant");
         audit.record("fs", "read", "/h/.openclaw/USER.md", Decision::Allowed, "lead home (read-only)");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -201,7 +196,7 @@ mod tests {
     fn a_run_writes_at_most_the_cap_then_one_summary_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let audit = Audit::open(&path, vec![], false).unwrap();
+        let audit = Audit::open(&path, false).unwrap();
         let over = 2_500;
         for i in 0..MAX_LINES_PER_RUN + over {
             let decision = if i % 5 == 0 { Decision::Allowed } else { Decision::Denied };
@@ -222,13 +217,13 @@ mod tests {
     fn finishing_is_idempotent_and_silent_under_the_cap() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let audit = Audit::open(&path, vec![], false).unwrap();
+        let audit = Audit::open(&path, false).unwrap();
         audit.record("ports", "taken", "18789", Decision::Allowed, "local ports");
         audit.finish();
         drop(audit);
         assert_eq!(lines(&path).len(), 1, "no summary when nothing was suppressed");
 
-        let audit = Audit::open(&path, vec![], false).unwrap();
+        let audit = Audit::open(&path, false).unwrap();
         for _ in 0..=MAX_LINES_PER_RUN {
             audit.record("fs", "read", "x", Decision::Denied, "no grant");
         }
@@ -247,14 +242,14 @@ mod tests {
         std::fs::write(&target, "precious\n").unwrap();
         let path = dir.path().join("audit.jsonl");
         std::os::unix::fs::symlink(&target, &path).unwrap();
-        let err = Audit::open(&path, vec![], false).err().expect("refused");
+        let err = Audit::open(&path, false).err().expect("refused");
         let text = format!("{err:#}");
         assert!(text.contains(&path.display().to_string()) && text.contains("symbolic link"), "{text}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
         // A dangling link is refused too (it would otherwise create its target).
         let dangling = dir.path().join("dangling.jsonl");
         std::os::unix::fs::symlink(dir.path().join("created"), &dangling).unwrap();
-        assert!(Audit::open(&dangling, vec![], false).is_err());
+        assert!(Audit::open(&dangling, false).is_err());
         assert!(!dir.path().join("created").exists());
     }
 
@@ -263,7 +258,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         rustix::fs::mknodat(rustix::fs::CWD, &path, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
-        let err = Audit::open(&path, vec![], false).err().expect("refused");
+        let err = Audit::open(&path, false).err().expect("refused");
         assert!(format!("{err:#}").contains(&path.display().to_string()), "{err:#}");
     }
 }

@@ -443,7 +443,7 @@ mod tests {
             Origin::parse("https://api.sesame.space").unwrap(),
             key.then(|| Secret::new("lead-key").unwrap()),
             Arc::new(Mutex::new(ports.iter().copied().collect())),
-            Arc::new(Audit::stderr_only(vec![])),
+            Arc::new(Audit::stderr_only()),
         )
     }
 
@@ -590,7 +590,7 @@ mod tests {
     #[test]
     fn a_port_nobody_started_is_not_reachable() {
         let ports = Arc::new(Mutex::new(BTreeSet::new()));
-        let g = HttpGate::new(Origin::parse("https://api.sesame.space").unwrap(), None, ports.clone(), Arc::new(Audit::stderr_only(vec![])));
+        let g = HttpGate::new(Origin::parse("https://api.sesame.space").unwrap(), None, ports.clone(), Arc::new(Audit::stderr_only()));
         let err = check(&g, Method::GET, "http://127.0.0.1:18930/healthz").unwrap_err();
         assert!(err.contains("no definition the host wrote and no service installed in this run uses it"), "{err}");
         assert!(err.contains("(none yet)"), "{err}");

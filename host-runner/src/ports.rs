@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn sees_a_listener_and_a_free_port() {
-        let audit = Audit::stderr_only(vec![]);
+        let audit = Audit::stderr_only();
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let held = listener.local_addr().unwrap().port();
         assert_eq!(taken(&[80, held], &audit), [80, held]);
@@ -85,7 +85,7 @@ mod tests {
     fn each_distinct_port_is_probed_once() {
         let mut probes = Vec::new();
         let list: Vec<u16> = [5000, 80, 5001].repeat(100_000);
-        let taken = taken_by(&list, &Audit::stderr_only(vec![]), |p| {
+        let taken = taken_by(&list, &Audit::stderr_only(), |p| {
             probes.push(p);
             p == 5001
         });
@@ -97,7 +97,7 @@ mod tests {
     fn one_audit_line_names_every_port_asked_about() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("audit.jsonl");
-        let audit = Audit::open(&log, vec![], false).unwrap();
+        let audit = Audit::open(&log, false).unwrap();
         let ports: Vec<u16> = (40001..=40003).chain(40014..=40113).collect();
         taken(&ports, &audit);
         let text = std::fs::read_to_string(&log).unwrap();

@@ -90,7 +90,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     };
     start_deadline(cli);
     let lead = read_lead(&homes.lead_home)?;
-    let audit = open_audit(g, &homes.lead_home, &lead.config)?;
+    let audit = open_audit(g, &homes.lead_home)?;
     let run = derive_run(cli, &homes, &lead.config)?;
     let guards = guards(g, &homes, &run, &lead.config, &audit)?;
     let banner = banner(g, &homes.lead_home, &run, &lead, &guards, &audit);
@@ -143,13 +143,12 @@ fn read_lead(lead_home: &Path) -> Result<Lead> {
     Ok(Lead { config, keys })
 }
 
-/// The audit log (`--audit`), which never records the lead's Sesame key.
-fn open_audit(g: &Global, lead_home: &Path, lead: &LeadConfig) -> Result<Arc<Audit>> {
-    let secrets: Vec<_> = lead.sesame_key.iter().cloned().collect();
+/// The audit log (`--audit`); it is scrubbed of every secret registered by then.
+fn open_audit(g: &Global, lead_home: &Path) -> Result<Arc<Audit>> {
     Ok(Arc::new(match g.audit.as_deref() {
-        Some("none") => Audit::stderr_only(secrets),
-        Some(path) => Audit::open(Path::new(path), secrets, g.verbose)?,
-        None => Audit::open(&lead_home.join("logs/agent-provisioner-audit.jsonl"), secrets, g.verbose)?,
+        Some("none") => Audit::stderr_only(),
+        Some(path) => Audit::open(Path::new(path), g.verbose)?,
+        None => Audit::open(&lead_home.join("logs/agent-provisioner-audit.jsonl"), g.verbose)?,
     }))
 }
 

@@ -51,7 +51,7 @@ impl Fixture {
             state: Arc::new(state),
         })
         .unwrap();
-        let audit = Arc::new(Audit::stderr_only(vec![]));
+        let audit = Arc::new(Audit::stderr_only());
         let plugins = LeadPlugins::found(&home.join(".openclaw"), &["sesame".into()], &["sesame".into()], "https://api.sesame.space");
         let lead_env = crate::lead_env::LeadEnv::read(&home.join(".openclaw"), []).unwrap();
         let keys = LeadKeys::find(&home.join(".openclaw"), &lead_env).unwrap();

@@ -401,7 +401,7 @@ mod tests {
                 launchctl: recorder.tool.clone(),
                 systemctl: recorder.tool.clone(),
             },
-            Arc::new(Audit::stderr_only(vec![])),
+            Arc::new(Audit::stderr_only()),
             state,
             ports,
         )
@@ -563,7 +563,7 @@ mod tests {
                 launchctl: recorder.tool.clone(),
                 systemctl: recorder.tool.clone(),
             },
-            Arc::new(Audit::open(&log, vec![], false).unwrap()),
+            Arc::new(Audit::open(&log, false).unwrap()),
             state,
             Default::default(),
         )
