@@ -130,6 +130,42 @@ fn stop_start_restart_and_deprovision() {
     assert_eq!(list["members"], json!([]));
 }
 
+#[test]
+fn start_and_restart_run_the_recorded_program_and_refuse_a_changed_one_naming_the_fix() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let mut t = TestHome::new(&sesame.url);
+    let port = gateway_port();
+    provision(&t, "ziggy", port);
+    // From now on no `openclaw` is named, and none is on PATH.
+    t.name_openclaw = false;
+    let without_openclaw = |args: &[&str]| Run::from_output(t.command(args).env("PATH", "/usr/bin:/bin").output().unwrap());
+    without_openclaw(&["stop", "ziggy"]).expect(0);
+    let started = without_openclaw(&["--json", "start", "ziggy"]).expect(0).json();
+    assert_eq!((started["outcome"]["state"].as_str(), get_status(port, "/healthz")), (Some("running"), Some(200)));
+    let running = without_openclaw(&["--json", "restart", "ziggy"]).expect(0).json()["outcome"]["pid"].as_u64().unwrap() as u32;
+
+    // An OpenClaw changed under the service is refused before anything is stopped.
+    let launcher = std::fs::read_to_string(&t.openclaw).unwrap();
+    std::fs::write(&t.openclaw, format!("{launcher}# upgraded\n")).unwrap();
+    let refused = without_openclaw(&["--json", "restart", "ziggy"]).expect(2);
+    let message = refused.json()["error"]["message"].as_str().unwrap().to_string();
+    let fix = format!("agent-provisioner start ziggy --openclaw-bin {}", t.openclaw.display());
+    assert!(message.contains("changed since it was recorded") && message.contains(&fix), "{message}");
+    assert!(is_alive(running) && get_status(port, "/healthz") == Some(200), "the gateway was left running");
+
+    // A vanished one too; naming the new program re-points the service to it.
+    let moved = t.temp.path().join("openclaw-new");
+    std::fs::rename(&t.openclaw, &moved).unwrap();
+    let refused = without_openclaw(&["start", "ziggy"]).expect(2);
+    assert!(refused.stderr.contains("is gone") && refused.stderr.contains("--openclaw-bin PATH"), "{}", refused.stderr);
+    let repointed = without_openclaw(&["--json", "--openclaw-bin", moved.to_str().unwrap(), "restart", "ziggy"]).expect(0).json();
+    assert_ne!(repointed["outcome"]["pid"].as_u64().unwrap() as u32, running);
+    assert_eq!(get_status(port, "/healthz"), Some(200));
+    let record = std::fs::read_to_string(t.home.join(".local/state/agent-provisioner/services/com.openclaw.ziggy.json")).unwrap();
+    assert!(record.contains(moved.to_str().unwrap()), "the service now runs {}: {record}", moved.display());
+    without_openclaw(&["restart", "ziggy"]).expect(0);
+}
+
 fn walk_files(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {

@@ -83,12 +83,12 @@ impl Command {
         }
     }
 
-    /// Whether it runs `openclaw` (a gateway service), which must then exist.
+    /// Whether it installs a gateway service running `openclaw`, which must then exist
+    /// (`start` and `restart` run the program recorded when the service was installed).
     pub fn needs_openclaw(&self) -> bool {
         match self {
             Command::Provision(p) => !p.plan,
-            Command::Start(_) | Command::Restart(_) => true,
-            Command::Stop(_) | Command::Deprovision(_) | Command::Rollback(_) => false,
+            Command::Start(_) | Command::Restart(_) | Command::Stop(_) | Command::Deprovision(_) | Command::Rollback(_) => false,
             Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => false,
         }
     }
@@ -175,7 +175,8 @@ pub struct Global {
     /// The service manager that runs sibling gateways.
     #[arg(long, global = true, value_enum, default_value_t = Manager::Auto)]
     pub service_manager: Manager,
-    /// The openclaw executable services run [default: `openclaw` on PATH].
+    /// The openclaw executable new services run [default: `openclaw` on PATH]. `start` and
+    /// `restart` run the one recorded at provision; naming one there re-points the service.
     #[arg(long, global = true, value_name = "PATH")]
     pub openclaw_bin: Option<PathBuf>,
     /// The launchctl to use (tests use a recording stand-in).
@@ -298,8 +299,8 @@ mod tests {
     fn each_command_says_whether_it_changes_the_family_and_runs_openclaw() {
         for (args, name, changes, runs) in [
             (&["provision", "--task", "t"][..], "provision", true, true),
-            (&["start", "nova"], "start", true, true),
-            (&["restart", "nova"], "restart", true, true),
+            (&["start", "nova"], "start", true, false),
+            (&["restart", "nova"], "restart", true, false),
             (&["stop", "nova"], "stop", true, false),
             (&["deprovision", "nova"], "deprovision", true, false),
             (&["rollback", "nova"], "rollback", true, false),

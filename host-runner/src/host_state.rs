@@ -8,6 +8,7 @@
 //! which definitions the host may start, stop or remove. Changes are made under an
 //! exclusive lock, re-reading the file first, and written atomically (0600).
 
+use crate::program::RecordedProgram;
 use anyhow::{Context as _, Result};
 use rustix::fs::{FlockOperation, flock};
 use serde::{Deserialize, Serialize};
@@ -38,12 +39,23 @@ pub struct Sibling {
     pub lead_home: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub definition: Option<WrittenDefinition>,
+    /// The program its service runs, as it was when the definition was written; `None` in
+    /// records written before programs were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<RecordedProgram>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Record {
     version: u32,
     siblings: BTreeMap<String, Sibling>,
+}
+
+impl Record {
+    /// The sibling `handle`, recorded as made for `lead_home` if it is new.
+    fn entry(&mut self, handle: &str, lead_home: &Path) -> &mut Sibling {
+        self.siblings.entry(handle.to_string()).or_insert_with(|| Sibling { lead_home: lead_home.to_path_buf(), definition: None, program: None })
+    }
 }
 
 /// The record, read once and kept current by every change.
@@ -90,14 +102,15 @@ impl HostState {
     /// Records that a run of `lead_home` creates the home of `handle`.
     pub fn claim_home(&self, handle: &str, lead_home: &Path) -> Result<()> {
         self.update(|r| {
-            r.siblings.entry(handle.to_string()).or_insert_with(|| Sibling { lead_home: lead_home.to_path_buf(), definition: None });
+            r.entry(handle, lead_home);
         })
     }
 
-    /// Forgets the home of `handle` (removed), keeping it while a definition is recorded.
+    /// Forgets the home of `handle` (removed), keeping it while a definition or its
+    /// program is recorded.
     pub fn release_home(&self, handle: &str) -> Result<()> {
         self.update(|r| {
-            if r.siblings.get(handle).is_some_and(|s| s.definition.is_none()) {
+            if r.siblings.get(handle).is_some_and(|s| s.definition.is_none() && s.program.is_none()) {
                 r.siblings.remove(handle);
             }
         })
@@ -106,16 +119,23 @@ impl HostState {
     /// Records the definition written for `handle`.
     pub fn record_definition(&self, handle: &str, lead_home: &Path, definition: WrittenDefinition) -> Result<()> {
         self.update(|r| {
-            let sibling = r.siblings.entry(handle.to_string()).or_insert_with(|| Sibling { lead_home: lead_home.to_path_buf(), definition: None });
-            sibling.definition = Some(definition);
+            r.entry(handle, lead_home).definition = Some(definition);
         })
     }
 
-    /// Forgets the definition of `handle` (removed).
+    /// Records the program the service of `handle` runs (with its definition).
+    pub fn record_program(&self, handle: &str, lead_home: &Path, program: RecordedProgram) -> Result<()> {
+        self.update(|r| {
+            r.entry(handle, lead_home).program = Some(program);
+        })
+    }
+
+    /// Forgets the definition of `handle` and its program (removed).
     pub fn forget_definition(&self, handle: &str) -> Result<()> {
         self.update(|r| {
             if let Some(s) = r.siblings.get_mut(handle) {
                 s.definition = None;
+                s.program = None;
             }
         })
     }

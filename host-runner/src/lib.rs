@@ -25,6 +25,7 @@ pub mod lock;
 pub mod output;
 pub mod paths;
 pub mod ports;
+pub mod program;
 pub mod progress;
 pub mod runtime;
 pub mod safe_open;

@@ -4,7 +4,7 @@
 
 use crate::audit::Audit;
 use crate::bindings::commands::{self, Context, HealthRequest, ProvisionRequest, Timing};
-use crate::bindings::{CredentialLayout, ServiceBackend};
+use crate::bindings::{CredentialLayout, ServiceBackend, ServiceError};
 use crate::cli::{Cli, Command, Global, Layout, Manager};
 use crate::contract::Output;
 use crate::credentials::LeadKeys;
@@ -66,6 +66,8 @@ struct Lead {
 struct Run {
     backend: ServiceBackend,
     openclaw_bin: PathBuf,
+    /// The sibling a `start` or `restart` may re-point to the operator's `--openclaw-bin`.
+    repoint: Option<String>,
     lead_handles: Vec<String>,
     api_url: String,
     plugins: LeadPlugins,
@@ -104,7 +106,8 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     }
     let command = component_command(&cli.command)?;
     let ctx = context(cli, &homes, &run, &lead);
-    let Guards { grants, services, gate } = guards;
+    let Guards { grants, mut services, gate } = guards;
+    program_ready(&cli.command, &mut services)?;
     let caps = Capabilities {
         fs: FsCap::new(grants, audit.clone(), lead.config.sesame_key, run.plugins, lead.keys),
         services,
@@ -166,7 +169,11 @@ fn derive_run(cli: &Cli, homes: &Homes, lead: &LeadConfig) -> Result<Run> {
     let lead_handles = naming::lead_handles(&text(&homes.lead_home), lead.handle.as_deref());
     let api_url = g.api_url.trim_end_matches('/').to_string();
     let plugins = LeadPlugins::found(&homes.lead_home, &g.copy_plugins, &g.copy_skills, &api_url);
-    Ok(Run { backend, openclaw_bin, lead_handles, api_url, plugins })
+    let repoint = match &cli.command {
+        Command::Start(h) | Command::Restart(h) if g.openclaw_bin.is_some() => Some(h.handle.clone()),
+        _ => None,
+    };
+    Ok(Run { backend, openclaw_bin, repoint, lead_handles, api_url, plugins })
 }
 
 /// The file grants, the service policy and the HTTP gate; the gate reaches the gateway
@@ -180,6 +187,7 @@ fn guards(g: &Global, homes: &Homes, run: &Run, lead: &LeadConfig, audit: &Arc<A
         lead_home: homes.lead_home.clone(),
         lead_handles: run.lead_handles.clone(),
         openclaw_bin: run.openclaw_bin.clone(),
+        repoint: run.repoint.clone(),
         launchctl: g.launchctl.clone(),
         systemctl: g.systemctl.clone(),
     };
@@ -231,6 +239,18 @@ fn print_grants(banner: Vec<String>, as_json: bool) {
         false => output::Rendered { stdout: banner.iter().map(|line| format!("{line}\n")).collect(), exit_code: output::EXIT_OK },
     };
     output::write_stdout(&rendered);
+}
+
+/// Before `start` or `restart` runs the component (which stops before it starts): the
+/// program recorded with the sibling's service is still there and unchanged, or the
+/// operator's `--openclaw-bin` replaces it. Refused with nothing changed otherwise.
+fn program_ready(command: &Command, services: &mut ServiceCap) -> Result<(), SetupError> {
+    let (Command::Start(h) | Command::Restart(h)) = command else { return Ok(()) };
+    let Ok(handle) = naming::check_sibling(&h.handle, &[]).map(|()| h.handle.as_str()) else { return Ok(()) };
+    services.program_ready(handle, &naming::label(handle)).map_err(|e| {
+        let (ServiceError::Denied(why) | ServiceError::NotInstalled(why) | ServiceError::Failed(why)) = e;
+        SetupError::Task(commands::CommandError::Refused(why))
+    })
 }
 
 /// The component's command for a command that runs it.
@@ -288,7 +308,8 @@ fn context(cli: &Cli, homes: &Homes, run: &Run, lead: &Lead) -> Context {
     }
 }
 
-/// `--openclaw-bin`, or `openclaw` found on PATH. Required only by commands that run it.
+/// `--openclaw-bin` (which must exist), or `openclaw` found on PATH, required only by
+/// commands that install a service.
 fn resolve_openclaw(given: Option<&Path>, required: bool) -> Result<PathBuf> {
     let found = match given {
         Some(path) => Some(paths::absolute(path, "--openclaw-bin")?).filter(|p| p.is_file()),
@@ -300,8 +321,8 @@ fn resolve_openclaw(given: Option<&Path>, required: bool) -> Result<PathBuf> {
     };
     match (found, given) {
         (Some(path), _) => Ok(path),
-        (None, Some(path)) if required => bail!("--openclaw-bin {}: no such file", path.display()),
+        (None, Some(path)) => bail!("--openclaw-bin {}: no such file", path.display()),
         (None, None) if required => bail!("`openclaw` is not on PATH; install OpenClaw or pass --openclaw-bin"),
-        (None, given) => Ok(given.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("openclaw"))),
+        (None, None) => Ok(PathBuf::from("openclaw")),
     }
 }

@@ -160,7 +160,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Self {
+    pub fn from_output(out: Output) -> Self {
         Self {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -192,6 +192,9 @@ pub struct TestHome {
     pub openclaw: PathBuf,
     pub api_url: String,
     pub backend: &'static str,
+    /// Whether runs name `openclaw` with `--openclaw-bin` (else it is looked up on PATH,
+    /// or, for `start` and `restart`, the program recorded at provision is used).
+    pub name_openclaw: bool,
     pub extra: Vec<String>,
 }
 
@@ -201,7 +204,7 @@ impl TestHome {
         let home = temp.path().join("home");
         copy_dir(&repo().join("examples/lead-home"), &home.join(".openclaw"));
         let openclaw = fake_openclaw(temp.path(), "serve");
-        Self { temp, home, openclaw, api_url: api_url.to_string(), backend: "direct", extra: Vec::new() }
+        Self { temp, home, openclaw, api_url: api_url.to_string(), backend: "direct", name_openclaw: true, extra: Vec::new() }
     }
 
     pub fn lead(&self) -> PathBuf {
@@ -249,7 +252,7 @@ impl TestHome {
             .arg("--home").arg(&self.home)
             .arg("--cache-dir").arg(cache_dir())
             .args(["--service-manager", self.backend, "--api-url", &self.api_url])
-            .arg("--openclaw-bin").arg(&self.openclaw)
+            .args(if self.name_openclaw { vec!["--openclaw-bin".as_ref(), self.openclaw.as_os_str()] } else { vec![] })
             .args(["--health-timeout", "10", "--health-interval-ms", "100", "--probe-timeout-ms", "500"])
             .args(["--api-timeout-ms", "2000", "--api-attempts", "3", "--api-backoff-ms", "50"])
             .args(&self.extra)
@@ -259,7 +262,7 @@ impl TestHome {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        Run::from(self.command(args).output().unwrap())
+        Run::from_output(self.command(args).output().unwrap())
     }
 
     /// Provisions from `task`, with `--json`.

@@ -26,6 +26,7 @@ use crate::audit::{Audit, Decision};
 use crate::bindings::openclaw::provisioner::service;
 use crate::bindings::{Installed, RunState, ServiceBackend, ServiceError, ServiceSpec, ServiceStatus};
 use crate::host_state::{HostState, WrittenDefinition, sha256};
+use crate::program::{ProgramError, RecordedProgram};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,10 @@ pub struct ServiceConfig {
     pub lead_handles: Vec<String>,
     /// The only program services may run.
     pub openclaw_bin: PathBuf,
+    /// The sibling whose service may be re-pointed to `openclaw_bin`: the one a `start` or
+    /// `restart` names when the operator also named a program (`--openclaw-bin`). Every
+    /// other start uses the program recorded with the definition.
+    pub repoint: Option<String>,
     pub launchctl: PathBuf,
     pub systemctl: PathBuf,
 }
@@ -106,6 +111,7 @@ pub struct ServiceCap {
     audit: Arc<Audit>,
     state: Arc<HostState>,
     lead_home: PathBuf,
+    repoint: Option<String>,
     /// Gateway ports proven the host's (see the module doc); shared with the HTTP gate.
     gateway_ports: Arc<Mutex<BTreeSet<u16>>>,
 }
@@ -128,7 +134,17 @@ impl ServiceCap {
             openclaw_bin: config.openclaw_bin.clone(),
             path: std::env::var_os("PATH").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
         };
-        let cap = Self { kind: config.backend, dir, policy, backend, audit, state, lead_home: config.lead_home, gateway_ports };
+        let cap = Self {
+            kind: config.backend,
+            dir,
+            policy,
+            backend,
+            audit,
+            state,
+            lead_home: config.lead_home,
+            repoint: config.repoint,
+            gateway_ports,
+        };
         let proven = cap.proven_ports();
         cap.gateway_ports.lock().expect("ports lock").extend(proven);
         Ok(cap)
@@ -171,7 +187,7 @@ impl ServiceCap {
     /// One line for the startup banner.
     pub fn describe(&self) -> Vec<String> {
         vec![format!(
-            "service: {} backend, definitions in {}; labels com.openclaw.<handle> (not reserved, not the lead's), only definitions this host wrote; program {} --profile <handle> gateway run --port N, environment {} pinned by the host",
+            "service: {} backend, definitions in {}; labels com.openclaw.<handle> (not reserved, not the lead's), only definitions this host wrote; new services run {} --profile <handle> gateway run --port N, started ones the program recorded with them; environment {} pinned by the host",
             self.backend.name(),
             self.dir.display(),
             self.policy.openclaw_bin.display(),
@@ -239,6 +255,58 @@ impl ServiceCap {
         }
     }
 
+    /// Writes the definition of a checked spec and records it (its hash when it is a file
+    /// the service manager reads, and the program it runs) in the host's state.
+    fn write(&mut self, def: &Definition) -> Result<PathBuf, ServiceError> {
+        let program = RecordedProgram::of(&def.program).map_err(|e| ServiceError::Failed(format!("the program of {}: {e}", def.label)))?;
+        create_log_dir(def).map_err(|e| ServiceError::Failed(format!("creating {}: {e}", def.log_dir.display())))?;
+        let path = self.backend.install(def)?;
+        let recording = |e: anyhow::Error| ServiceError::Failed(format!("recording {} in the host's state: {e:#}", path.display()));
+        if self.backend.definition_path(&def.label).is_some() {
+            let bytes = crate::safe_open::read_path(&path, MAX_DEFINITION)
+                .and_then(|bytes| bytes.ok_or_else(|| anyhow::anyhow!("it is gone")))
+                .map_err(|e| ServiceError::Failed(format!("reading back {}: {e:#}", path.display())))?;
+            let written = WrittenDefinition { path: path.clone(), sha256: sha256(&bytes), port: Some(def.port) };
+            self.state.record_definition(&def.handle, &self.lead_home, written).map_err(recording)?;
+        }
+        self.state.record_program(&def.handle, &self.lead_home, program).map_err(recording)?;
+        Ok(path)
+    }
+
+    /// Before a start: the program recorded with the definition must still be the one
+    /// recorded. When the operator named a program for this sibling (`repoint`) that
+    /// differs, the service is stopped and its definition re-written for it instead.
+    pub fn program_ready(&mut self, handle: &str, label: &str) -> Result<(), ServiceError> {
+        let recorded = self.state.sibling(handle, &self.lead_home).and_then(|s| s.program);
+        if self.repoint.as_deref() == Some(handle) {
+            let named = RecordedProgram::of(&self.policy.openclaw_bin).map_err(|e| self.deny("start", label, format!("--openclaw-bin {e}")))?;
+            return match recorded == Some(named) {
+                true => Ok(()),
+                false => self.repoint(handle, label),
+            };
+        }
+        let Some(recorded) = recorded else { return Ok(()) };
+        recorded.check().map_err(|e| {
+            let fix = match e {
+                ProgramError::Changed { .. } => format!("if that is the OpenClaw you want now, accept it with `agent-provisioner start {handle} --openclaw-bin {}`", recorded.path.display()),
+                _ => format!("reinstall OpenClaw there, or re-point the service with `agent-provisioner start {handle} --openclaw-bin PATH`"),
+            };
+            self.deny("start", label, format!("{label} runs the program recorded when it was provisioned, and {e}; {fix}"))
+        })
+    }
+
+    /// Re-writes the definition of `handle` for the operator's `--openclaw-bin`, on the port
+    /// of the definition the host can prove, after stopping the service.
+    fn repoint(&mut self, handle: &str, label: &str) -> Result<(), ServiceError> {
+        let port = self.proven_port(handle).ok_or_else(|| self.deny("start", label, "no definition this host wrote to re-point"))?;
+        let def = self.policy.check(&ServiceSpec { label: label.to_string(), port }).map_err(|why| self.deny("start", label, why))?;
+        self.home_is_ours(&def).map_err(|why| self.deny("start", label, why))?;
+        self.audit.record("service", "re-point", label, Decision::Allowed, &format!("program {}", def.program.display()));
+        self.backend.stop(label)?;
+        self.write(&def)?;
+        self.backend.activate(label)
+    }
+
     /// Lets the HTTP gate reach the gateway port of a service installed in this run.
     fn grant_port(&self, def: &Definition) {
         if self.gateway_ports.lock().expect("ports lock").insert(def.port) {
@@ -257,24 +325,15 @@ impl service::Host for ServiceCap {
         self.home_is_ours(&def).map_err(|why| self.deny("install", &spec.label, why))?;
         self.check_port_free(&def).map_err(|why| self.deny("install", &spec.label, why))?;
         self.audit.record("service", "install", &spec.label, Decision::Allowed, &format!("port {}", def.port));
-        create_log_dir(&def).map_err(|e| ServiceError::Failed(format!("creating {}: {e}", def.log_dir.display())))?;
-        let path = self.backend.install(&def)?;
-        if self.backend.definition_path(&def.label).is_some() {
-            let bytes = crate::safe_open::read_path(&path, MAX_DEFINITION)
-                .and_then(|bytes| bytes.ok_or_else(|| anyhow::anyhow!("it is gone")))
-                .map_err(|e| ServiceError::Failed(format!("reading back {}: {e:#}", path.display())))?;
-            let written = WrittenDefinition { path: path.clone(), sha256: sha256(&bytes), port: Some(def.port) };
-            self.state
-                .record_definition(&def.handle, &self.lead_home, written)
-                .map_err(|e| ServiceError::Failed(format!("recording {} in the host's state: {e:#}", path.display())))?;
-        }
+        let path = self.write(&def)?;
         self.backend.activate(&def.label)?;
         self.grant_port(&def);
         Ok(Installed { backend: self.kind, label: def.label, definition_path: path.display().to_string() })
     }
 
     fn start(&mut self, label: String) -> Result<(), ServiceError> {
-        self.label("start", &label)?;
+        let handle = self.label("start", &label)?;
+        self.program_ready(&handle, &label)?;
         self.backend.start(&label)
     }
 
@@ -398,6 +457,7 @@ mod tests {
                 lead_home: policy.home.join(".openclaw-atlas"),
                 lead_handles: policy.lead_handles.clone(),
                 openclaw_bin: policy.openclaw_bin.clone(),
+                repoint: None,
                 launchctl: recorder.tool.clone(),
                 systemctl: recorder.tool.clone(),
             },
@@ -560,6 +620,7 @@ mod tests {
                 lead_home: policy.home.join(".openclaw-atlas"),
                 lead_handles: policy.lead_handles.clone(),
                 openclaw_bin: policy.openclaw_bin.clone(),
+                repoint: None,
                 launchctl: recorder.tool.clone(),
                 systemctl: recorder.tool.clone(),
             },
@@ -614,6 +675,54 @@ mod tests {
         let err = services.start("com.openclaw.nova".into()).unwrap_err();
         assert!(matches!(&err, ServiceError::Denied(m) if m.contains("was changed since")), "{err:?}");
         assert!(recorder.calls().is_empty());
+    }
+
+    #[test]
+    fn a_start_runs_the_recorded_program_and_refuses_one_that_vanished_or_changed() {
+        let (t, policy) = fixture();
+        let recorder = Recorder::new();
+        let mut services = cap(&policy, ServiceBackend::Systemd, Arc::new(HostState::in_memory()), &recorder, Default::default());
+        services.install(spec("nova")).unwrap();
+        services.policy.openclaw_bin = t.path().join("not-there");
+        services.start("com.openclaw.nova".into()).expect("the recorded program is used, whatever openclaw resolves to now");
+
+        std::fs::write(&policy.openclaw_bin, "#!/bin/sh\nexec sleep 31\n").unwrap();
+        recorder.clear();
+        let err = services.start("com.openclaw.nova".into()).unwrap_err();
+        let fix = format!("agent-provisioner start nova --openclaw-bin {}", policy.openclaw_bin.display());
+        assert!(matches!(&err, ServiceError::Denied(m) if m.contains("changed since it was recorded") && m.contains(&fix)), "{err:?}");
+        std::fs::remove_file(&policy.openclaw_bin).unwrap();
+        let err = services.start("com.openclaw.nova".into()).unwrap_err();
+        assert!(matches!(&err, ServiceError::Denied(m) if m.contains("is gone") && m.contains("--openclaw-bin PATH")), "{err:?}");
+        assert!(recorder.calls().is_empty(), "nothing started: {:?}", recorder.calls());
+    }
+
+    #[test]
+    fn a_named_program_re_points_only_the_sibling_the_command_names() {
+        let (t, policy) = fixture();
+        let recorder = Recorder::new();
+        let state = Arc::new(HostState::in_memory());
+        let mut services = cap(&policy, ServiceBackend::Systemd, state.clone(), &recorder, Default::default());
+        let installed = services.install(spec("nova")).unwrap();
+        let new_bin = t.path().join("openclaw-2026.10");
+        std::fs::write(&new_bin, "#!/bin/sh\nexec sleep 32\n").unwrap();
+        std::fs::set_permissions(&new_bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        services.policy.openclaw_bin = new_bin.clone();
+        services.start("com.openclaw.nova".into()).unwrap();
+        let unit = std::fs::read_to_string(&installed.definition_path).unwrap();
+        assert!(unit.contains(&format!("ExecStart=\"{}\"", policy.openclaw_bin.display())), "not re-pointed unless named: {unit}");
+
+        recorder.clear();
+        services.repoint = Some("nova".into());
+        std::fs::remove_file(&policy.openclaw_bin).unwrap();
+        services.start("com.openclaw.nova".into()).unwrap();
+        let unit = std::fs::read_to_string(&installed.definition_path).unwrap();
+        assert!(unit.contains(&format!("ExecStart=\"{}\"", new_bin.display())), "{unit}");
+        assert_eq!(state.sibling("nova", &policy.home.join(".openclaw-atlas")).unwrap().program.unwrap().path, new_bin);
+        let calls = recorder.calls().join("\n");
+        assert!(calls.contains("stop openclaw-sibling-nova.service") && calls.contains("daemon-reload") && calls.ends_with("start openclaw-sibling-nova.service"), "{calls}");
+        services.repoint = None;
+        services.start("com.openclaw.nova".into()).expect("the re-pointed program is the recorded one now");
     }
 
     #[test]
