@@ -284,4 +284,24 @@ fn the_skill_installs_into_the_lead_home_and_runs_from_there() {
         .unwrap();
     let grants = Run { code: grants.status.code().unwrap(), stdout: String::from_utf8_lossy(&grants.stdout).into(), stderr: String::new() }.json();
     assert!(grants["grants"].as_array().unwrap().iter().any(|g| g.as_str().unwrap().contains("workspace notes")), "{grants}");
+
+    // The install compiles the component into the cache the binary uses: the first
+    // command after it loads the compiled component instead of compiling it.
+    let cache = t.temp.path().join("fresh-cache");
+    let installed = skill.join("bin/agent-provisioner");
+    let as_installed = |args: &[&str]| {
+        let out = Command::new(&installed).args(["--home", t.home.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()]).args(args).output().unwrap();
+        Run::from_output(out)
+    };
+    let warmed = as_installed(&["--json", "skill", "install", "--no-bin-link"]).expect(0).json();
+    let entry = warmed["skill"]["files"].as_array().unwrap().iter().find(|f| f["path"].as_str().unwrap().ends_with(".cwasm")).cloned().unwrap();
+    assert_eq!(entry["state"], "installed", "{warmed}");
+    assert!(std::path::Path::new(entry["path"].as_str().unwrap()).starts_with(&cache));
+    assert!(as_installed(&["skill", "install", "--check", "--no-bin-link"]).expect(0).stdout.contains("current"));
+    let task = repo().join("examples/task.json");
+    let first = as_installed(&["--timings", "--service-manager", "direct", "provision", "--plan", "--task", task.to_str().unwrap()]).expect(0);
+    assert!(first.stderr.contains("\"component\":\"cached\""), "{}", first.stderr);
+    std::fs::write(entry["path"].as_str().unwrap(), "damaged").unwrap();
+    let damaged = as_installed(&["skill", "install", "--check", "--no-bin-link"]).expect(1);
+    assert!(damaged.stdout.lines().any(|l| l.contains("outdated") && l.contains(".cwasm")), "{}", damaged.stdout);
 }

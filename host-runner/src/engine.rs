@@ -40,21 +40,67 @@ pub fn load(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Result<(C
         return Ok((component, Loaded::Compiled));
     };
     let artifact = artifact_path(engine, wasm, cache_dir);
-    if artifact.is_file() {
-        // SAFETY: the artifact was written by `precompile_component` of an engine with
-        // the same compatibility hash (it is in the file name), into our own cache dir.
-        match unsafe { Component::deserialize_file(engine, &artifact) } {
-            Ok(component) => return Ok((component, Loaded::Cached)),
-            Err(e) => crate::secret::eprint_line(&format!("agent-provisioner: ignoring unusable cache entry {}: {e}", artifact.display())),
-        }
+    match cached(engine, &artifact) {
+        Cached::Usable(component) => return Ok((component, Loaded::Cached)),
+        Cached::Unusable(e) => crate::secret::eprint_line(&format!("agent-provisioner: ignoring unusable cache entry {}: {e:#}", artifact.display())),
+        Cached::Missing => {}
     }
+    Ok((compile_into(engine, wasm, &artifact)?, Loaded::Compiled))
+}
+
+/// What the cache holds for one component.
+pub enum Cached {
+    Usable(Component),
+    Missing,
+    /// There is an entry, and this engine cannot load it.
+    Unusable(anyhow::Error),
+}
+
+/// The cache entry at `artifact`.
+fn cached(engine: &Engine, artifact: &Path) -> Cached {
+    if !artifact.is_file() {
+        return Cached::Missing;
+    }
+    // SAFETY: the artifact was written by `precompile_component` of an engine with the
+    // same compatibility hash (it is in the file name), into the host's own cache dir.
+    match unsafe { Component::deserialize_file(engine, artifact) } {
+        Ok(component) => Cached::Usable(component),
+        Err(e) => Cached::Unusable(e.into()),
+    }
+}
+
+/// Compiles `wasm` and stores the artifact (a failure to store is reported, not fatal).
+fn compile_into(engine: &Engine, wasm: &[u8], artifact: &Path) -> Result<Component> {
     let bytes = engine.precompile_component(wasm).context("compiling the component")?;
-    if let Err(e) = store_artifact(&artifact, &bytes) {
-        crate::secret::eprint_line(&format!("agent-provisioner: cannot cache the compiled component in {}: {e:#}", cache_dir.display()));
+    if let Err(e) = store_artifact(artifact, &bytes) {
+        crate::secret::eprint_line(&format!("agent-provisioner: cannot cache the compiled component at {}: {e:#}", artifact.display()));
     }
     // SAFETY: `bytes` was just produced by `precompile_component` on this engine.
-    let component = unsafe { Component::deserialize(engine, &bytes) }.context("loading the compiled component")?;
-    Ok((component, Loaded::Compiled))
+    Ok(unsafe { Component::deserialize(engine, &bytes) }.context("loading the compiled component")?)
+}
+
+/// The cache entry of the embedded component in `cache_dir` for this machine's engine,
+/// and what it holds (`skill install --check`).
+pub fn embedded_entry(cache_dir: &Path) -> Result<(PathBuf, Cached)> {
+    let engine = engine()?;
+    let artifact = artifact_path(&engine, EMBEDDED_COMPONENT, cache_dir);
+    let state = cached(&engine, &artifact);
+    Ok((artifact, state))
+}
+
+/// Compiles the embedded component into `cache_dir` unless a usable entry is there
+/// (`skill install`), so that the first command after an install needs no compile.
+/// Returns the entry and what it held before.
+pub fn warm(cache_dir: &Path) -> Result<(PathBuf, Cached)> {
+    let engine = engine()?;
+    let artifact = artifact_path(&engine, EMBEDDED_COMPONENT, cache_dir);
+    let before = cached(&engine, &artifact);
+    if !matches!(before, Cached::Usable(_)) {
+        compile_into(&engine, EMBEDDED_COMPONENT, &artifact)?;
+        let usable = matches!(cached(&engine, &artifact), Cached::Usable(_));
+        anyhow::ensure!(usable, "the compiled component could not be cached at {}", artifact.display());
+    }
+    Ok((artifact, before))
 }
 
 /// `<cache_dir>/<sha256 of wasm>-<engine hash>.cwasm`.
@@ -98,5 +144,19 @@ mod tests {
         let (_, second) = load(&engine, EMBEDDED_COMPONENT, Some(dir.path())).unwrap();
         assert_eq!((first, second), (Loaded::Compiled, Loaded::Cached));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn warming_fills_the_entry_a_load_then_uses_and_replaces_an_unusable_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (artifact, before) = warm(dir.path()).unwrap();
+        assert!(matches!(before, Cached::Missing));
+        assert!(matches!(embedded_entry(dir.path()).unwrap(), (a, Cached::Usable(_)) if a == artifact));
+        let (_, loaded) = load(&engine().unwrap(), EMBEDDED_COMPONENT, Some(dir.path())).unwrap();
+        assert_eq!(loaded, Loaded::Cached, "the first load after warming compiles nothing");
+        std::fs::write(&artifact, b"not an artifact").unwrap();
+        assert!(matches!(embedded_entry(dir.path()).unwrap().1, Cached::Unusable(_)));
+        assert!(matches!(warm(dir.path()).unwrap().1, Cached::Unusable(_)));
+        assert!(matches!(embedded_entry(dir.path()).unwrap().1, Cached::Usable(_)), "re-warmed");
     }
 }

@@ -1,10 +1,13 @@
 //! Installing this tool as an OpenClaw skill: `<lead home>/skills/agent-provisioner/` with
 //! `SKILL.md` and the binary (linked onto PATH, since OpenClaw only offers a skill whose
 //! `requires.bins` are found there). Only what runs is installed: the binary embeds the
-//! component, and the component its templates.
+//! component, and the component its templates. The component is compiled for this machine
+//! into the cache the binary loads it from, so the first command after an install
+//! compiles nothing.
 //!
 //! This is an operator action of the host itself, not sandboxed provisioning logic.
 
+use crate::engine::{self, Cached};
 use anyhow::{Context as _, Result, bail};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -25,6 +28,8 @@ pub struct Skill {
     pub dir: PathBuf,
     /// Where `agent-provisioner` is linked onto PATH, if anywhere.
     pub bin_dir: Option<PathBuf>,
+    /// The compiled-component cache the installed binary uses.
+    pub cache_dir: PathBuf,
 }
 
 /// One file's state.
@@ -37,8 +42,8 @@ pub struct Item {
 }
 
 impl Skill {
-    pub fn new(lead_home: &Path, bin_dir: Option<PathBuf>) -> Self {
-        Self { dir: lead_home.join("skills/agent-provisioner"), bin_dir }
+    pub fn new(lead_home: &Path, bin_dir: Option<PathBuf>, cache_dir: PathBuf) -> Self {
+        Self { dir: lead_home.join("skills/agent-provisioner"), bin_dir, cache_dir }
     }
 
     fn expected(&self) -> Result<Vec<(PathBuf, Vec<u8>, u32)>> {
@@ -71,6 +76,13 @@ impl Skill {
         if let Some(bin_dir) = &self.bin_dir {
             items.push(self.link(bin_dir)?);
         }
+        let (artifact, before) = engine::warm(&self.cache_dir)?;
+        let state = match before {
+            Cached::Usable(_) => "unchanged",
+            Cached::Unusable(_) => "updated",
+            Cached::Missing => "installed",
+        };
+        items.push(Item { path: artifact.display().to_string(), state });
         Ok(items)
     }
 
@@ -124,6 +136,13 @@ impl Skill {
             };
             items.push(Item { path: link.display().to_string(), state });
         }
+        let (artifact, cached) = engine::embedded_entry(&self.cache_dir)?;
+        let state = match cached {
+            Cached::Usable(_) => "current",
+            Cached::Unusable(_) => "outdated",
+            Cached::Missing => "missing",
+        };
+        items.push(Item { path: artifact.display().to_string(), state });
         Ok(items)
     }
 }
@@ -147,7 +166,7 @@ mod tests {
     #[test]
     fn installs_idempotently_and_checks_currency() {
         let temp = tempfile::tempdir().unwrap();
-        let skill = Skill::new(&temp.path().join(".openclaw"), Some(temp.path().join("bin")));
+        let skill = Skill::new(&temp.path().join(".openclaw"), Some(temp.path().join("bin")), temp.path().join("cache"));
         assert!(skill.check().unwrap().iter().all(|i| i.state == "missing"));
         assert!(skill.install().unwrap().iter().all(|i| i.state == "installed"));
         assert!(skill.check().unwrap().iter().all(|i| i.state == "current"));
@@ -163,7 +182,7 @@ mod tests {
     #[test]
     fn what_an_earlier_version_installed_is_removed() {
         let temp = tempfile::tempdir().unwrap();
-        let skill = Skill::new(&temp.path().join(".openclaw"), None);
+        let skill = Skill::new(&temp.path().join(".openclaw"), None, temp.path().join("cache"));
         std::fs::create_dir_all(skill.dir.join("templates")).unwrap();
         std::fs::write(skill.dir.join("templates/USER.md"), "old").unwrap();
         std::fs::write(skill.dir.join("agent-provisioner.wasm"), "old").unwrap();
@@ -180,7 +199,7 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         std::fs::create_dir(temp.path().join("bin")).unwrap();
         std::fs::write(temp.path().join("bin/agent-provisioner"), "someone else's").unwrap();
-        let skill = Skill::new(&temp.path().join(".openclaw"), Some(temp.path().join("bin")));
+        let skill = Skill::new(&temp.path().join(".openclaw"), Some(temp.path().join("bin")), temp.path().join("cache"));
         assert!(skill.install().unwrap_err().to_string().contains("--no-bin-link"));
         assert_eq!(std::fs::read_to_string(temp.path().join("bin/agent-provisioner")).unwrap(), "someone else's");
     }
