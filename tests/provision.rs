@@ -332,6 +332,20 @@ fn the_human_text_shows_progress_and_the_outcome() {
 }
 
 #[test]
+fn a_slow_gateway_is_waited_for_with_a_line_every_few_seconds_and_json_stays_one_document() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let mut t = TestHome::new(&sesame.url);
+    t.openclaw = fake_openclaw(t.temp.path(), "slow-start:6500");
+    let port = gateway_port();
+    let task = t.task("tarn", port, |_| {});
+    let run = t.run(&["--json", "provision", "--task", task.to_str().unwrap()]).expect(0);
+    assert_eq!(run.json()["outcome"]["handle"], "tarn", "stdout is the one document");
+    let note = format!("still waiting for com.openclaw.tarn to answer on http://127.0.0.1:{port}/healthz: 5 s of 10 s so far (last probe: ");
+    assert!(run.stderr.lines().any(|l| l.trim_start().starts_with(&note)), "{note}… missing from:\n{}", run.stderr);
+    assert!(!run.stdout.contains("still waiting"));
+}
+
+#[test]
 fn a_report_that_keeps_failing_leaves_the_agent_running_with_exit_3() {
     let sesame = SesameStandin::start(Some(LEAD_KEY));
     let t = TestHome::new(&sesame.url);

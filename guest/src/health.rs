@@ -87,12 +87,25 @@ pub fn sesame_authenticated(files: &dyn Files, layout: &SiblingLayout) -> bool {
     log_tail(files, &layout.stdout_log).contains(SESAME_AUTHENTICATED)
 }
 
+/// Where a gateway that did not come up was left.
+#[derive(Clone, Copy, Debug)]
+enum Left {
+    /// Its service stopped running, with this exit code when the backend knows it.
+    Exited(Option<i32>),
+    /// It still runs.
+    Running,
+}
+
 /// The spec's diagnosis of a gateway that did not come up, most likely cause first:
-/// port conflict, missing provider key, invalid config, missing extension.
-fn diagnose(files: &dyn Files, layout: &SiblingLayout, port: u16, exit_code: Option<i32>) -> String {
+/// port conflict, missing provider key, invalid config, missing extension; one sentence.
+fn diagnose(files: &dyn Files, layout: &SiblingLayout, port: u16, left: Left) -> String {
     let stderr = log_tail(files, &layout.stderr_log);
     let lower = stderr.to_lowercase();
-    let exited = exit_code.map(|c| format!("the gateway exited with code {c}")).unwrap_or_else(|| "the gateway".into());
+    let exited = match left {
+        Left::Exited(Some(code)) => format!("the gateway exited with code {code}"),
+        Left::Exited(None) => "the gateway stopped".into(),
+        Left::Running => "the gateway is still running".into(),
+    };
     let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty()).map(str::trim).unwrap_or("");
     let quote = |line: &str| if line.is_empty() { String::new() } else { format!(" (stderr: {})", bounded(line)) };
     if lower.contains("already in use") || lower.contains("eaddrinuse") {
@@ -103,14 +116,17 @@ fn diagnose(files: &dyn Files, layout: &SiblingLayout, port: u16, exit_code: Opt
         let line = stderr.lines().find(|l| l.to_lowercase().contains("no api key")).unwrap_or(last_line);
         return format!("missing provider credentials: {exited}{}", quote(line));
     }
-    if lower.contains("invalid config") || lower.contains("config validation") || exit_code == Some(78) {
+    if lower.contains("invalid config") || lower.contains("config validation") || matches!(left, Left::Exited(Some(78))) {
         return format!("invalid openclaw.json: {exited}{}", quote(last_line));
     }
     let extension = crate::layout::join(&layout.extensions_sesame, "dist/index.js");
     if lower.contains("cannot find module") || !matches!(files.metadata(&extension), Ok(Some(_))) {
         return format!("missing Sesame extension ({extension}): {exited}{}", quote(last_line));
     }
-    format!("{exited} without answering on port {port}{}", quote(last_line))
+    match left {
+        Left::Exited(_) => format!("{exited} before it answered on port {port}{}", quote(last_line)),
+        Left::Running => format!("{exited}{}", quote(last_line)),
+    }
 }
 
 fn bounded(line: &str) -> String {
@@ -128,6 +144,9 @@ pub struct Healthy {
     pub sesame_authenticated: bool,
 }
 
+/// How often a wait for a gateway says it is still waiting.
+const NOTE_EVERY_MS: u64 = 5_000;
+
 /// Waits until the gateway of `label` answers on `port`, within the context's timeout.
 /// Fails fast, with [`diagnose`], when the service stops running or its stderr reports
 /// the port taken. Shows progress every few seconds.
@@ -140,7 +159,7 @@ pub fn wait_healthy(
 ) -> Result<Healthy, String> {
     let started = caps.clock.monotonic_ms();
     let deadline = started + u64::from(timing.health_timeout_ms);
-    let mut next_note = started + 5_000;
+    let mut next_note = started + NOTE_EVERY_MS;
     loop {
         let probe = probe_all(caps.http, caps.clock, &[port], timing.probe_timeout_ms).remove(0);
         let now = caps.clock.monotonic_ms();
@@ -152,14 +171,14 @@ pub fn wait_healthy(
         }
         let status = caps.services.status(label).map_err(|e| format!("service status of {label}: {}", e.message()))?;
         if status.state != RunState::Running {
-            return Err(diagnose(caps.files, layout, port, status.last_exit_code));
+            return Err(diagnose(caps.files, layout, port, Left::Exited(status.last_exit_code)));
         }
         let stderr = log_tail(caps.files, &layout.stderr_log).to_lowercase();
         if stderr.contains("already in use") || stderr.contains("eaddrinuse") {
-            return Err(diagnose(caps.files, layout, port, None));
+            return Err(diagnose(caps.files, layout, port, Left::Running));
         }
         if now >= deadline {
-            let why = diagnose(caps.files, layout, port, None);
+            let why = diagnose(caps.files, layout, port, Left::Running);
             return Err(format!(
                 "no answer on {} within {} s (last probe: {}); {why}",
                 url(port, "/healthz"),
@@ -168,11 +187,10 @@ pub fn wait_healthy(
             ));
         }
         if now >= next_note {
-            caps.progress.emit(
-                Level::Info,
-                &format!("waiting for the gateway on port {port}: {} s, last probe {}", (now - started) / 1000, probe.words),
-            );
-            next_note = now + 5_000;
+            let (waited, limit) = ((now - started) / 1000, timing.health_timeout_ms / 1000);
+            let awaited = format!("{label} to answer on {}", url(port, "/healthz"));
+            caps.progress.emit(Level::Info, &format!("still waiting for {awaited}: {waited} s of {limit} s so far (last probe: {})", probe.words));
+            next_note = now + NOTE_EVERY_MS;
         }
         caps.clock.sleep_ms(u64::from(timing.health_interval_ms).min(deadline.saturating_sub(now)).max(1));
     }
@@ -270,7 +288,13 @@ mod tests {
         let (world, layout) = world(FakeHttp::new(|_| Err(HttpError::Timeout)));
         let err = wait_healthy(&world.caps(), "com.openclaw.nova", 18790, &layout, &TIMING).unwrap_err();
         assert!(err.starts_with("no answer on http://127.0.0.1:18790/healthz within 60 s (last probe: timed out)"), "{err}");
-        assert!(world.progress.lines.borrow().iter().any(|l| l.contains("waiting for the gateway on port 18790")));
+        let notes: Vec<String> = world.progress.lines.borrow().iter().filter(|l| l.contains("still waiting")).cloned().collect();
+        assert_eq!(notes.len(), 11, "one every 5 s of the 60: {notes:#?}");
+        assert!(
+            notes[1].ends_with("still waiting for com.openclaw.nova to answer on http://127.0.0.1:18790/healthz: 10 s of 60 s so far (last probe: timed out)"),
+            "{notes:#?}"
+        );
+        assert!(err.ends_with("; the gateway is still running"), "{err}");
     }
 
     #[test]
@@ -286,11 +310,12 @@ mod tests {
         let (world, layout) = world(FakeHttp::new(|_| ok(200)));
         let d = |stderr: &str, code| {
             world.fs.add_file(&layout.stderr_log, stderr);
-            diagnose(&world.fs, &layout, 18790, code)
+            diagnose(&world.fs, &layout, 18790, Left::Exited(code))
         };
         assert!(d("No API key found for provider anthropic\n", Some(1)).starts_with("missing provider credentials"));
         assert!(d("boom\n", Some(78)).starts_with("invalid openclaw.json"));
-        assert!(d("whatever\n", Some(1)).starts_with("the gateway exited with code 1 without answering"));
+        assert_eq!(d("whatever\n", Some(1)), "the gateway exited with code 1 before it answered on port 18790 (stderr: whatever)");
+        assert_eq!(d("", None), "the gateway stopped before it answered on port 18790");
         world.fs.remove_tree(&layout.extensions_sesame).unwrap();
         assert!(d("whatever\n", Some(1)).starts_with("missing Sesame extension"));
     }
