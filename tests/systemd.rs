@@ -70,10 +70,10 @@ fn main_pid(manager: &UserManager, handle: &str) -> u32 {
 
 #[test]
 fn real_siblings_under_a_real_systemd_user_manager() {
-    let Some(real) = openclaw() else { return };
     let sesame = SesameStandin::start(Some(LEAD_KEY));
     let mut t = TestHome::new(&sesame.url);
     let Some(manager) = user_manager(&t.home) else { return };
+    let Some(real) = openclaw() else { return };
     eprintln!("systemd: a private systemd --user {} (HOME {})", manager.version, t.home.display());
     t.openclaw = offline_launcher(t.temp.path(), &real);
     t.backend = "auto";
