@@ -8,64 +8,11 @@
 
 mod support;
 
-use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use serde_json::json;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::real_openclaw::*;
 use support::*;
-
-/// The OpenClaw launcher, installing it if needed.
-fn openclaw() -> Option<PathBuf> {
-    let out = Command::new(repo().join("scripts/install-openclaw.sh")).output().expect("run scripts/install-openclaw.sh");
-    if out.status.success() {
-        return Some(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()));
-    }
-    let why = String::from_utf8_lossy(&out.stderr);
-    if std::env::var_os("CI").is_some() {
-        panic!("OpenClaw could not be installed, so the real-gateway suite cannot run:\n{why}");
-    }
-    eprintln!("SKIPPED: the real-OpenClaw suite needs scripts/install-openclaw.sh to succeed:\n{why}");
-    None
-}
-
-/// A launcher for offline use: OpenClaw must not reach the network or advertise itself.
-fn offline_launcher(dir: &Path, openclaw: &Path) -> PathBuf {
-    let path = dir.join("openclaw");
-    let script = format!(
-        "#!/bin/sh\nexport OPENCLAW_DISABLE_BONJOUR=1 OPENCLAW_OFFLINE=1\nexec '{}' \"$@\"\n",
-        openclaw.display()
-    );
-    std::fs::write(&path, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
-/// Pids of processes whose environment names `home` as their OpenClaw state dir.
-fn processes_of(home: &Path) -> Vec<u32> {
-    let needle = format!("OPENCLAW_STATE_DIR={}", home.display());
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
-                && is_alive(*pid)
-        })
-        .collect()
-}
-
-fn validate(openclaw: &Path, home: &Path) -> Value {
-    let out = Command::new(openclaw)
-        .args(["config", "validate", "--json"])
-        .env("OPENCLAW_STATE_DIR", home)
-        .env("OPENCLAW_CONFIG_PATH", home.join("openclaw.json"))
-        .env("OPENCLAW_NO_AUTO_UPDATE", "1")
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("validate printed:\n{}", String::from_utf8_lossy(&out.stdout)))
-}
 
 #[test]
 fn real_openclaw_siblings_from_provision_to_deprovision() {

@@ -174,7 +174,7 @@ fn plan_changes_nothing_and_lists_exactly_what_the_run_does() {
 fn failing_systemctl(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("systemctl");
     let script = format!(
-        "#!/bin/sh\necho \"$*\" >> '{}/systemctl.log'\ncase \"$2\" in start) echo 'Job for openclaw-x.service failed' >&2; exit 1;; esac\nexit 0\n",
+        "#!/bin/sh\necho \"$*\" >> '{}/systemctl.log'\ncase \"$2\" in\n  start) echo 'Job for openclaw-x.service failed' >&2; exit 1;;\n  show) printf 'LoadState=loaded\\nFragmentPath=%s\\n' \"$HOME/.config/systemd/user/$3\";;\nesac\nexit 0\n",
         dir.display()
     );
     std::fs::write(&path, script).unwrap();

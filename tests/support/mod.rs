@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod real_openclaw;
+pub mod user_manager;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -196,6 +199,8 @@ pub struct TestHome {
     /// or, for `start` and `restart`, the program recorded at provision is used).
     pub name_openclaw: bool,
     pub extra: Vec<String>,
+    /// Environment for the binary on top of the test's (e.g. a private user manager's).
+    pub env: Vec<(String, std::ffi::OsString)>,
 }
 
 impl TestHome {
@@ -204,7 +209,7 @@ impl TestHome {
         let home = temp.path().join("home");
         copy_dir(&repo().join("examples/lead-home"), &home.join(".openclaw"));
         let openclaw = fake_openclaw(temp.path(), "serve");
-        Self { temp, home, openclaw, api_url: api_url.to_string(), backend: "direct", name_openclaw: true, extra: Vec::new() }
+        Self { temp, home, openclaw, api_url: api_url.to_string(), backend: "direct", name_openclaw: true, extra: Vec::new(), env: Vec::new() }
     }
 
     pub fn lead(&self) -> PathBuf {
@@ -243,12 +248,16 @@ impl TestHome {
     /// The binary with this home's options; `args` is the command.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary());
-        // The lead's keys come from its home, never from the environment of the test run.
+        // The lead's keys come from its home, never from the environment of the test run;
+        // no test reaches the machine's own user manager.
         cmd.env_remove("SESAME_API_KEY")
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("OPENAI_API_KEY")
             .env_remove("OPENROUTER_API_KEY")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("XDG_RUNTIME_DIR")
             .env("HOME", &self.home)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--home").arg(&self.home)
             .arg("--cache-dir").arg(cache_dir())
             .args(["--service-manager", self.backend, "--api-url", &self.api_url])

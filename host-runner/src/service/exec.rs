@@ -1,11 +1,12 @@
 //! Running `launchctl` / `systemctl` with captured output and a time limit.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a service-manager command may take.
-const TIMEOUT: Duration = Duration::from_secs(30);
+pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a finished command printed.
 #[derive(Debug)]
@@ -46,8 +47,15 @@ impl From<ExecError> for crate::bindings::ServiceError {
 /// Runs `tool args...`, waiting at most 30 s or what is left of the command's deadline
 /// (then it is killed).
 pub fn run(tool: &Path, args: &[&str]) -> Result<Output, ExecError> {
+    run_env(tool, args, &[])
+}
+
+/// [`run`], with `env` set on top of the host's environment.
+pub fn run_env(tool: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Result<Output, ExecError> {
     let command = format!("{} {}", tool.display(), args.join(" "));
-    let mut child = match Command::new(tool).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+    let mut cmd = Command::new(tool);
+    cmd.args(args).envs(env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(error) => return Err(ExecError::Spawn { command, error }),
     };

@@ -92,7 +92,7 @@ pub fn detect(systemctl: &Path) -> anyhow::Result<ServiceBackend> {
     if cfg!(target_os = "macos") {
         return Ok(ServiceBackend::Launchd);
     }
-    match exec::run(systemctl, &["--user", "show-environment"]) {
+    match systemd::systemctl_user(systemctl, &["show-environment"]) {
         Ok(out) if out.success => Ok(ServiceBackend::Systemd),
         Ok(out) => anyhow::bail!(
             "no service manager answered (systemctl --user: {}); on a machine without one (a container) pass --service-manager direct",
@@ -447,9 +447,11 @@ mod tests {
     use service::Host as _;
     use policy::tests::{fixture, spec};
 
-    /// A service cap whose host state records the fixture's home `nova` as made for the lead.
+    /// A service cap whose host state records the fixture's home `nova` as made for the lead
+    /// (and whose recording systemctl loads nova's unit from that home).
     fn cap(policy: &Policy, backend: ServiceBackend, state: Arc<HostState>, recorder: &Recorder, ports: Arc<Mutex<BTreeSet<u16>>>) -> ServiceCap {
         state.claim_home("nova", &policy.home.join(".openclaw-atlas")).unwrap();
+        systemd::tests::loads_from_home(recorder, &policy.home, "nova");
         ServiceCap::new(
             ServiceConfig {
                 backend,
