@@ -17,6 +17,8 @@
 mod direct;
 mod exec;
 mod launchd;
+#[cfg(test)]
+mod openclaw_launchagent;
 mod policy;
 mod systemd;
 
@@ -114,11 +116,7 @@ impl ServiceCap {
     pub fn new(config: ServiceConfig, audit: Arc<Audit>, state: Arc<HostState>, gateway_ports: Arc<Mutex<BTreeSet<u16>>>) -> anyhow::Result<Self> {
         let dir = definition_dir(config.backend, &config.home);
         let backend: Box<dyn Backend> = match config.backend {
-            ServiceBackend::Launchd => Box::new(launchd::Launchd {
-                dir: dir.clone(),
-                launchctl: config.launchctl.clone(),
-                uid: rustix::process::getuid().as_raw(),
-            }),
+            ServiceBackend::Launchd => Box::new(launchd::Launchd::new(dir.clone(), config.launchctl.clone(), rustix::process::getuid().as_raw())),
             ServiceBackend::Systemd => Box::new(systemd::Systemd { dir: dir.clone(), systemctl: config.systemctl.clone() }),
             ServiceBackend::Direct => Box::new(direct::Direct::new(dir.clone())),
         };
