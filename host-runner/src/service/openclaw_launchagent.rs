@@ -227,7 +227,7 @@ fn launchctl_is_driven_as_openclaw_drives_it() {
     }
     assert_eq!(ours.phases["install"], [enable.clone(), bootstrap.clone()]);
     assert_eq!(ours.phases["start-loaded"], [enable.clone(), kickstart.clone()]);
-    assert_eq!(ours.phases["stop"], [bootout.clone()]);
+    assert_eq!(ours.phases["stop"], std::slice::from_ref(&bootout));
     // From unloaded, OpenClaw tries a kickstart first and kicks again after the bootstrap.
     assert_eq!(ours.phases["start-unloaded"], [enable.clone(), bootstrap.clone()]);
     assert_eq!(theirs.phases["start-unloaded"], [enable.clone(), kickstart.clone(), bootstrap.clone(), kickstart]);
