@@ -17,6 +17,8 @@
 mod direct;
 mod exec;
 mod launchd;
+#[cfg(test)]
+mod openclaw_launchagent;
 mod policy;
 mod systemd;
 
@@ -120,11 +122,7 @@ impl ServiceCap {
     pub fn new(config: ServiceConfig, audit: Arc<Audit>, state: Arc<HostState>, gateway_ports: Arc<Mutex<BTreeSet<u16>>>) -> anyhow::Result<Self> {
         let dir = definition_dir(config.backend, &config.home);
         let backend: Box<dyn Backend> = match config.backend {
-            ServiceBackend::Launchd => Box::new(launchd::Launchd {
-                dir: dir.clone(),
-                launchctl: config.launchctl.clone(),
-                uid: rustix::process::getuid().as_raw(),
-            }),
+            ServiceBackend::Launchd => Box::new(launchd::Launchd::new(dir.clone(), config.launchctl.clone(), rustix::process::getuid().as_raw())),
             ServiceBackend::Systemd => Box::new(systemd::Systemd { dir: dir.clone(), systemctl: config.systemctl.clone() }),
             ServiceBackend::Direct => Box::new(direct::Direct::new(dir.clone())),
         };
@@ -712,14 +710,14 @@ mod tests {
         services.policy.openclaw_bin = new_bin.clone();
         services.start("com.openclaw.nova".into()).unwrap();
         let unit = std::fs::read_to_string(&installed.definition_path).unwrap();
-        assert!(unit.contains(&format!("ExecStart=\"{}\"", policy.openclaw_bin.display())), "not re-pointed unless named: {unit}");
+        assert!(unit.contains(&format!("\"{}\" \"--profile\"", policy.openclaw_bin.display())), "not re-pointed unless named: {unit}");
 
         recorder.clear();
         services.repoint = Some("nova".into());
         std::fs::remove_file(&policy.openclaw_bin).unwrap();
         services.start("com.openclaw.nova".into()).unwrap();
         let unit = std::fs::read_to_string(&installed.definition_path).unwrap();
-        assert!(unit.contains(&format!("ExecStart=\"{}\"", new_bin.display())), "{unit}");
+        assert!(unit.contains(&format!("\"{}\" \"--profile\"", new_bin.display())), "{unit}");
         assert_eq!(state.sibling("nova", &policy.home.join(".openclaw-atlas")).unwrap().program.unwrap().path, new_bin);
         let calls = recorder.calls().join("\n");
         assert!(calls.contains("stop openclaw-sibling-nova.service") && calls.contains("daemon-reload") && calls.ends_with("start openclaw-sibling-nova.service"), "{calls}");
