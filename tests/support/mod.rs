@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod gzip_bomb;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
