@@ -31,6 +31,7 @@ pub mod paths;
 pub mod ports;
 pub mod program;
 pub mod progress;
+pub mod restore;
 pub mod runtime;
 pub mod safe_open;
 pub mod secret;
