@@ -48,6 +48,7 @@ fn every_command_prints_one_document_that_follows_the_schema() {
     assert!(check(&["grants"], 0)["grants"].as_array().unwrap().len() > 5);
     assert!(check(&["skill", "install", "--bin-dir", bin_dir.to_str().unwrap()], 0)["skill"]["files"].is_array());
     assert!(check(&["deprovision", "nova"], 0)["outcome"]["archive"].is_string());
+    assert_eq!(check(&["restore", "nova"], 0)["outcome"]["restored"]["files"].as_u64().map(|n| n > 0), Some(true));
     // Errors, each kind.
     assert_eq!(check(&["rollback", "nova"], 2)["error"]["kind"], "refused");
     let invalid = t.task("Bad Handle", gateway_port(), |_| {});
@@ -57,6 +58,6 @@ fn every_command_prints_one_document_that_follows_the_schema() {
     assert_eq!((failed["error"]["kind"].as_str(), failed["error"]["step"].as_str()), (Some("failed"), Some("vault")));
     let host = check(&["--lead-home", "/nonexistent/lead", "list"], 2);
     assert_eq!(host["error"]["kind"], "host");
-    let expected = ["deprovision", "grants", "health", "list", "plan", "ports", "provision", "restart", "rollback", "skill", "start", "stop"];
+    let expected = ["deprovision", "grants", "health", "list", "plan", "ports", "provision", "restart", "restore", "rollback", "skill", "start", "stop"];
     assert_eq!(seen, expected.iter().map(|s| s.to_string()).collect(), "every command was checked");
 }

@@ -127,6 +127,11 @@ fn a_hostile_component_is_denied_every_escape() {
         "lead-archive",
         "lead-walk",
         "host-state-write",
+        "restore-from-lead-home",
+        "restore-over-a-home",
+        "restore-other-profile",
+        "restore-path-handle",
+        "restore-bomb",
         "service-foreign-label",
         "service-dotted-label",
         "service-newline-label",
@@ -214,6 +219,14 @@ fn a_hostile_component_is_denied_every_escape() {
     let detail = |name: &str| results[name].1.clone();
     assert!(detail("lead-env-read").contains("only its workspace notes"), "{}", detail("lead-env-read"));
     assert!(detail("archive-bomb").contains("a listing cap"), "{}", detail("archive-bomb"));
+    assert!(detail("restore-from-lead-home").contains("only archives in the archives grant can be restored"), "{}", detail("restore-from-lead-home"));
+    assert!(detail("restore-over-a-home").contains("AlreadyExists") && detail("restore-over-a-home").contains("never writes over a home"), "{}", detail("restore-over-a-home"));
+    assert!(detail("restore-other-profile").contains("not a sibling home this host created"), "{}", detail("restore-other-profile"));
+    assert!(detail("restore-path-handle").contains("Denied"), "{}", detail("restore-path-handle"));
+    assert!(detail("restore-bomb").contains("an entry name is longer than 4096 bytes (a restore cap)"), "{}", detail("restore-bomb"));
+    assert!(!t.sibling("fresh").exists(), "no home was restored");
+    let strays: Vec<_> = std::fs::read_dir(&t.home).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".restoring-")).collect();
+    assert!(strays.is_empty(), "no temporary directory is left: {strays:?}");
     assert!(detail("walk-too-deep").contains("deep"), "{}", detail("walk-too-deep"));
     assert!(detail("log-fifo-read").contains("FIFO"), "{}", detail("log-fifo-read"));
     assert!(detail("credentials-injection").contains("not a plain key"), "{}", detail("credentials-injection"));

@@ -1,5 +1,6 @@
 //! Archiving a sibling's home before it is removed (rollback and deprovision):
-//! `~/.openclaw-archives/<handle>-YYYYmmdd-HHMMSS.tar.gz`, verified before the removal.
+//! `~/.openclaw-archives/<handle>-YYYYmmdd-HHMMSS.tar.gz`, verified before the removal
+//! (deprovision keeps the member record beside it, `crate::member_record`).
 
 use crate::caps::{Caps, TreeStats};
 use crate::layout::{archives_dir, join};
@@ -17,6 +18,18 @@ pub struct Archived {
 /// re-reads the archive and checks it lists exactly what the tree holds, and only then
 /// removes `root`.
 pub fn archive_and_remove(caps: &Caps, home: &str, handle: &str, root: &str) -> Result<Archived, String> {
+    let archived = archive_verified(caps, home, handle, root)?;
+    remove_home(caps, root)?;
+    Ok(archived)
+}
+
+/// Removes `root`, archived.
+pub fn remove_home(caps: &Caps, root: &str) -> Result<(), String> {
+    caps.files.remove_tree(root).map_err(|e| format!("removing {root}: {}", e.message()))
+}
+
+/// Archives `root` as [`archive_and_remove`] does, without removing it.
+pub fn archive_verified(caps: &Caps, home: &str, handle: &str, root: &str) -> Result<Archived, String> {
     let dir = archives_dir(home);
     caps.files.create_dir_all(&dir, 0o700).map_err(|e| format!("creating {dir}: {}", e.message()))?;
     let path = free_archive_path(caps, &dir, handle);
@@ -35,7 +48,6 @@ pub fn archive_and_remove(caps: &Caps, home: &str, handle: &str, root: &str) -> 
             expected.len()
         ));
     }
-    caps.files.remove_tree(root).map_err(|e| format!("removing {root}: {}", e.message()))?;
     Ok(Archived { path, stats, entries: listed.len() })
 }
 

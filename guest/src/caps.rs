@@ -6,8 +6,8 @@
 //! in-memory fakes of `crate::testing`.
 
 pub use crate::wit::{
-    CredentialLayout, EntryKind, EntryMeta, FsError, Installed, Level, RunState, ServiceBackend, ServiceError, ServiceSpec,
-    ServiceStatus, TreeStats,
+    CredentialLayout, EntryKind, EntryMeta, FsError, Installed, Level, RestoredTree, RunState, ServiceBackend, ServiceError,
+    ServiceSpec, ServiceStatus, TreeStats,
 };
 
 /// Files, confined by the host to its grants. Paths are absolute host paths.
@@ -20,6 +20,9 @@ pub trait Files {
     fn remove_tree(&self, path: &str) -> Result<(), FsError>;
     fn archive_tree(&self, source: &str, archive: &str) -> Result<TreeStats, FsError>;
     fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError>;
+    /// Has the host check `archive` and unpack it as the home of `handle`, leaving out
+    /// what may run code; nothing is written unless all of it passed.
+    fn restore_archive(&self, archive: &str, handle: &str) -> Result<RestoredTree, FsError>;
     /// Has the host copy its allowlisted lead plugins and skills into `handle`'s home;
     /// returns the relative paths copied.
     fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError>;

@@ -5,7 +5,7 @@ use crate::caps::Caps;
 use crate::lifecycle::{self, Action};
 use crate::wit::{
     CommandError, Context, FamilyMember, HealthReport, HealthRequest, LifecycleOutcome, PortReport, ProvisionOutcome, ProvisionPlan,
-    ProvisionRequest, RollbackOutcome,
+    ProvisionRequest, RestoreOutcome, RestoreRequest, RollbackOutcome,
 };
 use crate::{family, plan};
 
@@ -42,6 +42,11 @@ pub fn restart(caps: Caps, ctx: &Context, handle: &str) -> Result<LifecycleOutco
 /// Removes a registered sibling: service, home (archived), registry entry.
 pub fn deprovision(caps: Caps, ctx: &Context, handle: &str) -> Result<LifecycleOutcome, CommandError> {
     lifecycle::run(&caps, ctx, Action::Deprovision, handle)
+}
+
+/// Brings a deprovisioned sibling back from its archive, or rolls back completely.
+pub fn restore(caps: Caps, ctx: &Context, request: &RestoreRequest) -> Result<RestoreOutcome, CommandError> {
+    crate::restore::restore(&caps, ctx, request)
 }
 
 /// Checks every registered sibling.

@@ -43,6 +43,9 @@ impl Files for Imports {
     fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError> {
         fs::list_archive(archive)
     }
+    fn restore_archive(&self, archive: &str, handle: &str) -> Result<RestoredTree, FsError> {
+        fs::restore_archive(archive, handle)
+    }
     fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError> {
         fs::copy_lead_plugins(handle)
     }
@@ -250,6 +253,9 @@ impl wit::Guest for Component {
     }
     fn health(ctx: wit::Context, request: wit::HealthRequest) -> Result<wit::HealthReport, wit::CommandError> {
         commands::health(caps(), &ctx, &request)
+    }
+    fn restore(ctx: wit::Context, request: wit::RestoreRequest) -> Result<wit::RestoreOutcome, wit::CommandError> {
+        commands::restore(caps(), &ctx, &request)
     }
     fn rollback(ctx: wit::Context, handle: String) -> Result<wit::RollbackOutcome, wit::CommandError> {
         commands::rollback(caps(), &ctx, &handle)

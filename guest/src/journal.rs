@@ -77,6 +77,29 @@ pub fn path(lead: &LeadLayout, handle: &str) -> String {
     join(&dir(lead), &format!("{handle}.json"))
 }
 
+/// The journal file of a restore of `handle` (handles hold no `.`, so it is no
+/// provision's journal).
+pub fn restore_path(lead: &LeadLayout, handle: &str) -> String {
+    join(&dir(lead), &format!("{handle}.restore.json"))
+}
+
+/// Writes `value` as the journal file `path` (atomically, 0600), creating the journal
+/// directory; `what` names it in errors.
+pub fn write_json<T: Serialize>(files: &dyn Files, lead: &LeadLayout, path: &str, value: &T, what: &str) -> Result<(), String> {
+    let fail = |e: FsError| format!("cannot write {what}: {}", e.message());
+    files.create_dir_all(&dir(lead), 0o700).map_err(fail)?;
+    files.write_atomic(path, &serde_json::to_vec_pretty(value).expect("journals serialize"), 0o600).map_err(fail)
+}
+
+/// Reads the journal file `path`; `None` when there is none.
+pub fn read_json<T: serde::de::DeserializeOwned>(files: &dyn Files, path: &str) -> Result<Option<T>, String> {
+    match files.read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("the journal {path} is corrupt ({e})")),
+        Err(FsError::NotFound(_)) => Ok(None),
+        Err(e) => Err(format!("cannot read the journal {path}: {}", e.message())),
+    }
+}
+
 impl Journal {
     /// The journal a new provision of `task` on `port` starts with.
     pub fn start(task: &Task, port: u16, started_at: String) -> Journal {
@@ -98,25 +121,16 @@ impl Journal {
     /// The journal of `handle`, if a provision of it was interrupted.
     pub fn load(files: &dyn Files, lead: &LeadLayout, handle: &str) -> Result<Option<Journal>, String> {
         let path = path(lead, handle);
-        match files.read(&path) {
-            Ok(bytes) => {
-                let journal: Journal = serde_json::from_slice(&bytes).map_err(|e| format!("the journal {path} is corrupt ({e})"))?;
-                if journal.handle != handle {
-                    return Err(format!("the journal {path} is corrupt (it names {:?}, not {handle})", journal.handle));
-                }
-                Ok(Some(journal))
-            }
-            Err(FsError::NotFound(_)) => Ok(None),
-            Err(e) => Err(format!("cannot read the journal {path}: {}", e.message())),
+        let journal: Option<Journal> = read_json(files, &path)?;
+        match journal {
+            Some(j) if j.handle != handle => Err(format!("the journal {path} is corrupt (it names {:?}, not {handle})", j.handle)),
+            journal => Ok(journal),
         }
     }
 
     /// Writes the journal atomically (0600).
     pub fn save(&self, files: &dyn Files, lead: &LeadLayout) -> Result<(), String> {
-        let fail = |e: FsError| format!("cannot write the journal of {}: {}", self.handle, e.message());
-        files.create_dir_all(&dir(lead), 0o700).map_err(fail)?;
-        let bytes = serde_json::to_vec_pretty(self).expect("journals serialize");
-        files.write_atomic(&path(lead, &self.handle), &bytes, 0o600).map_err(fail)
+        write_json(files, lead, &path(lead, &self.handle), self, &format!("the journal of {}", self.handle))
     }
 
     /// Removes the journal: the provision finished or was rolled back.

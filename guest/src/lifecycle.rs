@@ -1,9 +1,10 @@
 //! Lifecycle commands for a registered sibling: start, stop, restart, deprovision.
 
-use crate::archive::archive_and_remove;
+use crate::archive::{archive_verified, remove_home};
 use crate::caps::{Caps, Level, RunState, ServiceError};
 use crate::health;
 use crate::layout::{LeadLayout, SiblingLayout};
+use crate::member_record;
 use crate::registry::{Member, Registry};
 use crate::sesame::{Call, Sesame};
 use crate::task;
@@ -129,8 +130,9 @@ fn set_status(caps: &Caps, ctx: &Context, registry: &mut Registry, handle: &str,
     registry.save(caps.files, &LeadLayout::new(&ctx.lead_home))
 }
 
-/// Stop; remove the service definition; archive the home, verify the archive, remove the
-/// home; drop the registry entry; tell Sesame the member is `deprovisioned`.
+/// Stop; remove the service definition; archive the home, verify the archive, keep the
+/// member record beside it (what `restore` registers again), remove the home; drop the
+/// registry entry; tell Sesame the member is `deprovisioned`.
 fn deprovision(
     caps: &Caps,
     ctx: &Context,
@@ -154,7 +156,9 @@ fn deprovision(
     match caps.files.metadata(&home) {
         Ok(Some(_)) => {
             caps.progress.emit(Level::Step, &format!("archiving {home}"));
-            let archived = archive_and_remove(caps, &ctx.home, &member.handle, &home)
+            let archived = archive_verified(caps, &ctx.home, &member.handle, &home)
+                .and_then(|archived| member_record::save(caps.files, &archived.path, member).map(|()| archived))
+                .and_then(|archived| remove_home(caps, &home).map(|()| archived))
                 .map_err(|e| failed("archive", e, done.clone()))?;
             outcome.archived = Some(archived.stats);
             outcome.archive = Some(archived.path);

@@ -63,6 +63,8 @@ pub struct MemFs {
     pub lead_plugins: RefCell<Vec<(String, String)>>,
     /// The lead's provider keys the fake host holds (provider, key).
     pub lead_keys: RefCell<BTreeMap<String, String>>,
+    /// What each archive holds (paths relative to the archived home), for `restore-archive`.
+    pub archived: RefCell<BTreeMap<String, Vec<(String, Node)>>>,
     /// Where the mutating calls go too.
     pub timeline: Timeline,
 }
@@ -305,6 +307,9 @@ impl Files for MemFs {
         let mut entries = vec![format!("{name}/")];
         entries.extend(self.walk_tree(source)?.into_iter().map(|e| format!("{name}/{e}")));
         let stats = self.stats(source);
+        let prefix = format!("{source}/");
+        let held = self.nodes.borrow().iter().filter_map(|(p, n)| Some((p.strip_prefix(&prefix)?.to_string(), n.clone()))).collect();
+        self.archived.borrow_mut().insert(archive.to_string(), held);
         self.record(format!("archive {source} {archive}"));
         self.nodes.borrow_mut().insert(
             archive.to_string(),
@@ -316,6 +321,24 @@ impl Files for MemFs {
     fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError> {
         let contents = self.read(archive)?;
         Ok(String::from_utf8_lossy(&contents).lines().map(String::from).collect())
+    }
+
+    /// Restores what `archive_tree` kept of `archive`, leaving out `extensions/` and
+    /// `skills/` as the host leaves out code paths.
+    fn restore_archive(&self, archive: &str, handle: &str) -> Result<RestoredTree, FsError> {
+        self.check("restore-archive", archive)?;
+        let home = naming::sibling_home(HOME, handle);
+        if self.exists(&home) {
+            return Err(FsError::AlreadyExists(home));
+        }
+        let held = self.archived.borrow().get(archive).cloned().ok_or_else(|| FsError::Denied(format!("{archive}: not an archive of a home")))?;
+        self.record(format!("restore {archive} {home}"));
+        let (kept, left_out): (Vec<_>, Vec<_>) = held.into_iter().partition(|(p, _)| !p.starts_with("extensions") && !p.starts_with("skills"));
+        self.nodes.borrow_mut().insert(home.clone(), Node::Dir { mode: 0o700 });
+        self.nodes.borrow_mut().extend(kept.into_iter().map(|(p, n)| (format!("{home}/{p}"), n)));
+        let stats = self.stats(&home);
+        let left_out = if left_out.is_empty() { vec![] } else { vec![format!("extensions/ ({} entries)", left_out.len())] };
+        Ok(RestoredTree { files: stats.files, directories: stats.directories, bytes: stats.bytes, left_out })
     }
 
     fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError> {

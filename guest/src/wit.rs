@@ -2,7 +2,7 @@
 //! `component.rs` names WIT records through this module, never through `bindings`.
 
 pub use crate::bindings::exports::openclaw::provisioner::commands::*;
-pub use crate::bindings::openclaw::provisioner::fs::{EntryKind, EntryMeta, TreeStats};
+pub use crate::bindings::openclaw::provisioner::fs::{EntryKind, EntryMeta, RestoredTree, TreeStats};
 pub use crate::bindings::openclaw::provisioner::progress::Level;
 pub use crate::bindings::openclaw::provisioner::service::{Installed, RunState, ServiceError, ServiceSpec, ServiceStatus};
 pub use crate::bindings::openclaw::provisioner::types::{CredentialLayout, FsError, ServiceBackend};

@@ -490,6 +490,9 @@ mod native {
         fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError> {
             Err(FsError::Denied(archive.into()))
         }
+        fn restore_archive(&self, archive: &str, _: &str) -> Result<RestoredTree, FsError> {
+            Err(FsError::Denied(archive.into()))
+        }
         fn copy_lead_plugins(&self, handle: &str) -> Result<Vec<String>, FsError> {
             Err(FsError::Denied(handle.into()))
         }

@@ -125,11 +125,69 @@ fn over_cap(what: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("{what} (a listing cap)"))
 }
 
-/// A reader that fails once more than `cap` bytes come through it.
-struct Capped<R> {
+/// A cap on reading an archive that was reached; it names the cap, never an entry.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CapReached(pub String);
+
+/// The decompressed bytes that came through a [`Capped`] reader against the compressed
+/// bytes read below it, for a compression-ratio cap.
+pub struct Ratio {
+    /// Compressed bytes read so far (counted by a [`Counted`] reader).
+    pub compressed: std::rc::Rc<std::cell::Cell<u64>>,
+    /// Decompressed bytes per compressed byte at most...
+    pub max: u64,
+    /// ...once this many decompressed bytes came through (small streams are noisy).
+    pub after: u64,
+}
+
+/// A reader that counts the bytes read through it (the compressed side of a [`Ratio`]).
+pub struct Counted<R> {
+    pub inner: R,
+    pub count: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// A reader that fails once more than `cap` bytes come through it, or (with a
+/// [`Ratio`]) once they outgrow the compressed bytes by more than its ratio. The error
+/// is `InvalidData` carrying a [`CapReached`].
+pub struct Capped<R> {
     inner: R,
     left: u64,
     cap: u64,
+    ratio: Option<Ratio>,
+}
+
+impl<R> Capped<R> {
+    /// `inner` capped at `cap` bytes, and at `ratio` if given.
+    pub fn new(inner: R, cap: u64, ratio: Option<Ratio>) -> Self {
+        Self { inner, left: cap, cap, ratio }
+    }
+
+    fn reached(what: String) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, CapReached(what))
+    }
+
+    /// Refuses the stream when its compression ratio is past the cap.
+    fn check_ratio(&self) -> io::Result<()> {
+        let Some(ratio) = &self.ratio else { return Ok(()) };
+        let out = self.cap - self.left;
+        let compressed = ratio.compressed.get().max(1);
+        if out > ratio.after && out / compressed > ratio.max {
+            return Err(Self::reached(format!(
+                "the archive decompresses more than {}-fold ({out} bytes from {compressed}): a gzip bomb, not an archive deprovision writes",
+                ratio.max
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl<R: Read> Read for Capped<R> {
@@ -141,12 +199,13 @@ impl<R: Read> Read for Capped<R> {
             // At the cap: the stream may end here; one more byte is one too many.
             return match self.inner.read(&mut [0u8; 1])? {
                 0 => Ok(0),
-                _ => Err(over_cap(format!("the archive decompresses to more than {} bytes", self.cap))),
+                _ => Err(Self::reached(format!("the archive decompresses to more than {} bytes", self.cap))),
             };
         }
         let room = usize::try_from(self.left).unwrap_or(usize::MAX).min(buf.len());
         let n = self.inner.read(&mut buf[..room])?;
         self.left -= n as u64;
+        self.check_ratio()?;
         Ok(n)
     }
 }
@@ -207,6 +266,88 @@ impl Pending {
     }
 }
 
+/// Whether pax extended headers may describe entries (a listing resolves their paths as
+/// tar does) or are refused (a restore: deprovision writes none, and they can rename the
+/// entries after them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaxHeaders {
+    Resolve,
+    Refuse,
+}
+
+/// Why reading an archive's entries stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// A cap was reached (it names the cap).
+    #[error("{0}")]
+    Cap(String),
+    /// The reader refused what the archive holds (it names the entry).
+    #[error("{0}")]
+    Refused(String),
+    /// The archive could not be read (truncated, not gzip, not tar...).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Reads every header of `archive` as a stream, within `caps.entries` headers and
+/// `caps.name_bytes` per name, and hands each entry that is not an extension header to
+/// `each` with its name as tar resolves it. Extension headers (GNU long names and links,
+/// pax) are checked by their declared size before they are read, since tar would read a
+/// long name of any size into memory; with [`PaxHeaders::Refuse`] a pax header is refused.
+pub fn read_entries<R: Read, E: From<ReadError>>(
+    archive: &mut tar::Archive<R>,
+    caps: &ListCaps,
+    pax: PaxHeaders,
+    mut each: impl FnMut(Vec<u8>, &mut tar::Entry<'_, R>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut headers = 0usize;
+    let mut pending = Pending::default();
+    for entry in archive.entries().map_err(ReadError::Io)?.raw(true) {
+        let mut entry = entry.map_err(ReadError::Io)?;
+        headers += 1;
+        if headers > caps.entries {
+            return Err(ReadError::Cap(format!("the archive has more than {} entries", caps.entries)).into());
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions() || kind.is_pax_global_extensions() {
+            let data = extension(&mut entry, kind, caps, pax, headers)?;
+            pending.extension(kind, data).map_err(ReadError::Io)?;
+            continue;
+        }
+        let name = pending.name(entry.header());
+        if name.len() > caps.name_bytes {
+            return Err(ReadError::Cap(format!("an entry name is longer than {} bytes", caps.name_bytes)).into());
+        }
+        each(name, &mut entry)?;
+    }
+    if !pending.is_empty() {
+        return Err(ReadError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "an extension header describes no entry")).into());
+    }
+    Ok(())
+}
+
+/// Reads the data of the extension header `entry` (the `header`-th), refused as `pax`
+/// says and bounded by its declared size.
+fn extension<R: Read>(entry: &mut tar::Entry<'_, R>, kind: tar::EntryType, caps: &ListCaps, pax: PaxHeaders, header: usize) -> Result<Vec<u8>, ReadError> {
+    let is_name = kind.is_gnu_longname() || kind.is_gnu_longlink();
+    if !is_name && pax == PaxHeaders::Refuse {
+        return Err(ReadError::Refused(format!(
+            "header #{header} is a pax extended header, which can rename the entries after it; deprovision writes none"
+        )));
+    }
+    let limit = if is_name { caps.name_bytes as u64 + 1 } else { MAX_PAX_HEADER_BYTES };
+    if entry.size() > limit {
+        return Err(ReadError::Cap(if is_name {
+            format!("an entry name is longer than {} bytes", caps.name_bytes)
+        } else {
+            format!("a pax header is larger than {MAX_PAX_HEADER_BYTES} bytes")
+        }));
+    }
+    let mut data = Vec::with_capacity(entry.size() as usize);
+    entry.read_to_end(&mut data)?;
+    Ok(data)
+}
+
 /// Entry names of a `.tar.gz`, in order, directories ending in `/`, within
 /// [`ListCaps::DEFAULT`]. Every entry is read through, so a truncated or corrupt archive is
 /// an error.
@@ -217,41 +358,14 @@ pub fn list(input: impl Read) -> io::Result<Vec<String>> {
 /// As [`list`], within `caps`. The archive is read as a stream: what is held at any time is
 /// the names listed so far plus at most one extension header.
 pub fn list_within(input: impl Read, caps: ListCaps) -> io::Result<Vec<String>> {
-    let reader = Capped { inner: GzDecoder::new(input), left: caps.decompressed_bytes, cap: caps.decompressed_bytes };
+    let reader = Capped::new(GzDecoder::new(input), caps.decompressed_bytes, None);
     let mut archive = tar::Archive::new(reader);
     let mut names = Vec::new();
-    let (mut headers, mut listed_bytes) = (0usize, 0usize);
-    let mut pending = Pending::default();
-    // Raw entries: the extension headers come to us, and their sizes are checked before
-    // they are read (tar would read a long name of any size into memory).
-    for entry in archive.entries()?.raw(true) {
-        let mut entry = entry?;
-        headers += 1;
-        if headers > caps.entries {
-            return Err(over_cap(format!("the archive has more than {} entries", caps.entries)));
-        }
+    let mut listed_bytes = 0usize;
+    let result = read_entries(&mut archive, &caps, PaxHeaders::Resolve, |bytes, entry| -> Result<(), ReadError> {
         let kind = entry.header().entry_type();
-        if kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions() || kind.is_pax_global_extensions() {
-            let is_name = kind.is_gnu_longname() || kind.is_gnu_longlink();
-            let limit = if is_name { caps.name_bytes as u64 + 1 } else { MAX_PAX_HEADER_BYTES };
-            if entry.size() > limit {
-                return Err(over_cap(if is_name {
-                    format!("an entry name is longer than {} bytes", caps.name_bytes)
-                } else {
-                    format!("a pax header is larger than {MAX_PAX_HEADER_BYTES} bytes")
-                }));
-            }
-            let mut data = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut data)?;
-            pending.extension(kind, data)?;
-            continue;
-        }
         if kind.is_gnu_sparse() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "sparse entries are not supported"));
-        }
-        let bytes = pending.name(entry.header());
-        if bytes.len() > caps.name_bytes {
-            return Err(over_cap(format!("an entry name is longer than {} bytes", caps.name_bytes)));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "sparse entries are not supported").into());
         }
         let mut name = String::from_utf8_lossy(&bytes).into_owned();
         if kind.is_dir() && !name.ends_with('/') {
@@ -259,15 +373,21 @@ pub fn list_within(input: impl Read, caps: ListCaps) -> io::Result<Vec<String>> 
         }
         listed_bytes += name.len();
         if listed_bytes > caps.listed_bytes {
-            return Err(over_cap(format!("the names listed come to more than {} bytes", caps.listed_bytes)));
+            return Err(ReadError::Cap(format!("the names listed come to more than {} bytes", caps.listed_bytes)));
         }
-        io::copy(&mut entry, &mut io::sink())?;
+        io::copy(entry, &mut io::sink())?;
         names.push(name);
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok(names),
+        Err(ReadError::Cap(what)) => Err(over_cap(what)),
+        Err(ReadError::Io(e)) => Err(match e.get_ref().and_then(|r| r.downcast_ref::<CapReached>()) {
+            Some(reached) => over_cap(reached.0.clone()),
+            None => e,
+        }),
+        Err(ReadError::Refused(why)) => Err(io::Error::new(io::ErrorKind::InvalidData, why)),
     }
-    if !pending.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "an extension header describes no entry"));
-    }
-    Ok(names)
 }
 
 #[cfg(test)]
@@ -316,50 +436,13 @@ mod tests {
         assert!(list(&b"not gzip"[..]).is_err());
     }
 
-    /// A valid `.tar.gz` holding one file entry of `size` zero bytes, built without
-    /// compressing (or holding) the zeros: one MiB of zeros is deflated once after a full
-    /// flush (which resets the compressor, so the block stands alone) and repeated.
+    /// A valid `.tar.gz` holding one file entry of `size_mib` MiB of zeros, made without
+    /// compressing them.
     fn zero_bomb(size_mib: u64) -> Vec<u8> {
-        use flate2::{Compress, Crc, FlushCompress};
-        const MIB: usize = 1 << 20;
-        fn deflate(compress: &mut Compress, data: &[u8], flush: FlushCompress) -> Vec<u8> {
-            let mut out = Vec::with_capacity(data.len() + 1024);
-            let start = compress.total_in();
-            loop {
-                let done = (compress.total_in() - start) as usize;
-                if out.capacity() - out.len() < 1024 {
-                    out.reserve(64 << 10);
-                }
-                compress.compress_vec(&data[done..], &mut out, flush).unwrap();
-                if (compress.total_in() - start) as usize == data.len() && out.capacity() > out.len() {
-                    return out;
-                }
-            }
-        }
-        let mut h = header(tar::EntryType::Regular, 0o644, 0, size_mib * MIB as u64);
+        let mut h = header(tar::EntryType::Regular, 0o644, 0, size_mib << 20);
         h.set_path("bomb").unwrap();
         h.set_cksum();
-        let zeros = vec![0u8; MIB];
-        let mut compress = Compress::new(Compression::best(), false);
-        let head = deflate(&mut compress, h.as_bytes(), FlushCompress::Full);
-        let block = deflate(&mut compress, &zeros, FlushCompress::Full);
-        let tail = deflate(&mut compress, &[0u8; 1024], FlushCompress::Finish);
-        let (mut crc, mut zeros_crc) = (Crc::new(), Crc::new());
-        crc.update(h.as_bytes());
-        zeros_crc.update(&zeros);
-        let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-        out.extend_from_slice(&head);
-        for _ in 0..size_mib {
-            out.extend_from_slice(&block);
-            crc.combine(&zeros_crc);
-        }
-        let mut end_crc = Crc::new();
-        end_crc.update(&[0u8; 1024]);
-        crc.combine(&end_crc);
-        out.extend_from_slice(&tail);
-        out.extend_from_slice(&crc.sum().to_le_bytes());
-        out.extend_from_slice(&crc.amount().to_le_bytes());
-        out
+        crate::gzip_bomb::gzip_of(h.as_bytes(), size_mib, &[0u8; 1024])
     }
 
     fn small(decompressed_bytes: u64, entries: usize) -> ListCaps {

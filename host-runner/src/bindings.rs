@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, PartialEq],
 });
 
-pub use openclaw::provisioner::fs::{EntryKind, EntryMeta, TreeStats};
+pub use openclaw::provisioner::fs::{EntryKind, EntryMeta, RestoredTree, TreeStats};
 pub use openclaw::provisioner::progress::Level;
 pub use openclaw::provisioner::service::{
     Installed, RunState, ServiceError, ServiceSpec, ServiceStatus,

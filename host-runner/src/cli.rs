@@ -37,6 +37,8 @@ pub enum Command {
     Restart(HandleArg),
     /// Stop and remove a sibling: its service, and its home (archived and verified first).
     Deprovision(HandleArg),
+    /// Bring a deprovisioned sibling back from its archive (default: the newest of HANDLE).
+    Restore(RestoreArgs),
     /// Undo a provision that was interrupted (its process killed), from its journal.
     Rollback(HandleArg),
     /// Check every registered sibling's health, concurrently.
@@ -64,6 +66,7 @@ impl Command {
             Command::Stop(_) => "stop",
             Command::Restart(_) => "restart",
             Command::Deprovision(_) => "deprovision",
+            Command::Restore(_) => "restore",
             Command::Rollback(_) => "rollback",
             Command::Health(_) => "health",
             Command::List => "list",
@@ -78,6 +81,7 @@ impl Command {
     pub fn changes_family(&self) -> bool {
         match self {
             Command::Provision(p) => !p.plan,
+            Command::Restore(_) => true,
             Command::Start(_) | Command::Stop(_) | Command::Restart(_) | Command::Deprovision(_) | Command::Rollback(_) => true,
             Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => false,
         }
@@ -88,6 +92,7 @@ impl Command {
     pub fn needs_openclaw(&self) -> bool {
         match self {
             Command::Provision(p) => !p.plan,
+            Command::Restore(_) => true,
             Command::Start(_) | Command::Restart(_) | Command::Stop(_) | Command::Deprovision(_) | Command::Rollback(_) => false,
             Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => false,
         }
@@ -142,6 +147,21 @@ pub struct PortsArgs {
     /// Where the search for the next free base starts.
     #[arg(long, default_value_t = 18790, value_name = "PORT")]
     pub range_start: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The sibling's handle.
+    pub handle: String,
+    /// The archive to restore, in `<home>/.openclaw-archives` [default: the newest of HANDLE].
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// When the sibling's port is taken, use the next free base port instead of refusing.
+    #[arg(long)]
+    pub auto_port: bool,
+    /// Where --auto-port starts looking for a free base port.
+    #[arg(long, default_value_t = 18790, value_name = "PORT")]
+    pub port_range_start: u16,
 }
 
 #[derive(Debug, Args)]
@@ -304,6 +324,7 @@ mod tests {
             (&["stop", "nova"], "stop", true, false),
             (&["deprovision", "nova"], "deprovision", true, false),
             (&["rollback", "nova"], "rollback", true, false),
+            (&["restore", "nova", "--auto-port"], "restore", true, true),
             (&["health"], "health", false, false),
             (&["list"], "list", false, false),
             (&["ports"], "ports", false, false),

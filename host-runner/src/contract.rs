@@ -16,7 +16,7 @@ use serde::Serialize;
 #[serde(deny_unknown_fields)]
 pub struct Output {
     /// The command: `plan`, `provision`, `start`, `stop`, `restart`, `deprovision`,
-    /// `rollback`, `health`, `list`, `ports`, `grants`, `skill`.
+    /// `restore`, `rollback`, `health`, `list`, `ports`, `grants`, `skill`.
     pub command: String,
     pub ok: bool,
     /// The process's exit code: 0 done, 1 failed and rolled back, 2 invalid or refused,
@@ -121,12 +121,13 @@ pub struct PhaseTime {
     pub micros: u64,
 }
 
-/// What a provision, lifecycle command or rollback did.
+/// What a provision, lifecycle command, restore or rollback did.
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Outcome {
     Provision(ProvisionOutcome),
     Lifecycle(LifecycleOutcome),
+    Restore(RestoreOutcome),
     Rollback(RollbackOutcome),
 }
 
@@ -178,6 +179,29 @@ pub struct Archived {
     pub files: u32,
     pub directories: u32,
     pub bytes: u64,
+}
+
+/// A sibling restored from its archive.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreOutcome {
+    pub handle: String,
+    pub oc_home: String,
+    pub port: u16,
+    pub label: String,
+    /// The archive it came from, left as it was.
+    pub archive: String,
+    /// What the host put back from the archive.
+    pub restored: Archived,
+    /// What of the archive the host left out (where OpenClaw loads code from, and its
+    /// scratch directory `tmp/`), with entry counts: `extensions/ (12 entries)`.
+    pub left_out: Vec<String>,
+    /// The lead's plugins and skills the host copied in again.
+    pub plugins: Vec<String>,
+    pub sesame_authenticated: bool,
+    /// Reports to Sesame that failed after retries (non-empty: exit 3).
+    pub unreported: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 /// What `rollback` undid of an interrupted provision.
@@ -377,6 +401,24 @@ impl From<&wit::LifecycleOutcome> for LifecycleOutcome {
             pid: o.pid,
             archive: o.archive.clone(),
             archived: o.archived.as_ref().map(Archived::from),
+            unreported: o.unreported.clone(),
+            warnings: o.warnings.clone(),
+        }
+    }
+}
+
+impl From<&wit::RestoreOutcome> for RestoreOutcome {
+    fn from(o: &wit::RestoreOutcome) -> Self {
+        RestoreOutcome {
+            handle: o.handle.clone(),
+            oc_home: o.oc_home.clone(),
+            port: o.port,
+            label: o.label.clone(),
+            archive: o.archive.clone(),
+            restored: Archived::from(&o.restored),
+            left_out: o.left_out.clone(),
+            plugins: o.plugins.clone(),
+            sesame_authenticated: o.sesame_authenticated,
             unreported: o.unreported.clone(),
             warnings: o.warnings.clone(),
         }

@@ -99,6 +99,37 @@ pub fn render(provider: &str, key: &Secret, layout: CredentialLayout) -> Result<
     })
 }
 
+/// Checks a sibling's `.env` (restored from an archive): OpenClaw loads it into the
+/// gateway's environment unfiltered (`NODE_OPTIONS` there runs code), so it may hold only
+/// comments, blank lines and the provider key variables with plain values. The error
+/// names the line and the variable, never a value.
+pub fn check_env(contents: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(contents).map_err(|_| "is not UTF-8".to_string())?;
+    let allowed = PROVIDERS.map(|(_, var)| var);
+    for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(format!("line {number} is not VARIABLE=value"));
+        };
+        let name = name.trim();
+        let named = name.len() <= 64 && !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !named {
+            return Err(format!("line {number} does not start with a variable name"));
+        }
+        if !allowed.contains(&name) {
+            return Err(format!("line {number}: {name} is not a provider key variable (only {} are restored)", allowed.join(", ")));
+        }
+        let value = value.trim();
+        let unquoted = ['"', '\''].iter().find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q))).unwrap_or(value);
+        if unquoted.is_empty() || !unquoted.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:+/=".contains(c)) {
+            return Err(format!("line {number}: the value of {name} is not a plain key"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +164,26 @@ mod tests {
         let injected = Secret::new("sk\"\nNODE_OPTIONS=--require=/x").unwrap();
         assert!(render("anthropic", &injected, CredentialLayout::EnvFile).unwrap_err().to_string().contains("not a plain key"));
         assert!(render("cohere", &key, CredentialLayout::EnvFile).unwrap_err().to_string().contains("not a provider"));
+    }
+
+    #[test]
+    fn a_restored_env_holds_provider_keys_only_and_errors_never_show_a_value() {
+        let key = Secret::new("sk-ant-1234").unwrap();
+        let (_, written) = render("anthropic", &key, CredentialLayout::EnvFile).unwrap();
+        assert_eq!(check_env(&written), Ok(()));
+        assert_eq!(check_env(b"\n# note\nOPENAI_API_KEY=sk-1\nOPENROUTER_API_KEY='sk-or-2'\n"), Ok(()));
+        for (text, why) in [
+            (&b"NODE_OPTIONS=--require /tmp/evil.js\n"[..], "line 1: NODE_OPTIONS is not a provider key variable"),
+            (b"ANTHROPIC_API_KEY=sk\nPATH=/tmp/evil\n", "line 2: PATH is not"),
+            (b"ANTHROPIC_API_KEY=\"$(touch /tmp/x)\"\n", "the value of ANTHROPIC_API_KEY is not a plain key"),
+            (b"ANTHROPIC_API_KEY=${OTHER}\n", "not a plain key"),
+            (b"sk-ant-secret-value\n", "line 1 is not VARIABLE=value"),
+            (b"export ANTHROPIC_API_KEY=sk\n", "does not start with a variable name"),
+            (b"\xff", "not UTF-8"),
+        ] {
+            let err = check_env(text).unwrap_err();
+            assert!(err.contains(why), "{err}");
+            assert!(!err.contains("evil") && !err.contains("secret") && !err.contains("touch"), "{err}");
+        }
     }
 }

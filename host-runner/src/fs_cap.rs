@@ -11,8 +11,9 @@ use crate::archive;
 use crate::atomic;
 use crate::audit::{Audit, Decision};
 use crate::bindings::openclaw::provisioner::fs;
-use crate::bindings::{CredentialLayout, EntryKind, EntryMeta, FsError, TreeStats};
+use crate::bindings::{CredentialLayout, EntryKind, EntryMeta, FsError, RestoredTree, TreeStats};
 use crate::credentials::{self, LeadKeys};
+use crate::restore::{self, RestoreCaps};
 use crate::grants::{Grants, Kind, Resolved, RootRefused, create_dir_exact};
 use crate::safe_open::{self, NotFollowed};
 use crate::secret::Secret;
@@ -437,6 +438,60 @@ impl FsCap {
     }
 }
 
+impl FsCap {
+    /// Restores the home of `handle` from `archive` (in the archives grant): the host
+    /// reads, checks and unpacks it ([`crate::restore`]), records the home as made for this
+    /// lead, and renames it into place; on any error nothing is written. What was left out
+    /// and made private is audited.
+    fn restore_archive_inner(&self, archive: &str, handle: &str, home: &str) -> Fs<RestoredTree> {
+        let from = self.check("restore-archive", archive, false)?;
+        if from.kind != Kind::Archives {
+            return Err(FsError::Denied(format!("{archive}: only archives in the archives grant can be restored, not the {}", from.describe())));
+        }
+        let to = self.check("restore-archive", home, true)?;
+        if to.kind != Kind::SiblingHome(handle.to_string()) || !to.relative.as_os_str().is_empty() {
+            return Err(FsError::Denied(format!("{handle:?} is not a sibling handle")));
+        }
+        let file = safe_open::open_regular(&self.existing_root(archive, &from)?, rel(&from)).map_err(|e| io_error(archive, e))?;
+        let parent = to.open_root_parent().map_err(|e| io_error(home, e))?;
+        let rules = SiblingRules { home: &to.root, api_url: &self.plugins.api_url, plugins: &self.plugins.plugin_names };
+        let staged = restore::stage(&parent, handle, io::BufReader::new(file), &rules, &RestoreCaps::DEFAULT).map_err(|e| match e {
+            restore::Error::Exists(why) => FsError::AlreadyExists(format!("{home}: {why}")),
+            restore::Error::Refused(why) => FsError::Denied(format!("{archive}: {why}; nothing was written")),
+            restore::Error::Io(why) => FsError::Io(format!("{archive}: {why}; nothing was written")),
+        })?;
+        let summary = staged.summary.clone();
+        let state = self.grants.state();
+        state.claim_home(handle, self.grants.lead_home()).map_err(|e| FsError::Io(format!("recording the home {home}: {e:#}")))?;
+        if let Err(e) = staged.commit() {
+            // Forgotten only if it is not there: a home renamed into place stays recorded.
+            if parent.symlink_metadata(naming::home_name(handle)).is_err() {
+                let _ = state.release_home(handle);
+            }
+            return Err(io_error(home, e));
+        }
+        self.audit.record("fs", "restore-archive", &format!("{archive} -> {home}"), Decision::Allowed, &restore_decisions(&summary));
+        Ok(RestoredTree { files: summary.files, directories: summary.directories, bytes: summary.bytes, left_out: summary.left_out })
+    }
+}
+
+/// What the host decided in a restore, for its audit line.
+fn restore_decisions(s: &restore::Summary) -> String {
+    let list = |items: &[String]| if items.is_empty() { "nothing".to_string() } else { items.join(", ") };
+    let mut text = format!(
+        "restored {} files, {} directories, {} bytes; left out (code is the host's, tmp/ is scratch): {}; made 0600: {}",
+        s.files,
+        s.directories,
+        s.bytes,
+        list(&s.left_out),
+        list(&s.private)
+    );
+    if !s.stale_removed.is_empty() {
+        text.push_str(&format!("; removed what interrupted restores left: {}", s.stale_removed.join(", ")));
+    }
+    text
+}
+
 /// The WIT `fs` interface: each call checked by its `_inner` step and audited once.
 impl fs::Host for FsCap {
     fn read(&mut self, path: String) -> Fs<Vec<u8>> {
@@ -469,6 +524,12 @@ impl fs::Host for FsCap {
 
     fn list_archive(&mut self, archive: String) -> Fs<Vec<String>> {
         self.audited("list-archive", &archive, &archive, self.list_archive_inner(&archive))
+    }
+
+    fn restore_archive(&mut self, archive: String, handle: String) -> Fs<RestoredTree> {
+        let home = self.grants.sibling_home(&handle).display().to_string();
+        let result = self.restore_archive_inner(&archive, &handle, &home);
+        self.audited("restore-archive", &format!("{archive} -> {home}"), &archive, result)
     }
 
     fn write_credentials(&mut self, handle: String, provider: String, layout: CredentialLayout, key: Option<String>) -> Fs<String> {

@@ -15,6 +15,10 @@ pub mod engine;
 pub mod fs_cap;
 #[cfg(test)]
 mod function_length;
+/// Gzip bombs for the unit tests, shared with the end-to-end tests.
+#[cfg(test)]
+#[path = "../../tests/support/gzip_bomb.rs"]
+mod gzip_bomb;
 pub mod grants;
 pub mod host_state;
 pub mod http_gate;
@@ -27,6 +31,7 @@ pub mod paths;
 pub mod ports;
 pub mod program;
 pub mod progress;
+pub mod restore;
 pub mod runtime;
 pub mod safe_open;
 pub mod secret;

@@ -37,6 +37,7 @@ pub fn render(command: &str, answer: &Answer, as_json: bool) -> Rendered {
         Answer::Plan(Ok(plan)) => (Output { plan: Some(plan.into()), ..Output::default() }, EXIT_OK, plan_text(plan)),
         Answer::Provision(Ok(o)) => (outcome(Outcome::Provision(o.into())), with_code(&o.unreported), provision_text(o)),
         Answer::Lifecycle(Ok(o)) => (outcome(Outcome::Lifecycle(o.into())), with_code(&o.unreported), lifecycle_text(o)),
+        Answer::Restore(Ok(o)) => (outcome(Outcome::Restore(o.into())), with_code(&o.unreported), restore_text(o)),
         Answer::Health(Ok(r)) => (Output { health: Some(r.into()), ..Output::default() }, with_code(&r.unreported), health_text(r)),
         Answer::Members(Ok(m)) => (Output { members: Some(m.iter().map(Into::into).collect()), ..Output::default() }, EXIT_OK, members_text(m)),
         Answer::Ports(Ok(r)) => (Output { ports: Some(r.into()), ..Output::default() }, EXIT_OK, ports_text(r)),
@@ -49,6 +50,7 @@ pub fn render(command: &str, answer: &Answer, as_json: bool) -> Rendered {
         | Answer::Lifecycle(Err(e))
         | Answer::Health(Err(e))
         | Answer::Rollback(Err(e))
+        | Answer::Restore(Err(e))
         | Answer::Members(Err(e))
         | Answer::Ports(Err(e)) => return command_error(command, e, as_json),
     };
@@ -167,6 +169,37 @@ fn lifecycle_text(o: &LifecycleOutcome) -> String {
     unreported(&mut out, &o.unreported);
     warnings(&mut out, &o.warnings);
     out
+}
+
+fn restore_text(o: &RestoreOutcome) -> String {
+    let r = &o.restored;
+    let mut out = format!(
+        "Restored {} from {}: {} files, {} directories and {} bytes are back in {}, and {} runs on port {} and answers its health check.\n",
+        o.handle, o.archive, r.files, r.directories, r.bytes, o.oc_home, o.label, o.port
+    );
+    let _ = writeln!(
+        out,
+        "The host left out {} of the archive (it copies code itself; tmp/ is scratch) and copied in the lead's {}.",
+        listed(&o.left_out),
+        listed(&o.plugins)
+    );
+    let channel = if o.sesame_authenticated { "shows its Sesame channel authenticated" } else { "does not show its Sesame channel authenticated yet" };
+    let _ = writeln!(out, "Its gateway log {channel}.");
+    if o.unreported.is_empty() {
+        out.push_str("Sesame was told the member is online.\n");
+    }
+    unreported(&mut out, &o.unreported);
+    warnings(&mut out, &o.warnings);
+    out
+}
+
+/// `a`, `a and b`, `a, b and c`; `nothing` for none.
+fn listed(items: &[String]) -> String {
+    match items {
+        [] => "nothing".into(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 fn health_text(report: &HealthReport) -> String {

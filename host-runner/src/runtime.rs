@@ -100,6 +100,7 @@ pub enum Command {
     Stop(String),
     Restart(String),
     Deprovision(String),
+    Restore(commands::RestoreRequest),
     Health(commands::HealthRequest),
     Rollback(String),
     Members,
@@ -114,6 +115,7 @@ pub enum Answer {
     Lifecycle(Result<commands::LifecycleOutcome, commands::CommandError>),
     Health(Result<commands::HealthReport, commands::CommandError>),
     Rollback(Result<commands::RollbackOutcome, commands::CommandError>),
+    Restore(Result<commands::RestoreOutcome, commands::CommandError>),
     Members(Result<Vec<commands::FamilyMember>, commands::CommandError>),
     Ports(Result<commands::PortReport, commands::CommandError>),
 }
@@ -216,6 +218,7 @@ impl Sandbox {
             Command::Stop(h) => Answer::Lifecycle(c.call_stop(s, ctx, &h).await?),
             Command::Restart(h) => Answer::Lifecycle(c.call_restart(s, ctx, &h).await?),
             Command::Deprovision(h) => Answer::Lifecycle(c.call_deprovision(s, ctx, &h).await?),
+            Command::Restore(r) => Answer::Restore(c.call_restore(s, ctx, &r).await?),
             Command::Health(r) => Answer::Health(c.call_health(s, ctx, &r).await?),
             Command::Rollback(h) => Answer::Rollback(c.call_rollback(s, ctx, &h).await?),
             Command::Members => Answer::Members(c.call_members(s, ctx).await?),

@@ -2,8 +2,8 @@
 //! lock, the grants and capabilities, the banner that shows them, the component's
 //! command and its context. Every grant derives from `--home` and `--lead-home`.
 
-use crate::audit::Audit;
-use crate::bindings::commands::{self, Context, HealthRequest, ProvisionRequest, Timing};
+use crate::audit::{Audit, Decision};
+use crate::bindings::commands::{self, Context, HealthRequest, ProvisionRequest, RestoreRequest, Timing};
 use crate::bindings::{CredentialLayout, ServiceBackend, ServiceError};
 use crate::cli::{Cli, Command, Global, Layout, Manager};
 use crate::contract::Output;
@@ -104,7 +104,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         secret::eprint_line("agent-provisioner: sandbox grants:");
         banner.iter().for_each(|line| secret::eprint_line(&format!("  {line}")));
     }
-    let command = component_command(&cli.command)?;
+    let command = component_command(&cli.command, &homes, &audit)?;
     let ctx = context(cli, &homes, &run, &lead);
     let Guards { grants, mut services, gate } = guards;
     program_ready(&cli.command, &mut services)?;
@@ -254,7 +254,7 @@ fn program_ready(command: &Command, services: &mut ServiceCap) -> Result<(), Set
 }
 
 /// The component's command for a command that runs it.
-fn component_command(command: &Command) -> Result<runtime::Command, SetupError> {
+fn component_command(command: &Command, homes: &Homes, audit: &Audit) -> Result<runtime::Command, SetupError> {
     Ok(match command {
         Command::Provision(p) => {
             let request = ProvisionRequest {
@@ -269,12 +269,25 @@ fn component_command(command: &Command) -> Result<runtime::Command, SetupError> 
         Command::Stop(h) => runtime::Command::Stop(h.handle.clone()),
         Command::Restart(h) => runtime::Command::Restart(h.handle.clone()),
         Command::Deprovision(h) => runtime::Command::Deprovision(h.handle.clone()),
+        Command::Restore(r) => runtime::Command::Restore(restore_request(r, homes, audit)?),
         Command::Rollback(h) => runtime::Command::Rollback(h.handle.clone()),
         Command::Health(h) => runtime::Command::Health(HealthRequest { report: h.report, channel: h.channel.clone() }),
         Command::List => runtime::Command::Members,
         Command::Ports(p) => runtime::Command::Ports(p.range_start),
         Command::Grants | Command::Schema | Command::Skill(_) => unreachable!("commands that do not run the component are handled before"),
     })
+}
+
+/// `restore`: the archive the operator named, or the newest of the handle; the choice is
+/// audited.
+fn restore_request(args: &crate::cli::RestoreArgs, homes: &Homes, audit: &Audit) -> Result<RestoreRequest, SetupError> {
+    let handle = &args.handle;
+    let archive = crate::restore::choice::choose(&homes.home, handle, args.archive.as_deref())
+        .map_err(|why| SetupError::Task(commands::CommandError::Refused(why)))?;
+    let archive = text(&archive);
+    let why = if args.archive.is_some() { "the archive the operator named" } else { "the newest archive of the handle" };
+    audit.record("restore", "choose-archive", &format!("{handle}: {archive}"), Decision::Allowed, why);
+    Ok(RestoreRequest { handle: handle.clone(), archive, auto_port: args.auto_port, port_range_start: args.port_range_start })
 }
 
 /// What the component is told about this host and run (no secret).

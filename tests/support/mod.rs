@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod gzip_bomb;
 pub mod real_openclaw;
 pub mod user_manager;
 

@@ -1,6 +1,6 @@
 //! Admission: whether a provision of this task may run at all, before anything is
-//! touched — the task's fields, an interrupted provision's journal, the registry, an
-//! existing service, and the port.
+//! touched — the task's fields, an interrupted provision's (or restore's) journal, the
+//! registry, an existing service, and the port.
 
 use crate::caps::{Caps, RunState, ServiceError};
 use crate::journal::{self, Journal};
@@ -63,6 +63,13 @@ fn task_and_journal(
 ) -> Result<(Task, Option<Journal>), CommandError> {
     let env = |resuming| TaskEnv { home: &ctx.home, lead_home: &ctx.lead_home, lead_handles: &ctx.lead_handles, resuming };
     let task = task::parse(&request.task_json, &env(true), caps.files).map_err(CommandError::InvalidInput)?;
+    let restore_journal = journal::restore_path(lead, &task.handle);
+    if let Ok(Some(_)) = caps.files.metadata(&restore_journal) {
+        return Err(CommandError::Refused(format!(
+            "a restore of {h} was interrupted (journal {restore_journal}); run `agent-provisioner restore {h}` again, which undoes it first",
+            h = task.handle
+        )));
+    }
     let journal = Journal::load(caps.files, lead, &task.handle).map_err(CommandError::Refused)?;
     if journal.is_none() && !request.resume {
         task::parse(&request.task_json, &env(false), caps.files).map_err(CommandError::InvalidInput)?;
