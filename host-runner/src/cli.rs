@@ -52,6 +52,9 @@ pub enum Command {
     /// Install this tool as an OpenClaw skill into the lead's home.
     #[command(subcommand)]
     Skill(SkillCommand),
+    /// The direct backend's supervisor of one gateway (started by the host itself).
+    #[command(name = "__supervise", hide = true)]
+    Supervise(SuperviseArgs),
 }
 
 impl Command {
@@ -71,6 +74,7 @@ impl Command {
             Command::Grants => "grants",
             Command::Schema => "schema",
             Command::Skill(_) => "skill",
+            Command::Supervise(_) => "__supervise",
         }
     }
 
@@ -80,6 +84,7 @@ impl Command {
             Command::Provision(p) => !p.plan,
             Command::Start(_) | Command::Stop(_) | Command::Restart(_) | Command::Deprovision(_) | Command::Rollback(_) => true,
             Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => false,
+            Command::Supervise(_) => false,
         }
     }
 
@@ -90,6 +95,8 @@ impl Command {
             Command::Provision(p) => !p.plan,
             Command::Start(_) | Command::Restart(_) | Command::Stop(_) | Command::Deprovision(_) | Command::Rollback(_) => false,
             Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => false,
+            // It runs what the host's record names, never a program of its own choosing.
+            Command::Supervise(_) => false,
         }
     }
 }
@@ -135,6 +142,17 @@ pub struct SkillInstallArgs {
     /// Do not link the binary onto PATH.
     #[arg(long, conflicts_with = "bin_dir")]
     pub no_bin_link: bool,
+}
+
+/// What a supervisor supervises: the service `label` recorded in `services`.
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    /// The direct backend's record directory (`<home>/.local/state/agent-provisioner/services`).
+    #[arg(long, value_name = "DIR")]
+    pub services: PathBuf,
+    /// The service's label, `com.openclaw.<handle>`.
+    #[arg(value_parser = service_label)]
+    pub label: String,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +281,11 @@ pub enum Layout {
     Legacy,
 }
 
+/// A service label: `com.openclaw.<handle>` with a valid handle (so no `/` or `..`).
+fn service_label(text: &str) -> Result<String, String> {
+    naming::handle_of_label(text).map(|_| text.to_string()).ok_or_else(|| format!("{text:?} is not com.openclaw.<handle>"))
+}
+
 /// A plugin or skill name: the handle grammar (no `/`, no `..`).
 fn plugin_name(text: &str) -> Result<String, String> {
     match naming::check_handle(text) {
@@ -281,6 +304,8 @@ mod tests {
         Cli::command().debug_assert();
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("3  the agent is running"), "{help}");
+        assert!(!help.contains("supervise"), "the supervisor's mode is not offered: {help}");
+        assert!(Cli::try_parse_from(["agent-provisioner", "__supervise", "--services", "/s", "com.openclaw.../x"]).is_err());
     }
 
     #[test]
@@ -308,6 +333,7 @@ mod tests {
             (&["list"], "list", false, false),
             (&["ports"], "ports", false, false),
             (&["grants"], "grants", false, false),
+            (&["__supervise", "--services", "/s", "com.openclaw.nova"], "__supervise", false, false),
         ] {
             let command = Cli::try_parse_from(["agent-provisioner"].iter().chain(args)).unwrap().command;
             assert_eq!((command.name(), command.changes_family(), command.needs_openclaw()), (name, changes, runs), "{args:?}");

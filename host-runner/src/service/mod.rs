@@ -20,6 +20,7 @@ mod launchd;
 mod policy;
 mod systemd;
 
+pub use direct::supervisor::main as supervise;
 pub use policy::{Definition, Policy};
 
 use crate::audit::{Audit, Decision};
