@@ -97,7 +97,9 @@ impl Direct {
     /// with the recorded identities are signalled.
     fn end_supervision(&mut self, label: &str, account: &Supervision) -> Result<(), ServiceError> {
         if let Some(supervisor) = account.supervisor.as_ref().filter(|s| s.is_alive()) {
+            // SIGCONT too: a stopped supervisor would otherwise see SIGTERM only when resumed.
             supervisor.signal(Signal::TERM);
+            supervisor.signal(Signal::CONT);
             let patience = crate::deadline::bound(supervisor::GRACE + Duration::from_secs(5));
             if !process::wait_gone(supervisor, patience) {
                 supervisor.signal(Signal::KILL);
@@ -132,6 +134,10 @@ fn status_of(account: &Supervision, supervisor_alive: bool, gateway: Option<u32>
         detail: String::new(),
     };
     let supervisor = account.supervisor.as_ref().map(|s| s.pid).unwrap_or_default();
+    if account.gave_up {
+        // Final, even in the moment between its last word and its exit.
+        return ServiceStatus { state: RunState::Failed, detail: account.ended.clone().unwrap_or_default(), ..base };
+    }
     match (supervisor_alive, gateway) {
         (true, Some(pid)) => ServiceStatus {
             state: RunState::Running,
@@ -141,7 +147,6 @@ fn status_of(account: &Supervision, supervisor_alive: bool, gateway: Option<u32>
             ..base
         },
         (true, None) => ServiceStatus { detail: waiting(account, now), ..base },
-        (false, _) if account.gave_up => ServiceStatus { state: RunState::Failed, detail: account.ended.clone().unwrap_or_default(), ..base },
         (false, None) if account.ended.is_some() => ServiceStatus { detail: account.ended.clone().unwrap_or_default(), ..base },
         (false, Some(pid)) => ServiceStatus {
             state: RunState::Failed,

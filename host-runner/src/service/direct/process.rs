@@ -85,10 +85,12 @@ pub fn signal_group_of_child(child: &Child, signal: Signal) {
     let _ = rustix::process::kill_process_group(group, signal);
 }
 
-/// Stops the process group `child` leads: SIGTERM, SIGKILL after `grace`; then SIGKILL
-/// to whatever of the group is left, and reaps the child. Returns its exit code.
+/// Stops the process group `child` leads: SIGTERM (and SIGCONT, so a stopped process
+/// sees it), SIGKILL after `grace`; then SIGKILL to whatever of the group is left, and
+/// reaps the child. Returns its exit code.
 pub fn terminate_child_group(child: &mut Child, grace: Duration) -> std::io::Result<i32> {
     signal_group_of_child(child, Signal::TERM);
+    signal_group_of_child(child, Signal::CONT);
     let deadline = Instant::now() + grace;
     while !has_exited(child) && Instant::now() < deadline {
         std::thread::sleep(POLL);
@@ -111,10 +113,11 @@ pub fn wait_gone(proc: &Proc, limit: Duration) -> bool {
 }
 
 /// Stops a recorded process group that is not this process's child (a gateway whose
-/// supervisor is gone): SIGTERM, SIGKILL after `grace`, each only while the leader is
-/// still the recorded process.
+/// supervisor is gone): SIGTERM and SIGCONT, SIGKILL after `grace`, each only while the
+/// leader is still the recorded process.
 pub fn terminate_group(leader: &Proc, grace: Duration) -> Result<(), String> {
     leader.signal_group(Signal::TERM);
+    leader.signal_group(Signal::CONT);
     if wait_gone(leader, grace) {
         return Ok(());
     }
@@ -145,6 +148,15 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         assert!(!proc.is_alive());
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_stopped_process_is_resumed_to_see_its_sigterm() {
+        use std::os::unix::process::CommandExt as _;
+        let mut child = Command::new("sleep").arg("30").process_group(0).spawn().unwrap();
+        signal_group_of_child(&child, Signal::STOP);
+        let code = terminate_child_group(&mut child, Duration::from_secs(20)).unwrap();
+        assert_eq!(code, 128 + 15, "ended by SIGTERM, not by SIGKILL after the grace period");
     }
 
     #[test]

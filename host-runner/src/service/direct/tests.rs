@@ -141,8 +141,10 @@ fn statuses_say_what_runs_what_waits_and_what_nothing_restarts() {
     assert_eq!((waiting.state, waiting.last_exit_code), (RunState::Stopped, Some(137)));
     assert_eq!(waiting.detail, "the gateway ended (exit code 137); restart 3 in 4 s");
     let gave_up = Supervision { gave_up: true, ended: Some("the supervisor gave up after 5 failures".into()), ..supervision(me(), None) };
-    let failed = status_of(&gave_up, false, None, 0);
-    assert_eq!((failed.state, failed.detail.as_str()), (RunState::Failed, "the supervisor gave up after 5 failures"));
+    for supervisor_alive in [false, true] {
+        let failed = status_of(&gave_up, supervisor_alive, None, 0);
+        assert_eq!((failed.state, failed.detail.as_str()), (RunState::Failed, "the supervisor gave up after 5 failures"), "ending: {supervisor_alive}");
+    }
     let orphan = status_of(&supervision(me(), me()), false, Some(42), 0);
     assert_eq!((orphan.state, orphan.pid), (RunState::Failed, Some(42)));
     assert!(orphan.detail.contains("is gone; the gateway (pid 42) runs unsupervised"), "{}", orphan.detail);
