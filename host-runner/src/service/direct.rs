@@ -119,7 +119,7 @@ impl Direct {
     }
 }
 
-pub(super) fn now_secs() -> u64 {
+fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
