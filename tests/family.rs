@@ -39,8 +39,9 @@ fn health_sees_every_sibling_at_once_and_reports_the_dead_and_the_hung() {
         assert!(s["pid"].as_u64().is_some() && s["problems"] == json!([]));
     }
 
-    // bob's process dies; cat's port is taken over by something that accepts and never answers.
-    kill_group(t.gateway_pid("bob").unwrap());
+    // bob's supervisor and gateway die (nothing restarts it); cat's port is taken over by
+    // something that accepts and never answers.
+    t.kill_service("bob");
     eventually("bob's port to close", Duration::from_secs(5), || get_status(ports[1], "/healthz").is_none());
     t.run(&["stop", "cat"]).expect(0);
     let mut hang = ProcessGuard(
@@ -58,8 +59,10 @@ fn health_sees_every_sibling_at_once_and_reports_the_dead_and_the_hung() {
     let (report, took) = health(&t, &["--report", "--channel", "11111111-2222-4333-8444-555555555555"]);
     assert_eq!(sibling(&report, "ann")["healthy"], true);
     let bob = sibling(&report, "bob");
-    assert_eq!((bob["healthy"].as_bool(), bob["state"].as_str()), (Some(false), Some("stopped")), "{bob}");
+    assert_eq!((bob["healthy"].as_bool(), bob["state"].as_str()), (Some(false), Some("failed")), "{bob}");
     assert_eq!(bob["probe"], "connection refused");
+    let problem = bob["problems"][0].as_str().unwrap();
+    assert!(problem.starts_with("its service com.openclaw.bob failed: its supervisor (pid ") && problem.contains("is gone and the gateway is not running"), "{bob}");
     let cat = sibling(&report, "cat");
     assert_eq!((cat["healthy"].as_bool(), cat["probe"].as_str()), (Some(false), Some("timed out")), "{cat}");
     // About one probe timeout for all three, not one per sibling (generous bound for a

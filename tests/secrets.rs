@@ -106,9 +106,8 @@ fn fifos_planted_as_gateway_logs_cannot_make_health_hang() {
     let sesame = SesameStandin::start(Some(LEAD_KEY));
     let t = TestHome::new(&sesame.url);
     t.provision(&t.task("fifo", gateway_port(), |_| {})).expect(0);
-    let pid = t.gateway_pid("fifo").expect("the gateway runs");
-    kill_group(pid);
-    eventually("the gateway to die", Duration::from_secs(5), || !is_alive(pid));
+    assert!(t.gateway_pid("fifo").is_some(), "the gateway runs");
+    t.kill_service("fifo");
     for name in ["stdout.log", "stderr.log"] {
         let log = t.log("fifo", name);
         std::fs::remove_file(&log).unwrap();

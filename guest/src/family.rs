@@ -25,6 +25,7 @@ fn problems(caps: &Caps, ctx: &Context, member: &Member, status: &Result<Service
     }
     match status {
         Ok(s) if s.state == RunState::NotInstalled => found.push(format!("its service {} is not installed", member.label())),
+        Ok(s) if s.state == RunState::Failed => found.push(format!("its service {} failed: {}", member.label(), s.detail)),
         Ok(_) => {}
         Err(e) => found.push(format!("its service {} cannot be queried: {e}", member.label())),
     }

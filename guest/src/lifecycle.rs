@@ -76,7 +76,11 @@ pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<L
     let status = caps.services.status(label).map_err(|e| failed("status", e.message(), vec![]))?;
     outcome.state = status.state;
     outcome.pid = status.pid;
-    let word = if status.state == RunState::Running { "online" } else { "stopped" };
+    let word = match status.state {
+        RunState::Running => "online",
+        RunState::Failed => "error",
+        RunState::Stopped | RunState::NotInstalled => "stopped",
+    };
     if let Err(e) = set_status(caps, ctx, &mut registry, handle, word) {
         outcome.warnings.push(e);
     }

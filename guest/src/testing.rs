@@ -364,6 +364,8 @@ pub struct FakeServices {
     pub failing: RefCell<BTreeSet<String>>,
     /// Labels whose process exits right after start, with this code.
     pub exits_at_once: RefCell<HashMap<String, i32>>,
+    /// Labels the service manager gave up on, with its reason.
+    pub gave_up: RefCell<HashMap<String, String>>,
     pub timeline: Timeline,
 }
 
@@ -376,6 +378,7 @@ impl Default for FakeServices {
             running: RefCell::default(),
             failing: RefCell::default(),
             exits_at_once: RefCell::default(),
+            gave_up: RefCell::default(),
             timeline: Timeline::default(),
         }
     }
@@ -432,17 +435,19 @@ impl Services for FakeServices {
         let installed = self.installed.borrow().contains_key(label);
         let running = self.running.borrow().contains(label);
         let exit = self.exits_at_once.borrow().get(label).copied();
+        let gave_up = self.gave_up.borrow().get(label).cloned();
         Ok(ServiceStatus {
-            state: match (installed, running) {
-                (false, _) => RunState::NotInstalled,
-                (true, true) => RunState::Running,
-                (true, false) => RunState::Stopped,
+            state: match (installed, running, &gave_up) {
+                (false, _, _) => RunState::NotInstalled,
+                (true, _, Some(_)) => RunState::Failed,
+                (true, true, None) => RunState::Running,
+                (true, false, None) => RunState::Stopped,
             },
             pid: running.then_some(4242),
             last_exit_code: exit,
             uptime_seconds: running.then_some(5),
-            restarts: None,
-            detail: String::new(),
+            restarts: gave_up.as_ref().map(|_| 4),
+            detail: gave_up.unwrap_or_default(),
         })
     }
 }

@@ -18,6 +18,10 @@ pub fn run(cli: Cli) -> Rendered {
     if let Command::Schema = &cli.command {
         return Rendered { stdout: crate::contract::schema(), exit_code: output::EXIT_OK };
     }
+    if let Command::Supervise(args) = &cli.command {
+        let exit_code = crate::service::supervise(&args.services, &args.label);
+        return Rendered { stdout: String::new(), exit_code };
+    }
     if let Command::Skill(SkillCommand::Install(args)) = &cli.command {
         return match skill(&cli.global, args) {
             Ok(rendered) => rendered,

@@ -54,6 +54,9 @@ pub enum Command {
     /// Install this tool as an OpenClaw skill into the lead's home.
     #[command(subcommand)]
     Skill(SkillCommand),
+    /// The direct backend's supervisor of one gateway (started by the host itself).
+    #[command(name = "__supervise", hide = true)]
+    Supervise(SuperviseArgs),
 }
 
 impl Command {
@@ -74,6 +77,7 @@ impl Command {
             Command::Grants => "grants",
             Command::Schema => "schema",
             Command::Skill(_) => "skill",
+            Command::Supervise(_) => "__supervise",
         }
     }
 
@@ -84,6 +88,7 @@ impl Command {
             Command::Restore(_) => true,
             Command::Start(_) | Command::Stop(_) | Command::Restart(_) | Command::Deprovision(_) | Command::Rollback(_) => true,
             Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => false,
+            Command::Supervise(_) => false,
         }
     }
 
@@ -95,6 +100,8 @@ impl Command {
             Command::Restore(_) => true,
             Command::Start(_) | Command::Restart(_) | Command::Stop(_) | Command::Deprovision(_) | Command::Rollback(_) => false,
             Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => false,
+            // It runs what the host's record names, never a program of its own choosing.
+            Command::Supervise(_) => false,
         }
     }
 }
@@ -140,6 +147,17 @@ pub struct SkillInstallArgs {
     /// Do not link the binary onto PATH.
     #[arg(long, conflicts_with = "bin_dir")]
     pub no_bin_link: bool,
+}
+
+/// What a supervisor supervises: the service `label` recorded in `services`.
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    /// The direct backend's record directory (`<home>/.local/state/agent-provisioner/services`).
+    #[arg(long, value_name = "DIR")]
+    pub services: PathBuf,
+    /// The service's label, `com.openclaw.<handle>`.
+    #[arg(value_parser = service_label)]
+    pub label: String,
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +301,11 @@ pub enum Layout {
     Legacy,
 }
 
+/// A service label: `com.openclaw.<handle>` with a valid handle (so no `/` or `..`).
+fn service_label(text: &str) -> Result<String, String> {
+    naming::handle_of_label(text).map(|_| text.to_string()).ok_or_else(|| format!("{text:?} is not com.openclaw.<handle>"))
+}
+
 /// A plugin or skill name: the handle grammar (no `/`, no `..`).
 fn plugin_name(text: &str) -> Result<String, String> {
     match naming::check_handle(text) {
@@ -301,6 +324,8 @@ mod tests {
         Cli::command().debug_assert();
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("3  the agent is running"), "{help}");
+        assert!(!help.contains("supervise"), "the supervisor's mode is not offered: {help}");
+        assert!(Cli::try_parse_from(["agent-provisioner", "__supervise", "--services", "/s", "com.openclaw.../x"]).is_err());
     }
 
     #[test]
@@ -329,6 +354,7 @@ mod tests {
             (&["list"], "list", false, false),
             (&["ports"], "ports", false, false),
             (&["grants"], "grants", false, false),
+            (&["__supervise", "--services", "/s", "com.openclaw.nova"], "__supervise", false, false),
         ] {
             let command = Cli::try_parse_from(["agent-provisioner"].iter().chain(args)).unwrap().command;
             assert_eq!((command.name(), command.changes_family(), command.needs_openclaw()), (name, changes, runs), "{args:?}");

@@ -62,6 +62,9 @@ pub enum RunState {
     Running,
     Stopped,
     NotInstalled,
+    /// Nothing restarts it any more: the service manager gave up, or (direct backend) its
+    /// supervisor is gone; the sibling's `problems` say why.
+    Failed,
 }
 
 /// Everything a provision would do, in order.
@@ -320,6 +323,7 @@ impl From<WitRunState> for RunState {
             WitRunState::Running => RunState::Running,
             WitRunState::Stopped => RunState::Stopped,
             WitRunState::NotInstalled => RunState::NotInstalled,
+            WitRunState::Failed => RunState::Failed,
         }
     }
 }

@@ -273,6 +273,7 @@ fn state_word(state: RunState) -> &'static str {
         RunState::Running => "running",
         RunState::Stopped => "stopped",
         RunState::NotInstalled => "not installed",
+        RunState::Failed => "failed",
     }
 }
 

@@ -274,7 +274,7 @@ fn component_command(command: &Command, homes: &Homes, audit: &Audit) -> Result<
         Command::Health(h) => runtime::Command::Health(HealthRequest { report: h.report, channel: h.channel.clone() }),
         Command::List => runtime::Command::Members,
         Command::Ports(p) => runtime::Command::Ports(p.range_start),
-        Command::Grants | Command::Schema | Command::Skill(_) => unreachable!("commands that do not run the component are handled before"),
+        Command::Grants | Command::Schema | Command::Skill(_) | Command::Supervise(_) => unreachable!("commands that do not run the component are handled before"),
     })
 }
 

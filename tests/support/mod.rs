@@ -2,7 +2,8 @@
 //! and running the real `agent-provisioner` binary with the real component.
 //!
 //! Everything a test starts is stopped when its [`TestHome`] or [`SesameStandin`] is
-//! dropped — gateways by the pids the direct backend recorded — even when it fails.
+//! dropped — the direct backend's supervisors and gateways by the pids their accounts
+//! record — even when it fails.
 
 #![allow(dead_code)]
 
@@ -315,22 +316,57 @@ impl TestHome {
         std::fs::read_to_string(self.temp.path().join(format!("{name}.log"))).unwrap_or_default().lines().map(String::from).collect()
     }
 
-    /// The pid the direct backend recorded for `handle`'s gateway, if it runs.
+    /// The direct backend's account of `handle`'s service (written by its supervisor).
+    pub fn supervision(&self, handle: &str) -> Option<Value> {
+        let path = self.services_dir().join(format!("com.openclaw.{handle}.supervisor.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    }
+
+    /// The direct backend's record directory.
+    pub fn services_dir(&self) -> PathBuf {
+        self.home.join(".local/state/agent-provisioner/services")
+    }
+
+    /// The pid of `handle`'s gateway, as its supervisor recorded it.
     pub fn gateway_pid(&self, handle: &str) -> Option<u32> {
-        let record = self.home.join(format!(".local/state/agent-provisioner/services/com.openclaw.{handle}.json"));
-        let record: Value = serde_json::from_str(&std::fs::read_to_string(record).ok()?).ok()?;
-        record["pid"].as_u64().map(|p| p as u32)
+        self.supervision(handle)?["gateway"]["pid"].as_u64().map(|p| p as u32)
+    }
+
+    /// The pid of `handle`'s supervisor, as it recorded itself.
+    pub fn supervisor_pid(&self, handle: &str) -> Option<u32> {
+        self.supervision(handle)?["supervisor"]["pid"].as_u64().map(|p| p as u32)
+    }
+
+    /// Kills `handle`'s supervisor, then its gateway (SIGKILL): the service is dead and
+    /// nothing restarts it.
+    pub fn kill_service(&self, handle: &str) {
+        if let Some(pid) = self.supervisor_pid(handle) {
+            kill_group(pid);
+            eventually("the supervisor to die", Duration::from_secs(5), || !is_alive(pid));
+        }
+        if let Some(pid) = self.gateway_pid(handle) {
+            kill_group(pid);
+            eventually("the gateway to die", Duration::from_secs(5), || !is_alive(pid));
+        }
     }
 }
 
 impl Drop for TestHome {
-    /// Kills every gateway the direct backend recorded in this home.
+    /// Kills every supervisor, then every gateway, the direct backend recorded in this home.
     fn drop(&mut self) {
-        let dir = self.home.join(".local/state/agent-provisioner/services");
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let record: Value = std::fs::read_to_string(entry.path()).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-            if let Some(pid) = record["pid"].as_u64() {
-                kill_group(pid as u32);
+        let handles: Vec<String> = std::fs::read_dir(self.services_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("com.openclaw.")?.strip_suffix(".supervisor.json").map(String::from))
+            .collect();
+        for handle in handles {
+            // Supervisors lead sessions (and groups) of their own; gateways lead groups.
+            if let Some(pid) = self.supervisor_pid(&handle) {
+                kill_group(pid);
+            }
+            if let Some(pid) = self.gateway_pid(&handle) {
+                kill_group(pid);
             }
         }
     }

@@ -62,3 +62,15 @@ fn health_without_report_sends_nothing_to_sesame() {
     health(&world.caps(), &context(), &HealthRequest { report: false, channel: None }).unwrap();
     assert!(world.sesame_calls().is_empty());
 }
+
+#[test]
+fn a_service_the_manager_gave_up_on_is_failed_and_named_as_a_problem() {
+    let world = family(&[18790]);
+    world.services.stop("com.openclaw.amy").unwrap();
+    let why = "the supervisor gave up after 5 failures within 120 s (last exit code 78)";
+    world.services.gave_up.borrow_mut().insert("com.openclaw.amy".into(), why.into());
+    let report = health(&world.caps(), &context(), &HealthRequest { report: false, channel: None }).unwrap();
+    let amy = &report.siblings[0];
+    assert_eq!((amy.state, amy.healthy, amy.restarts), (crate::wit::RunState::Failed, false, Some(4)));
+    assert_eq!(amy.problems, [format!("its service com.openclaw.amy failed: {why}")]);
+}

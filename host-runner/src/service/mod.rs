@@ -22,6 +22,7 @@ mod openclaw_launchagent;
 mod policy;
 mod systemd;
 
+pub use direct::supervisor::main as supervise;
 pub use policy::{Definition, Policy};
 
 use crate::audit::{Audit, Decision};

@@ -257,7 +257,12 @@ pub fn parse_show(text: &str, now_us: u64) -> ServiceStatus {
         why => format!(" ({why})"),
     };
     ServiceStatus {
-        state: if running { RunState::Running } else { RunState::Stopped },
+        state: match value("ActiveState") {
+            "active" => RunState::Running,
+            // systemd gave up on it (its start limit, or a failure it does not restart).
+            "failed" => RunState::Failed,
+            _ => RunState::Stopped,
+        },
         pid: if running { pid } else { None },
         last_exit_code: if running { None } else { exit },
         uptime_seconds: if running { started.map(|s| now_us.saturating_sub(s) / 1_000_000) } else { None },
@@ -424,9 +429,13 @@ pub(crate) mod tests {
         );
         assert_eq!((s.state, s.pid, s.restarts, s.uptime_seconds), (RunState::Running, Some(4242), Some(2), Some(60)));
         assert_eq!(s.detail, "systemd active/running");
-        let s = parse_show("LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nMainPID=0\nExecMainCode=1\nExecMainStatus=78\n", 0);
-        assert_eq!((s.state, s.pid, s.last_exit_code), (RunState::Stopped, None, Some(78)));
+        let s = parse_show("LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nMainPID=0\nExecMainCode=1\nExecMainStatus=78\nNRestarts=5\n", 0);
+        assert_eq!((s.state, s.pid, s.last_exit_code, s.restarts), (RunState::Failed, None, Some(78), Some(5)));
         assert_eq!(s.detail, "systemd failed/failed (exit-code)");
+        let s = parse_show("LoadState=loaded\nActiveState=activating\nSubState=auto-restart\nMainPID=0\nExecMainStatus=1\n", 0);
+        assert_eq!((s.state, s.last_exit_code), (RunState::Stopped, Some(1)), "waiting to restart is not failed");
+        let s = parse_show("LoadState=loaded\nActiveState=inactive\nSubState=dead\nMainPID=0\n", 0);
+        assert_eq!(s.state, RunState::Stopped);
         assert_eq!(parse_show("LoadState=not-found\n", 0).state, RunState::NotInstalled);
     }
 
