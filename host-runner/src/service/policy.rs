@@ -80,6 +80,15 @@ impl Policy {
         PathBuf::from(naming::log_dir(&text(&self.home), handle))
     }
 
+    /// The `PATH` a service gets: the host's, without entries that are not absolute (an
+    /// empty or relative one names the gateway's working directory, the sibling's home)
+    /// or that lie in a sibling home — a `node` or `openclaw` a sibling wrote there must
+    /// never be what its launcher finds.
+    fn service_path(&self) -> String {
+        let sibling_homes = text(&self.home.join(naming::home_name("")));
+        self.path.split(':').filter(|entry| entry.starts_with('/') && !entry.starts_with(&sibling_homes)).collect::<Vec<_>>().join(":")
+    }
+
     /// Derives the definition for `spec`; the first violation is the answer.
     pub fn check(&self, spec: &ServiceSpec) -> Result<Definition, PolicyError> {
         let handle = self.handle_of(&spec.label)?;
@@ -94,7 +103,7 @@ impl Policy {
             .map(|name| {
                 let value = match *name {
                     "HOME" => text(&self.home),
-                    "PATH" => self.path.clone(),
+                    "PATH" => self.service_path(),
                     "OPENCLAW_STATE_DIR" => text(&home),
                     "OPENCLAW_CONFIG_PATH" => text(&home.join("openclaw.json")),
                     _ => "1".into(),
@@ -178,6 +187,16 @@ pub(crate) mod tests {
         let names: Vec<&str> = def.environment.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ENVIRONMENT);
         assert!(def.environment.contains(&("OPENCLAW_STATE_DIR".into(), policy.home.join(".openclaw-nova").display().to_string())));
+    }
+
+    #[test]
+    fn a_service_path_holds_no_relative_entry_and_nothing_in_a_sibling_home() {
+        let (_t, mut policy) = fixture();
+        let sibling_bin = policy.home.join(".openclaw-nova/bin");
+        policy.path = format!("/usr/local/bin::.:bin:{}:/usr/bin", sibling_bin.display());
+        let def = policy.check(&spec("nova")).unwrap();
+        let path = def.environment.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
+        assert_eq!(path, Some("/usr/local/bin:/usr/bin"));
     }
 
     #[test]
