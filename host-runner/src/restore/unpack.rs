@@ -103,7 +103,7 @@ fn write_file(dir: &Dir, relative: &Path, (mode, mtime): (u32, u64), data: &mut 
         size += n as u64;
     }
     let fd = file.as_fd();
-    rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(mode & ALLOWED_MODE)).map_err(|e| fail(e.into()))?;
+    rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode((mode & ALLOWED_MODE) as rustix::fs::RawMode)).map_err(|e| fail(e.into()))?;
     rustix::fs::futimens(fd, &timestamps(mtime)).map_err(|e| fail(e.into()))?;
     file.sync_all().map_err(fail)?;
     Ok(size)
@@ -123,7 +123,7 @@ pub fn finish(dir: &Dir, unpacked: &Unpacked) -> io::Result<()> {
             true => dir.open(".")?,
             false => dir.open_dir_nofollow(relative)?.open(".")?,
         };
-        rustix::fs::fchmod(&opened, rustix::fs::Mode::from_raw_mode(mode & ALLOWED_MODE))?;
+        rustix::fs::fchmod(&opened, rustix::fs::Mode::from_raw_mode((mode & ALLOWED_MODE) as rustix::fs::RawMode))?;
         rustix::fs::futimens(&opened, &timestamps(*mtime))?;
         rustix::fs::fsync(&opened)?;
     }
