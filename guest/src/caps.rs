@@ -141,6 +141,20 @@ pub trait Progress {
     fn emit(&self, level: Level, message: &str);
 }
 
+/// The lead's family lock and handle claims (the WIT `family` interface): concurrent runs
+/// for one lead serialise their changes to the registry, the journals that claim ports
+/// and service installs. Take the lock through [`crate::family_lock::FamilyLock`], which
+/// releases it on every path.
+pub trait Family {
+    /// Takes the lock (re-entrant; bounded by the host); `Err` says why it could not.
+    fn lock(&self) -> Result<(), String>;
+    /// Undoes one `lock`.
+    fn unlock(&self);
+    /// Marks `handle` as this run's sibling until the run ends; `Err` names the live run
+    /// that holds it.
+    fn claim(&self, handle: &str) -> Result<(), String>;
+}
+
 /// Random bytes (gateway tokens).
 pub trait Random {
     fn fill(&self, buf: &mut [u8]);
@@ -156,6 +170,7 @@ pub struct Caps<'a> {
     pub ports: &'a dyn Ports,
     pub progress: &'a dyn Progress,
     pub random: &'a dyn Random,
+    pub family: &'a dyn Family,
 }
 
 impl ServiceBackend {

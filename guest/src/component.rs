@@ -1,7 +1,7 @@
 //! The thin adapter between the WIT world and the logic: capability traits over the
 //! imports, and the `commands` export over [`crate::commands`], one function per export.
 
-use crate::bindings::openclaw::provisioner::{fs, ports, progress, service};
+use crate::bindings::openclaw::provisioner::{family, fs, ports, progress, service};
 use crate::caps::*;
 use crate::commands;
 use crate::wit;
@@ -81,6 +81,18 @@ impl Ports for Imports {
 impl Progress for Imports {
     fn emit(&self, level: Level, message: &str) {
         progress::emit(level, message)
+    }
+}
+
+impl Family for Imports {
+    fn lock(&self) -> Result<(), String> {
+        family::lock()
+    }
+    fn unlock(&self) {
+        family::unlock()
+    }
+    fn claim(&self, handle: &str) -> Result<(), String> {
+        family::claim(handle)
     }
 }
 
@@ -226,6 +238,7 @@ fn caps() -> Caps<'static> {
         ports: &Imports,
         progress: &Imports,
         random: &Imports,
+        family: &Imports,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::caps::{Caps, RunState, ServiceStatus};
 use crate::health;
+use crate::journal::Journal;
 use crate::layout::{LeadLayout, SiblingLayout};
 use crate::port_plan;
 use crate::registry::{Member, Registry};
@@ -56,24 +57,27 @@ pub fn members(caps: &Caps, ctx: &Context) -> Result<Vec<FamilyMember>, CommandE
         .collect())
 }
 
-/// The ports each sibling claims, which of them are listening, and the next free base.
+/// The ports each sibling claims (registered, or provisioned right now or interrupted:
+/// its journal), which of them are listening, and the next free base.
 pub fn ports(caps: &Caps, ctx: &Context, range_start: u16) -> Result<PortReport, CommandError> {
     let registry = load(caps, ctx)?;
+    let journals = Journal::others(caps.files, &LeadLayout::new(&ctx.lead_home), "").map_err(CommandError::Refused)?;
+    let claims = port_plan::claims(&registry, &journals);
     let claimed = |base: u16| port_plan::claimed(base).into_iter().flatten().filter_map(|p| u16::try_from(p).ok());
     // One probe of every claimed port at once.
-    let all: Vec<u16> = registry.siblings.iter().flat_map(|m| claimed(m.port)).collect::<BTreeSet<_>>().into_iter().collect();
+    let all: Vec<u16> = claims.iter().flat_map(|c| claimed(c.base)).collect::<BTreeSet<_>>().into_iter().collect();
     let taken: BTreeSet<u16> = caps.ports.taken(&all).into_iter().collect();
-    let claims = registry
-        .siblings
+    let report = claims
         .iter()
-        .map(|m| PortClaim {
-            handle: m.handle.clone(),
-            base: m.port,
-            ranges: port_plan::describe_claim(m.port),
-            listening: claimed(m.port).filter(|p| taken.contains(p)).collect(),
+        .map(|c| PortClaim {
+            handle: c.handle.clone(),
+            base: c.base,
+            ranges: port_plan::describe_claim(c.base),
+            listening: claimed(c.base).filter(|p| taken.contains(p)).collect(),
+            pending: c.pending,
         })
         .collect();
-    Ok(PortReport { claims, next_free: port_plan::next_free(range_start, "", &registry, caps.ports) })
+    Ok(PortReport { claims: report, next_free: port_plan::next_free(range_start, "", &claims, caps.ports) })
 }
 
 /// Checks every registered sibling: service state, one concurrent round of `/healthz`

@@ -1,7 +1,9 @@
 //! The provisioning journal: `<lead home>/agent-provisioner/journal/<handle>.json`,
 //! written atomically before and after every step. When a provision is killed, the journal
 //! says how far it got, so `rollback` can undo it and `provision --resume` can finish it;
-//! while it exists, a new provision of the same handle is refused.
+//! while it exists, a new provision of the same handle is refused. A journal is also the
+//! provision's claim on its gateway's ports: admission keeps every other handle's journal
+//! clear, as it does registered siblings, until the provision finishes or is rolled back.
 
 use crate::caps::{Files, FsError};
 use crate::layout::{LeadLayout, join};
@@ -126,6 +128,23 @@ impl Journal {
             Some(j) if j.handle != handle => Err(format!("the journal {path} is corrupt (it names {:?}, not {handle})", j.handle)),
             journal => Ok(journal),
         }
+    }
+
+    /// The journals of every handle but `except`: the provisions under way or interrupted
+    /// that hold a port claim. Names that are not `<handle>.json` (an atomic write's
+    /// temporary file) are passed over; a journal that cannot be read is an error naming it.
+    pub fn others(files: &dyn Files, lead: &LeadLayout, except: &str) -> Result<Vec<Journal>, String> {
+        let entries = match files.walk_tree(&dir(lead)) {
+            Ok(entries) => entries,
+            Err(FsError::NotFound(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(format!("cannot list the journals in {}: {}", dir(lead), e.message())),
+        };
+        let handles = entries.iter().filter_map(|name| name.strip_suffix(".json")).filter(|h| naming::check_handle(h).is_ok() && *h != except);
+        let mut journals = Vec::new();
+        for handle in handles {
+            journals.extend(Journal::load(files, lead, handle)?);
+        }
+        Ok(journals)
     }
 
     /// Writes the journal atomically (0600).
@@ -262,6 +281,23 @@ mod tests {
         let lead = LeadLayout::new("/h/.openclaw");
         fs.add_file(&path(&lead, "nova"), &PREVIOUS_FORMAT.replace("\"current\": \"report\"", "\"current\": \"teleport\""));
         assert!(Journal::load(&fs, &lead, "nova").unwrap_err().contains("corrupt"));
+    }
+
+    #[test]
+    fn the_other_journals_are_every_handle_but_ones_own() {
+        let fs = MemFs::new();
+        let lead = LeadLayout::new("/h/.openclaw");
+        assert_eq!(Journal::others(&fs, &lead, "nova").unwrap(), [], "no journal directory yet");
+        for (handle, port) in [("nova", 18930), ("bob", 19041), ("amy", 19152)] {
+            Journal { handle: handle.into(), port, ..journal() }.save(&fs, &lead).unwrap();
+        }
+        fs.add_file(&format!("{}/.bob.json.tmp-77", dir(&lead)), "{");
+        fs.add_file(&format!("{}/notes.txt", dir(&lead)), "");
+        let others: Vec<(String, u16)> = Journal::others(&fs, &lead, "nova").unwrap().into_iter().map(|j| (j.handle, j.port)).collect();
+        assert_eq!(others, [("amy".to_string(), 19152), ("bob".to_string(), 19041)]);
+        fs.add_file(&path(&lead, "zed"), "{");
+        let err = Journal::others(&fs, &lead, "nova").unwrap_err();
+        assert!(err.contains("zed.json") && err.contains("corrupt"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod caps;
 pub mod commands;
 pub mod config;
 pub mod family;
+pub mod family_lock;
 pub mod file_ops;
 pub mod health;
 pub mod journal;

@@ -1,11 +1,15 @@
 //! Lifecycle commands for a registered sibling: start, stop, restart, deprovision.
+//!
+//! Each claims its handle first (refused while another run works on that sibling); the
+//! registry is changed under the family lock, re-read first. `start` and `restart` wait
+//! for health without the lock, so provisions and other siblings' restarts go on meanwhile.
 
 use crate::archive::{archive_verified, remove_home};
 use crate::caps::{Caps, Level, RunState, ServiceError};
 use crate::health;
 use crate::layout::{LeadLayout, SiblingLayout};
 use crate::member_record;
-use crate::registry::{Member, Registry};
+use crate::registry::{self, Member, Registry};
 use crate::sesame::{Call, Sesame};
 use crate::task;
 use crate::wit::{CommandError, Context, Failure, FieldError, LifecycleOutcome, RollbackStep};
@@ -34,8 +38,9 @@ impl Action {
     }
 }
 
-/// Finds `handle` in the registry, refusing the lead, unknown handles and a corrupt registry.
-fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<(Registry, Member), CommandError> {
+/// Finds `handle` in the registry, refusing the lead, unknown handles, a corrupt registry,
+/// and a sibling another run works on (this run claims it).
+fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<Member, CommandError> {
     task::validate_handle(handle, &[])
         .map_err(|message| CommandError::InvalidInput(FieldError { field: "handle".into(), message }))?;
     if ctx.lead_handles.iter().any(|h| h == handle) {
@@ -45,12 +50,13 @@ fn registered(caps: &Caps, ctx: &Context, handle: &str) -> Result<(Registry, Mem
     let member = registry.find(handle).cloned().ok_or_else(|| {
         CommandError::Refused(format!("{handle} is not a registered sibling (see `agent-provisioner list`)"))
     })?;
-    Ok((registry, member))
+    caps.family.claim(handle).map_err(|why| CommandError::Refused(format!("{why}; wait for it to end")))?;
+    Ok(member)
 }
 
 /// Runs `action` on the registered sibling `handle`.
 pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<LifecycleOutcome, CommandError> {
-    let (mut registry, member) = registered(caps, ctx, handle)?;
+    let member = registered(caps, ctx, handle)?;
     let label = &member.label();
     let mut outcome = LifecycleOutcome {
         handle: handle.into(),
@@ -71,7 +77,7 @@ pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<L
             stop(caps, &member, "restart")?;
             start(caps, ctx, &member, action)?;
         }
-        Action::Deprovision => return deprovision(caps, ctx, &mut registry, &member, outcome),
+        Action::Deprovision => return deprovision(caps, ctx, &member, outcome),
     }
     let status = caps.services.status(label).map_err(|e| failed("status", e.message(), vec![]))?;
     outcome.state = status.state;
@@ -81,7 +87,7 @@ pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<L
         RunState::Failed => "error",
         RunState::Stopped | RunState::NotInstalled => "stopped",
     };
-    if let Err(e) = set_status(caps, ctx, &mut registry, handle, word) {
+    if let Err(e) = set_status(caps, ctx, handle, word) {
         outcome.warnings.push(e);
     }
     Ok(outcome)
@@ -128,22 +134,19 @@ fn wait_port_closed(caps: &Caps, port: u16) -> Result<(), String> {
     Ok(())
 }
 
-fn set_status(caps: &Caps, ctx: &Context, registry: &mut Registry, handle: &str, status: &str) -> Result<(), String> {
-    let Some(member) = registry.find(handle).cloned() else { return Ok(()) };
-    registry.upsert(Member { status: status.into(), ..member });
-    registry.save(caps.files, &LeadLayout::new(&ctx.lead_home))
+/// Records `status` in `handle`'s registry entry, if it still has one.
+fn set_status(caps: &Caps, ctx: &Context, handle: &str, status: &str) -> Result<(), String> {
+    registry::update(caps, &LeadLayout::new(&ctx.lead_home), |r| {
+        if let Some(member) = r.find(handle).cloned() {
+            r.upsert(Member { status: status.into(), ..member });
+        }
+    })
 }
 
 /// Stop; remove the service definition; archive the home, verify the archive, keep the
 /// member record beside it (what `restore` registers again), remove the home; drop the
 /// registry entry; tell Sesame the member is `deprovisioned`.
-fn deprovision(
-    caps: &Caps,
-    ctx: &Context,
-    registry: &mut Registry,
-    member: &Member,
-    mut outcome: LifecycleOutcome,
-) -> Result<LifecycleOutcome, CommandError> {
+fn deprovision(caps: &Caps, ctx: &Context, member: &Member, mut outcome: LifecycleOutcome) -> Result<LifecycleOutcome, CommandError> {
     let label = &member.label();
     let home = member.home(&ctx.home);
     let mut done = Vec::new();
@@ -170,10 +173,10 @@ fn deprovision(
         Ok(None) => outcome.warnings.push(format!("the home {home} was already gone")),
         Err(e) => return Err(failed("archive", e.message(), done)),
     }
-    registry.remove(&member.handle);
-    registry
-        .save(caps.files, &LeadLayout::new(&ctx.lead_home))
-        .map_err(|e| failed("registry", e, done.clone()))?;
+    registry::update(caps, &LeadLayout::new(&ctx.lead_home), |r| {
+        r.remove(&member.handle);
+    })
+    .map_err(|e| failed("registry", e, done.clone()))?;
     let sesame = Sesame::for_context(caps, ctx);
     let call = Call::SetMemberStatus {
         family_id: member.family_id.clone(),

@@ -1,8 +1,12 @@
 //! Port planning. A current OpenClaw gateway on port `base` also claims `base+1` (MCP
 //! Apps), `base+2` (browser control) and `base+11..=base+110` (browser debugging), so two
 //! siblings collide unless their claimed sets are disjoint — consecutive ports do not work.
+//!
+//! A base is claimed by every registered sibling and by every provision under way or
+//! interrupted (its journal), so concurrent provisions never pick overlapping ranges.
 
 use crate::caps::Ports;
+use crate::journal::Journal;
 use crate::registry::Registry;
 use std::collections::BTreeMap;
 
@@ -12,13 +16,32 @@ fn overlaps(a: u16, b: u16) -> bool {
     naming::claims_overlap(a, b)
 }
 
+/// A gateway base some sibling holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub handle: String,
+    pub base: u16,
+    /// Held by the journal of a provision under way or interrupted, not the registry.
+    pub pending: bool,
+}
+
+/// The claims of the registered siblings and of the journals of provisions under way or
+/// interrupted (a handle in both counts once, as registered).
+pub fn claims(registry: &Registry, journals: &[Journal]) -> Vec<Claim> {
+    let mut claims: Vec<Claim> = registry.siblings.iter().map(|m| Claim { handle: m.handle.clone(), base: m.port, pending: false }).collect();
+    let pending = journals.iter().filter(|j| registry.find(&j.handle).is_none());
+    claims.extend(pending.map(|j| Claim { handle: j.handle.clone(), base: j.port, pending: true }));
+    claims
+}
+
 /// Why a base port cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Conflict {
     /// Something already listens on this port (one the new gateway would claim).
     Listening { port: u16 },
-    /// A registered sibling's claimed ports overlap the new gateway's.
-    Sibling { handle: String, base: u16 },
+    /// A sibling's claimed ports overlap the new gateway's (`pending`: a provision of it
+    /// is under way or was interrupted).
+    Sibling { handle: String, base: u16, pending: bool },
 }
 
 impl Conflict {
@@ -28,8 +51,9 @@ impl Conflict {
             Conflict::Listening { port } => {
                 format!("port {port}, which a gateway on {base} also claims, is already in use")
             }
-            Conflict::Sibling { handle, base: theirs } => format!(
-                "sibling {handle}'s gateway on {theirs} claims {}; a gateway on {base} claims {} (OpenClaw gateways need their claimed ports disjoint)",
+            Conflict::Sibling { handle, base: theirs, pending } => format!(
+                "{}'s gateway on {theirs} claims {}; a gateway on {base} claims {} (OpenClaw gateways need their claimed ports disjoint)",
+                if *pending { format!("the provision of {handle} (under way or interrupted: its journal holds the claim)") } else { format!("sibling {handle}") },
                 describe_claim(*theirs),
                 describe_claim(base)
             ),
@@ -42,14 +66,13 @@ pub fn describe_claim(base: u16) -> String {
     claimed(base).iter().map(|r| format!("{}-{}", r.start(), r.end())).collect::<Vec<_>>().join(", ")
 }
 
-/// Everything that keeps `base` from being used by `handle` (its own registry entry, if
-/// any, does not count).
-pub fn conflicts(base: u16, handle: &str, registry: &Registry, ports: &dyn Ports) -> Vec<Conflict> {
-    let mut found: Vec<Conflict> = registry
-        .siblings
+/// Everything that keeps `base` from being used by `handle` (its own claim, if any, does
+/// not count).
+pub fn conflicts(base: u16, handle: &str, claims: &[Claim], ports: &dyn Ports) -> Vec<Conflict> {
+    let mut found: Vec<Conflict> = claims
         .iter()
-        .filter(|m| m.handle != handle && overlaps(m.port, base))
-        .map(|m| Conflict::Sibling { handle: m.handle.clone(), base: m.port })
+        .filter(|c| c.handle != handle && overlaps(c.base, base))
+        .map(|c| Conflict::Sibling { handle: c.handle.clone(), base: c.base, pending: c.pending })
         .collect();
     if base > MAX_BASE {
         return found;
@@ -59,20 +82,20 @@ pub fn conflicts(base: u16, handle: &str, registry: &Registry, ports: &dyn Ports
     found
 }
 
-/// The first base from `start` up whose claimed ports are clear of every sibling and
-/// every listening socket.
+/// The first base from `start` up whose claimed ports are clear of every claim and every
+/// listening socket.
 ///
 /// Each port is probed at most once (a candidate's not yet probed ports in one host call),
 /// and a busy port moves the search straight to the first base that does not claim it —
 /// so a crowded range (say, the ephemeral ports of a busy host) costs each port one probe,
 /// not one per candidate that claims it.
-pub fn next_free(start: u16, handle: &str, registry: &Registry, ports: &dyn Ports) -> Option<u16> {
+pub fn next_free(start: u16, handle: &str, claims: &[Claim], ports: &dyn Ports) -> Option<u16> {
     let mut probed: BTreeMap<u32, bool> = BTreeMap::new();
     let mut base = u32::from(start.max(1024));
     while base <= u32::from(MAX_BASE) {
         let candidate = base as u16;
         // Cheap registry test first; sockets only for candidates that pass it.
-        if registry.siblings.iter().any(|m| m.handle != handle && overlaps(m.port, candidate)) {
+        if claims.iter().any(|c| c.handle != handle && overlaps(c.base, candidate)) {
             base += 1;
             continue;
         }
@@ -98,8 +121,9 @@ mod tests {
     use crate::testing::FakePorts;
     use std::collections::BTreeSet;
 
-    fn registry(members: &[(&str, u16)]) -> Registry {
-        Registry { version: 1, siblings: members.iter().map(|(h, p)| member(h, *p)).collect() }
+    fn registry(members: &[(&str, u16)]) -> Vec<Claim> {
+        let registry = Registry { version: 1, siblings: members.iter().map(|(h, p)| member(h, *p)).collect() };
+        claims(&registry, &[])
     }
 
     #[test]
@@ -112,7 +136,7 @@ mod tests {
         let ports = FakePorts::default();
         let r = registry(&[("amy", 18790)]);
         let found = conflicts(18791, "new", &r, &ports);
-        assert_eq!(found, [Conflict::Sibling { handle: "amy".into(), base: 18790 }]);
+        assert_eq!(found, [Conflict::Sibling { handle: "amy".into(), base: 18790, pending: false }]);
         assert!(found[0].describe(18791).contains("18790-18792, 18801-18900"));
         assert!(conflicts(18791, "amy", &r, &ports).is_empty(), "a sibling never conflicts with itself");
     }
@@ -124,6 +148,32 @@ mod tests {
         assert_eq!(next_free(18790, "new", &r, &ports), Some(18901));
         let r = registry(&[("amy", 18790), ("bob", 18901)]);
         assert_eq!(next_free(18790, "new", &r, &ports), Some(19012));
+    }
+
+    #[test]
+    fn a_journal_claims_its_range_like_a_registered_sibling() {
+        let ports = FakePorts::default();
+        let registry = Registry { version: 1, siblings: vec![member("amy", 18790)] };
+        let journal = |handle: &str, port| Journal {
+            handle: handle.into(),
+            principal_id: "p".into(),
+            family_id: "f".into(),
+            port,
+            task_id: None,
+            onboarding_channel_id: None,
+            vault_id: None,
+            started_at: String::new(),
+            done: vec![],
+            current: None,
+            reported: vec![],
+        };
+        let all = claims(&registry, &[journal("bob", 18901), journal("amy", 18790)]);
+        assert_eq!(all.iter().map(|c| (c.handle.as_str(), c.pending)).collect::<Vec<_>>(), [("amy", false), ("bob", true)], "amy counts once");
+        assert_eq!(next_free(18790, "new", &all, &ports), Some(19012));
+        let found = conflicts(18905, "new", &all, &ports);
+        assert_eq!(found, [Conflict::Sibling { handle: "bob".into(), base: 18901, pending: true }]);
+        assert!(found[0].describe(18905).starts_with("the provision of bob (under way or interrupted"), "{}", found[0].describe(18905));
+        assert!(conflicts(18901, "bob", &all, &ports).is_empty(), "its own journal is no conflict");
     }
 
     #[test]

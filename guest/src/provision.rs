@@ -2,14 +2,19 @@
 //! with a journal written around every step, and on any failure in the first five the
 //! spec's complete rollback (`crate::rollback`). An interrupted provision (its process
 //! killed) is finished by `provision --resume` or undone by `rollback`.
+//!
+//! Provisions for one lead run side by side: the family lock is held only for admission
+//! with the journal that claims the port, the service install and start, and the registry
+//! update — never for the home's files, the vault, the health wait or the reports.
 
 use crate::caps::{Caps, Level};
+use crate::family_lock::FamilyLock;
 use crate::file_ops::FileOp;
 use crate::health::{self, Healthy};
 use crate::journal::{Journal, Step};
 use crate::layout::LeadLayout;
 use crate::plan::{self, Provisioning};
-use crate::registry::{Member, Registry};
+use crate::registry::{self, Member};
 use crate::rollback::{self, Done};
 use crate::secret::scrub;
 use crate::sesame::{self, Sesame, vault_id};
@@ -20,6 +25,8 @@ use crate::wit::{CommandError, Context, Failure, FieldError, ProvisionOutcome, P
 /// refusals change nothing; a failure in steps 1-5 is rolled back completely; a failure
 /// to report leaves the healthy sibling running and lists what was not reported.
 pub fn provision(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<ProvisionOutcome, CommandError> {
+    // Admission and the journal that claims the port, as one step for concurrent runs.
+    let family = FamilyLock::take(caps).map_err(CommandError::Refused)?;
     let p = plan::build(caps, ctx, request)?;
     if !p.conflicts.is_empty() {
         return Err(CommandError::InvalidInput(FieldError {
@@ -28,6 +35,7 @@ pub fn provision(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Resu
         }));
     }
     let mut run = Run::start(caps, ctx, &p)?;
+    drop(family);
     match run.steps() {
         Ok((steps, healthy)) => Ok(run.finish(steps, healthy)),
         Err(e) => Err(run.roll_back(e)),
@@ -97,6 +105,7 @@ impl<'a> Run<'a> {
             Step::Config | Step::Workspace => self.write_files(step)?,
             Step::Vault => self.journal.vault_id = Some(self.create_vault()?),
             Step::Service => {
+                let _family = FamilyLock::take(caps).map_err(|e| fail(step, e))?;
                 caps.services.install(&p.service).map_err(|e| fail(step, format!("installing {}: {}", p.label, e.message())))?;
                 self.done.service_installed = true;
                 caps.services.start(&p.label).map_err(|e| fail(step, format!("starting {}: {}", p.label, e.message())))?;
@@ -187,10 +196,10 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Adds the sibling to the registry (under the family lock, re-read first).
     fn register(&self) -> Result<(), String> {
         let (p, t) = (self.p, &self.p.task);
-        let mut registry = Registry::load(self.caps.files, &self.lead)?;
-        registry.upsert(Member {
+        let member = Member {
             handle: t.handle.clone(),
             principal_id: t.principal_id.clone(),
             family_id: t.family_id.clone(),
@@ -201,8 +210,8 @@ impl<'a> Run<'a> {
             status: "online".into(),
             task_id: t.task_id.clone(),
             onboarding_channel_id: t.onboarding_channel_id.clone(),
-        });
-        registry.save(self.caps.files, &self.lead)
+        };
+        registry::update(self.caps, &self.lead, |r| r.upsert(member))
     }
 
     /// Sends the report calls Sesame has not accepted yet (a resumed provision may have

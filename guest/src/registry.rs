@@ -7,7 +7,8 @@
 //! (fields `ocHome`/`label` of older files are ignored), and a handle that breaks the
 //! naming rules makes the whole file corrupt.
 
-use crate::caps::{FsError, Files};
+use crate::caps::{Caps, FsError, Files};
+use crate::family_lock::FamilyLock;
 use crate::layout::LeadLayout;
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +109,15 @@ impl Registry {
         self.siblings.retain(|m| m.handle != handle);
         self.siblings.len() != before
     }
+}
+
+/// Changes the registry as one step for concurrent runs: under the family lock, re-read,
+/// changed by `change`, written.
+pub fn update(caps: &Caps, lead: &LeadLayout, change: impl FnOnce(&mut Registry)) -> Result<(), String> {
+    let _family = FamilyLock::take(caps)?;
+    let mut registry = Registry::load(caps.files, lead)?;
+    change(&mut registry);
+    registry.save(caps.files, lead)
 }
 
 #[cfg(test)]

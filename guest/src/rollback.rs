@@ -3,9 +3,10 @@
 
 use crate::archive::archive_and_remove;
 use crate::caps::{Caps, Level, RunState};
+use crate::family_lock::FamilyLock;
 use crate::journal::Journal;
 use crate::layout::LeadLayout;
-use crate::registry::Registry;
+use crate::registry::{self, Registry};
 use crate::secret::{Secret, scrub};
 use crate::sesame::{self, Sesame};
 use crate::task;
@@ -56,10 +57,7 @@ impl Undo<'_> {
         let label = &naming::label(&journal.handle);
         if done.service_installed {
             let _ = caps.services.stop(label);
-            record("remove the service", match caps.services.uninstall(label) {
-                Ok(()) => Ok(format!("{label} stopped and removed")),
-                Err(e) => Err(format!("{label}: {}", e.message())),
-            });
+            record("remove the service", self.remove_service(label));
         }
         let mut archive = None;
         if done.home_created {
@@ -80,14 +78,26 @@ impl Undo<'_> {
         }
         (steps, archive)
     }
+
+    /// Removes the stopped service `label`, under the family lock (service installs and
+    /// removals are serialised).
+    fn remove_service(&self, label: &str) -> Result<String, String> {
+        let _family = FamilyLock::take(self.caps)?;
+        match self.caps.services.uninstall(label) {
+            Ok(()) => Ok(format!("{label} stopped and removed")),
+            Err(e) => Err(format!("{label}: {}", e.message())),
+        }
+    }
 }
 
 /// Undoes the interrupted provision of `handle` from its journal: whatever of its
 /// service and home exists is removed (the home archived first), Sesame is told, and the
-/// journal (and a registry entry, if it got that far) is removed.
+/// journal (and a registry entry, if it got that far) is removed. A provision still under
+/// way in another run is not interrupted, and is refused.
 pub fn rollback_interrupted(caps: &Caps, ctx: &Context, handle: &str) -> Result<RollbackOutcome, CommandError> {
     task::validate_handle(handle, &ctx.lead_handles)
         .map_err(|message| CommandError::InvalidInput(FieldError { field: "handle".into(), message }))?;
+    caps.family.claim(handle).map_err(|why| CommandError::Refused(format!("{why}; it is not interrupted: wait for it to end")))?;
     let lead = LeadLayout::new(&ctx.lead_home);
     let journal = Journal::load(caps.files, &lead, handle)
         .map_err(CommandError::Refused)?
@@ -98,9 +108,11 @@ pub fn rollback_interrupted(caps: &Caps, ctx: &Context, handle: &str) -> Result<
     caps.progress.emit(Level::Step, &format!("rolling back the provision of {handle}, interrupted at {position}"));
     let undo = Undo { caps, ctx, sesame: &sesame, secrets: &[] };
     let (mut steps, archive) = undo.run(&journal, &done, &format!("interrupted at {position}"));
-    let mut registry = Registry::load(caps.files, &lead).map_err(CommandError::Refused)?;
-    if registry.remove(handle) {
-        let (ok, detail) = match registry.save(caps.files, &lead) {
+    let registry = Registry::load(caps.files, &lead).map_err(CommandError::Refused)?;
+    if registry.find(handle).is_some() {
+        let (ok, detail) = match registry::update(caps, &lead, |r| {
+            r.remove(handle);
+        }) {
             Ok(()) => (true, format!("{handle} removed")),
             Err(d) => (false, d),
         };

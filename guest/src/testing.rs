@@ -38,6 +38,22 @@ impl Timeline {
     pub fn has(&self, prefix: &str) -> bool {
         self.0.borrow().iter().any(|e| e.starts_with(prefix))
     }
+
+    /// For each entry that starts with `prefix`, in order: whether the family lock was
+    /// held then (between a `lock` and its `unlock`).
+    pub fn locked(&self, prefix: &str) -> Vec<bool> {
+        let mut held = false;
+        let mut found = Vec::new();
+        for entry in self.0.borrow().iter() {
+            match entry.as_str() {
+                "lock" => held = true,
+                "unlock" => held = false,
+                e if e.starts_with(prefix) => found.push(held),
+                _ => {}
+            }
+        }
+        found
+    }
 }
 
 /// One node of the in-memory file system.
@@ -554,6 +570,50 @@ impl Random for CountingRandom {
     }
 }
 
+/// The family lock and claims: the outermost `lock` and `unlock` (the host's real
+/// transitions) and each `claim HANDLE` go to the timeline.
+#[derive(Default)]
+pub struct FakeFamily {
+    pub depth: Cell<u32>,
+    /// When set, `lock` fails with this reason.
+    pub refuse: RefCell<Option<String>>,
+    /// Handles a live run elsewhere holds.
+    pub held_elsewhere: RefCell<BTreeSet<String>>,
+    pub timeline: Timeline,
+}
+
+impl Family for FakeFamily {
+    fn lock(&self) -> Result<(), String> {
+        if let Some(why) = self.refuse.borrow().clone() {
+            return Err(why);
+        }
+        if self.depth.get() == 0 {
+            self.timeline.push("lock".into());
+        }
+        self.depth.set(self.depth.get() + 1);
+        Ok(())
+    }
+
+    fn unlock(&self) {
+        match self.depth.get() {
+            0 => {}
+            1 => {
+                self.depth.set(0);
+                self.timeline.push("unlock".into());
+            }
+            n => self.depth.set(n - 1),
+        }
+    }
+
+    fn claim(&self, handle: &str) -> Result<(), String> {
+        if self.held_elsewhere.borrow().contains(handle) {
+            return Err(format!("another agent-provisioner run (pid 4711 provision) is working on {handle}"));
+        }
+        self.timeline.push(format!("claim {handle}"));
+        Ok(())
+    }
+}
+
 /// One of each fake, ready to hand out as [`Caps`].
 pub struct World {
     /// The effects of all the fakes, in order.
@@ -565,6 +625,7 @@ pub struct World {
     pub ports: FakePorts,
     pub progress: RecordingProgress,
     pub random: CountingRandom,
+    pub family: FakeFamily,
 }
 
 impl World {
@@ -574,6 +635,7 @@ impl World {
         Self {
             fs: MemFs { timeline: timeline.clone(), ..MemFs::default() },
             services: FakeServices { timeline: timeline.clone(), ..FakeServices::default() },
+            family: FakeFamily { timeline: timeline.clone(), ..FakeFamily::default() },
             timeline,
             http,
             clock: FakeClock::default(),
@@ -592,6 +654,7 @@ impl World {
             ports: &self.ports,
             progress: &self.progress,
             random: &self.random,
+            family: &self.family,
         }
     }
 }

@@ -457,7 +457,7 @@ mod native {
 
     impl World {
         pub fn caps(&self) -> Caps<'_> {
-            Caps { files: self, services: self, http: self, clock: self, ports: self, progress: self, random: self }
+            Caps { files: self, services: self, http: self, clock: self, ports: self, progress: self, random: self, family: self }
         }
     }
 
@@ -478,8 +478,12 @@ mod native {
                 Err(e) => Err(io(path, e)),
             }
         }
+        /// One level (the journals' directory, which a plan lists), sorted.
         fn walk_tree(&self, path: &str) -> Result<Vec<String>, FsError> {
-            Err(FsError::Denied(path.into()))
+            let entries = std::fs::read_dir(path).map_err(|e| io(path, e))?;
+            let mut names: Vec<String> = entries.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned())).collect::<Result<_, _>>().map_err(|e| io(path, e))?;
+            names.sort();
+            Ok(names)
         }
         fn remove_tree(&self, path: &str) -> Result<(), FsError> {
             Err(FsError::Denied(path.into()))
@@ -553,6 +557,17 @@ mod native {
     impl Random for World {
         fn fill(&self, buf: &mut [u8]) {
             buf.fill(7);
+        }
+    }
+
+    /// A plan takes no lock and only checks its claim: nothing to do alone.
+    impl Family for World {
+        fn lock(&self) -> Result<(), String> {
+            Ok(())
+        }
+        fn unlock(&self) {}
+        fn claim(&self, _: &str) -> Result<(), String> {
+            Ok(())
         }
     }
 }

@@ -1,6 +1,7 @@
 //! From command-line arguments to a finished command: set the sandbox up
 //! ([`crate::setup`]), load the component, run it, render the answer.
 
+use crate::bindings::commands::{CommandError, FieldError};
 use crate::cli::{Cli, Command, SkillCommand, SkillInstallArgs};
 use crate::output::{self, EXIT_FAILED, EXIT_INVALID, Rendered};
 use crate::contract::{Error, Output, SkillFile, SkillReport};
@@ -27,6 +28,13 @@ pub fn run(cli: Cli) -> Rendered {
             Ok(rendered) => rendered,
             Err(e) => output::host_error(name, EXIT_FAILED, &format!("{e:#}"), as_json),
         };
+    }
+    if let Command::Provision(p) = &cli.command {
+        match crate::batch::tasks(p) {
+            Err(message) => return output::command_error(name, &CommandError::InvalidInput(FieldError { field: "task".into(), message }), as_json),
+            Ok(Some(tasks)) => return crate::batch::run(name, p, tasks, as_json),
+            Ok(None) => {}
+        }
     }
     match prepare(&cli) {
         Err(SetupError::Environment(e)) => output::host_error(name, EXIT_INVALID, &format!("{e:#}"), as_json),

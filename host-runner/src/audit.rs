@@ -154,11 +154,12 @@ fn now_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 
-/// Appends `line` to the log, if there is one. An audit line that cannot be written is
-/// reported, never fatal to the guest.
+/// Appends `line` to the log, if there is one, in one write: concurrent runs append to
+/// the same log, and `O_APPEND` keeps each write whole. An audit line that cannot be
+/// written is reported, never fatal to the guest.
 fn write_line(sink: &mut Sink, line: &str) {
     if let Some(file) = sink.file.as_mut()
-        && let Err(e) = writeln!(file, "{line}")
+        && let Err(e) = file.write_all(format!("{line}\n").as_bytes())
     {
         crate::secret::eprint_line(&format!("agent-provisioner: cannot write the audit log: {e}"));
     }

@@ -1,5 +1,6 @@
 //! Command-line arguments.
 
+use crate::family::LockScope;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -27,7 +28,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Provision a sibling from a "Provision agent: ..." task (or show the plan).
+    /// Provision a sibling from a "Provision agent: ..." task (or show the plan); several
+    /// tasks (or a directory of them) are provisioned side by side.
     Provision(ProvisionArgs),
     /// Start a sibling's gateway service.
     Start(HandleArg),
@@ -81,14 +83,16 @@ impl Command {
         }
     }
 
-    /// Whether it changes the family, and so runs under the lead's lock, one at a time.
-    pub fn changes_family(&self) -> bool {
+    /// How it holds the lead's family lock: short commands for the whole run; provision,
+    /// start and restart (which wait for a gateway) only around what must be serialised;
+    /// commands that change nothing not at all.
+    pub fn lock_scope(&self) -> LockScope {
         match self {
-            Command::Provision(p) => !p.plan,
-            Command::Restore(_) => true,
-            Command::Start(_) | Command::Stop(_) | Command::Restart(_) | Command::Deprovision(_) | Command::Rollback(_) => true,
-            Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => false,
-            Command::Supervise(_) => false,
+            Command::Provision(p) if p.plan => LockScope::None,
+            Command::Provision(_) | Command::Start(_) | Command::Restart(_) => LockScope::OnDemand,
+            Command::Stop(_) | Command::Deprovision(_) | Command::Rollback(_) | Command::Restore(_) => LockScope::Whole,
+            Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => LockScope::None,
+            Command::Supervise(_) => LockScope::None,
         }
     }
 
@@ -109,9 +113,14 @@ impl Command {
 #[derive(Debug, Args)]
 pub struct ProvisionArgs {
     /// The task: a file, or `-` for stdin. The whole task object, its notes object, or
-    /// the notes string are all accepted.
-    #[arg(long, value_name = "FILE|-")]
-    pub task: String,
+    /// the notes string are all accepted. Repeat it, or name a directory (its `*.json`
+    /// files, sorted), to provision several siblings at once, each in its own run: one
+    /// report, each sibling's outcome separate, a failure rolls back only its own sibling.
+    #[arg(long, value_name = "FILE|DIR|-", required = true)]
+    pub task: Vec<String>,
+    /// With several tasks: how many run at once.
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
     /// Validate and print every file, service action and Sesame call; change nothing.
     #[arg(long)]
     pub plan: bool,
@@ -127,6 +136,13 @@ pub struct ProvisionArgs {
     /// Where provider keys go: `.env` (current OpenClaw) or the legacy auth.json layout.
     #[arg(long, value_enum, default_value_t = Layout::EnvFile)]
     pub credential_layout: Layout,
+}
+
+impl ProvisionArgs {
+    /// The task of a provision of one (several go through [`crate::batch`]).
+    pub fn single_task(&self) -> &str {
+        &self.task[0]
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +248,9 @@ pub struct Global {
     /// Print only warnings and denials on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Do not print the sandbox grants at the start (`grants` prints them).
+    #[arg(long, global = true)]
+    pub no_banner: bool,
     /// Print where the time went (engine, component load, instantiation, call) on stderr.
     #[arg(long, global = true)]
     pub timings: bool,
@@ -332,32 +351,41 @@ mod tests {
     fn provision_takes_the_task_from_stdin() {
         let cli = Cli::try_parse_from(["agent-provisioner", "--home", "/h", "provision", "--task", "-", "--plan", "--json"]).unwrap();
         match &cli.command {
-            Command::Provision(p) => assert!(p.plan && p.task == "-"),
+            Command::Provision(p) => assert!(p.plan && p.task == ["-"]),
             other => panic!("{other:?}"),
         }
         assert!(cli.global.json);
         assert_eq!(cli.command.name(), "plan");
-        assert!(!cli.command.changes_family() && !cli.command.needs_openclaw(), "a plan changes nothing");
+        assert!(cli.command.lock_scope() == LockScope::None && !cli.command.needs_openclaw(), "a plan changes nothing");
     }
 
     #[test]
-    fn each_command_says_whether_it_changes_the_family_and_runs_openclaw() {
-        for (args, name, changes, runs) in [
-            (&["provision", "--task", "t"][..], "provision", true, true),
-            (&["start", "nova"], "start", true, false),
-            (&["restart", "nova"], "restart", true, false),
-            (&["stop", "nova"], "stop", true, false),
-            (&["deprovision", "nova"], "deprovision", true, false),
-            (&["rollback", "nova"], "rollback", true, false),
-            (&["restore", "nova", "--auto-port"], "restore", true, true),
-            (&["health"], "health", false, false),
-            (&["list"], "list", false, false),
-            (&["ports"], "ports", false, false),
-            (&["grants"], "grants", false, false),
-            (&["__supervise", "--services", "/s", "com.openclaw.nova"], "__supervise", false, false),
+    fn provision_takes_several_tasks() {
+        let cli = Cli::try_parse_from(["agent-provisioner", "provision", "--task", "a.json", "--task=b.json", "--jobs", "2"]).unwrap();
+        let Command::Provision(p) = &cli.command else { panic!("provision") };
+        assert_eq!((p.task.as_slice(), p.jobs), (&["a.json".to_string(), "b.json".to_string()][..], 2));
+        assert!(Cli::try_parse_from(["agent-provisioner", "provision"]).is_err(), "a task is required");
+        assert!(Cli::try_parse_from(["agent-provisioner", "provision", "--task", "a", "--jobs", "0"]).is_err());
+    }
+
+    #[test]
+    fn each_command_says_how_it_holds_the_family_lock_and_whether_it_runs_openclaw() {
+        for (args, name, scope, runs) in [
+            (&["provision", "--task", "t"][..], "provision", LockScope::OnDemand, true),
+            (&["start", "nova"], "start", LockScope::OnDemand, false),
+            (&["restart", "nova"], "restart", LockScope::OnDemand, false),
+            (&["stop", "nova"], "stop", LockScope::Whole, false),
+            (&["deprovision", "nova"], "deprovision", LockScope::Whole, false),
+            (&["rollback", "nova"], "rollback", LockScope::Whole, false),
+            (&["restore", "nova", "--auto-port"], "restore", LockScope::Whole, true),
+            (&["health"], "health", LockScope::None, false),
+            (&["list"], "list", LockScope::None, false),
+            (&["ports"], "ports", LockScope::None, false),
+            (&["grants"], "grants", LockScope::None, false),
+            (&["__supervise", "--services", "/s", "com.openclaw.nova"], "__supervise", LockScope::None, false),
         ] {
             let command = Cli::try_parse_from(["agent-provisioner"].iter().chain(args)).unwrap().command;
-            assert_eq!((command.name(), command.changes_family(), command.needs_openclaw()), (name, changes, runs), "{args:?}");
+            assert_eq!((command.name(), command.lock_scope(), command.needs_openclaw()), (name, scope, runs), "{args:?}");
         }
     }
 }

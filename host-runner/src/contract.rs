@@ -4,23 +4,26 @@
 //! are lowercase `kebab-case` (`running`, `not-installed`, `invalid-input`). The types are
 //! converted from the component's WIT records here, so renaming a WIT field cannot silently
 //! change what agents read; `agent-provisioner schema` prints the JSON Schema derived from
-//! them, which is kept in the repository as `schema/output.schema.json`.
+//! them, which is kept in the repository as `schema/output.schema.json`. The types also
+//! read documents back: a `provision` of several tasks collects its runs' documents.
 
 use crate::bindings::commands as wit;
 use crate::bindings::{RunState as WitRunState, TreeStats};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One command's result: `ok` with the command's own field, or `error`.
-#[derive(Debug, Default, Serialize, JsonSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Output {
     /// The command: `plan`, `provision`, `start`, `stop`, `restart`, `deprovision`,
     /// `restore`, `rollback`, `health`, `list`, `ports`, `grants`, `skill`.
     pub command: String,
+    /// The command did what was asked; for several tasks, every task's run did.
     pub ok: bool,
     /// The process's exit code: 0 done, 1 failed and rolled back, 2 invalid or refused,
-    /// 3 running but not reported to Sesame.
+    /// 3 running but not reported to Sesame. For several tasks, the worst of theirs: 1
+    /// over 2 over 3 over 0.
     pub exit_code: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
@@ -37,12 +40,25 @@ pub struct Output {
     pub grants: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skill: Option<SkillReport>,
+    /// `provision` (or `plan`) of several tasks: each task's own document, in the order
+    /// the tasks were given. Each sibling's outcome or error is there, not at the top.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<TaskOutput>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Error>,
 }
 
+/// One task of a `provision` of several: the task file and the document its run printed.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskOutput {
+    /// The task file, as given (or found in a directory given).
+    pub task: String,
+    pub output: Output,
+}
+
 /// Why a command did not succeed.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Error {
     /// A task field is not acceptable; nothing was changed (exit 2).
@@ -56,7 +72,7 @@ pub enum Error {
 }
 
 /// Whether a service runs.
-#[derive(Debug, Clone, Copy, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunState {
     Running,
@@ -68,7 +84,7 @@ pub enum RunState {
 }
 
 /// Everything a provision would do, in order.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     pub handle: String,
@@ -83,7 +99,7 @@ pub struct Plan {
 }
 
 /// One file-system effect of a plan.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlannedFile {
     pub path: String,
@@ -98,7 +114,7 @@ pub struct PlannedFile {
 }
 
 /// One service action of a plan.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlannedService {
     pub action: String,
@@ -107,7 +123,7 @@ pub struct PlannedService {
 }
 
 /// One Sesame request of a plan (secrets masked).
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlannedCall {
     pub method: String,
@@ -117,7 +133,7 @@ pub struct PlannedCall {
 }
 
 /// How long a planning phase took.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PhaseTime {
     pub phase: String,
@@ -125,7 +141,7 @@ pub struct PhaseTime {
 }
 
 /// What a provision, lifecycle command, restore or rollback did.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Outcome {
     Provision(ProvisionOutcome),
@@ -135,7 +151,7 @@ pub enum Outcome {
 }
 
 /// A provisioned sibling.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisionOutcome {
     pub handle: String,
@@ -151,7 +167,7 @@ pub struct ProvisionOutcome {
 }
 
 /// How long a provision step took.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepTime {
     pub step: String,
@@ -159,7 +175,7 @@ pub struct StepTime {
 }
 
 /// A lifecycle command's result.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleOutcome {
     pub handle: String,
@@ -176,7 +192,7 @@ pub struct LifecycleOutcome {
 }
 
 /// What an archive holds.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Archived {
     pub files: u32,
@@ -185,7 +201,7 @@ pub struct Archived {
 }
 
 /// A sibling restored from its archive.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreOutcome {
     pub handle: String,
@@ -208,7 +224,7 @@ pub struct RestoreOutcome {
 }
 
 /// What `rollback` undid of an interrupted provision.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackOutcome {
     pub handle: String,
@@ -218,7 +234,7 @@ pub struct RollbackOutcome {
 }
 
 /// One rollback action.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackStep {
     pub action: String,
@@ -227,7 +243,7 @@ pub struct RollbackStep {
 }
 
 /// A family health check.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthReport {
     pub siblings: Vec<SiblingHealth>,
@@ -235,7 +251,7 @@ pub struct HealthReport {
 }
 
 /// Health of one sibling.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiblingHealth {
     pub handle: String,
@@ -255,7 +271,7 @@ pub struct SiblingHealth {
 }
 
 /// A registered sibling.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
     pub handle: String,
@@ -273,7 +289,7 @@ pub struct Member {
 }
 
 /// What is taken, and the next base `--auto-port` would pick.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortReport {
     pub claims: Vec<PortClaim>,
@@ -281,7 +297,7 @@ pub struct PortReport {
 }
 
 /// The ports one sibling's gateway claims.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortClaim {
     pub handle: String,
@@ -290,10 +306,13 @@ pub struct PortClaim {
     pub ranges: String,
     /// Which of them something listens on now.
     pub listening: Vec<u16>,
+    /// Held by the journal of a provision under way or interrupted, not by a registered
+    /// sibling.
+    pub pending: bool,
 }
 
 /// `skill install [--check]`: the skill directory and each file's state.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkillReport {
     pub dir: String,
@@ -301,7 +320,7 @@ pub struct SkillReport {
 }
 
 /// One installed file of the skill.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkillFile {
     pub path: String,
@@ -483,7 +502,13 @@ impl From<&wit::PortReport> for PortReport {
             claims: r
                 .claims
                 .iter()
-                .map(|c| PortClaim { handle: c.handle.clone(), base: c.base, ranges: c.ranges.clone(), listening: c.listening.clone() })
+                .map(|c| PortClaim {
+                    handle: c.handle.clone(),
+                    base: c.base,
+                    ranges: c.ranges.clone(),
+                    listening: c.listening.clone(),
+                    pending: c.pending,
+                })
                 .collect(),
             next_free: r.next_free,
         }

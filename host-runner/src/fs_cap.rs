@@ -267,7 +267,9 @@ impl FsCap {
 
     fn walk_tree_inner(&self, path: &str) -> Fs<Vec<String>> {
         let r = self.check("walk-tree", path, false)?;
-        only_sibling_source(path, &r)?;
+        if r.kind != Kind::ProvisionerState {
+            only_sibling_source(path, &r)?;
+        }
         let dir = self.existing_root(path, &r)?.open_dir(rel(&r)).map_err(|e| io_error(path, e))?;
         let mut out = Vec::new();
         walk(&dir, "", &mut out, MAX_WALK_ENTRIES).map_err(|e| io_error(path, e))?;
@@ -545,8 +547,8 @@ impl fs::Host for FsCap {
     }
 }
 
-/// Bulk reads (walk, archive) take only a sibling home: never the lead's home, the
-/// provisioner's state or the logs.
+/// Bulk reads take only a sibling home — never the lead's home or the logs; the
+/// provisioner's own state (its journals) may be walked, not archived.
 fn only_sibling_source(path: &str, r: &Resolved) -> Fs<()> {
     match r.kind {
         Kind::SiblingHome(_) => Ok(()),

@@ -6,12 +6,14 @@ pub mod app;
 pub mod archive;
 pub mod atomic;
 pub mod audit;
+pub mod batch;
 pub mod bindings;
 pub mod cli;
 pub mod contract;
 pub mod credentials;
 pub mod deadline;
 pub mod engine;
+pub mod family;
 pub mod fs_cap;
 #[cfg(test)]
 mod function_length;

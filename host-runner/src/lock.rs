@@ -1,13 +1,16 @@
-//! The host-wide lock: commands that change the family (provision, rollback, lifecycle)
-//! run one at a time per lead, so the registry, the journals and port planning never see
-//! a half-done change by a concurrent run. A second run waits (saying so), bounded.
+//! The lead's family lock, `<lead home>/logs/agent-provisioner.lock`: what changes the
+//! family's bookkeeping (the registry, the journals that claim ports, service installs and
+//! removals) happens one run at a time per lead, so port planning never sees a half-done
+//! change by a concurrent run. Held for whole commands (`stop`, `deprovision`,
+//! `rollback`) or, through the `family` capability ([`crate::family`]), only around those
+//! changes. A second run waits (saying so), bounded.
 
 use anyhow::{Context as _, Result, bail};
 use rustix::fs::{FlockOperation, flock};
 use std::fs::File;
 use std::io::{Read as _, Seek as _, Write as _};
 use std::os::unix::fs::DirBuilderExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Held for as long as it lives.
@@ -15,13 +18,18 @@ pub struct HostLock {
     _file: File,
 }
 
-/// Takes `<lead home>/logs/agent-provisioner.lock` (beside the audit log: host
-/// bookkeeping, not provisioning state), waiting at most `timeout`. A symbolic link (or
-/// anything but a regular file) at the lock's path is refused, not followed.
+/// `<lead home>/logs/agent-provisioner.lock` (beside the audit log: host bookkeeping, not
+/// provisioning state).
+pub fn path(lead_home: &Path) -> PathBuf {
+    lead_home.join("logs/agent-provisioner.lock")
+}
+
+/// Takes the lock at [`path`], waiting at most `timeout`. A symbolic link (or anything but
+/// a regular file) at the lock's path is refused, not followed.
 pub fn acquire(lead_home: &Path, timeout: Duration) -> Result<HostLock> {
-    let dir = lead_home.join("logs");
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("agent-provisioner.lock");
+    let path = path(lead_home);
+    let dir = path.parent().expect("the lock lives in a directory");
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut options = cap_std::fs::OpenOptions::new();
     cap_std::fs::OpenOptionsExt::mode(options.read(true).write(true).create(true).truncate(false), 0o600);
     let mut file = crate::safe_open::open_no_follow(&options, &path, "the host lock")?;
@@ -43,7 +51,8 @@ pub fn acquire(lead_home: &Path, timeout: Duration) -> Result<HostLock> {
     Ok(HostLock { _file: file })
 }
 
-fn holder(file: &mut File) -> String {
+/// Who holds a lock file, as its holder wrote it (`pid N`).
+pub(crate) fn holder(file: &mut File) -> String {
     let mut text = String::new();
     let _ = file.rewind().and_then(|_| file.read_to_string(&mut text));
     if text.trim().is_empty() { "pid unknown".into() } else { text.trim().to_string() }

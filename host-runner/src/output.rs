@@ -259,7 +259,9 @@ fn ports_text(report: &PortReport) -> String {
     let mut out = format!("{:<20} {:>6}  {:<26} {}\n", "SIBLING", "BASE", "CLAIMS", "LISTENING");
     for c in &report.claims {
         let listening: Vec<String> = c.listening.iter().map(u16::to_string).collect();
-        let _ = writeln!(out, "{:<20} {:>6}  {:<26} {}", c.handle, c.base, c.ranges, if listening.is_empty() { "-".into() } else { listening.join(", ") });
+        let listening = if listening.is_empty() { "-".into() } else { listening.join(", ") };
+        let pending = if c.pending { "  (provision under way or interrupted)" } else { "" };
+        let _ = writeln!(out, "{:<20} {:>6}  {:<26} {listening}{pending}", c.handle, c.base, c.ranges);
     }
     match report.next_free {
         Some(port) => { let _ = writeln!(out, "next free base: {port}"); }

@@ -8,8 +8,9 @@
 //! messages) is kept in memory, bounded, and printed scrubbed when the call ends.
 
 use crate::audit::{Audit, Decision};
-use crate::bindings::openclaw::provisioner::{fs, ports, progress, service, types};
+use crate::bindings::openclaw::provisioner::{family, fs, ports, progress, service, types};
 use crate::bindings::{Provisioner, commands};
+use crate::family::FamilyCap;
 use crate::fs_cap::FsCap;
 use crate::http_gate::HttpGate;
 use crate::limits::{Denial, StoreBudget};
@@ -54,6 +55,8 @@ pub struct Capabilities {
     /// The `wasi:http` hook: only the Sesame API and the siblings' gateway ports.
     pub gate: HttpGate,
     pub progress: ProgressSink,
+    /// The lead's family lock and handle claims.
+    pub family: FamilyCap,
     /// Where a limit the component runs into is recorded.
     pub audit: Arc<Audit>,
 }
@@ -67,6 +70,7 @@ fn link_capabilities(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     fs::add_to_linker::<_, HasSelf<FsCap>>(linker, |s| &mut s.caps.fs)?;
     service::add_to_linker::<_, HasSelf<ServiceCap>>(linker, |s| &mut s.caps.services)?;
     ports::add_to_linker::<_, HasSelf<PortsCap>>(linker, |s| &mut s.caps.ports)?;
+    family::add_to_linker::<_, HasSelf<FamilyCap>>(linker, |s| &mut s.caps.family)?;
     progress::add_to_linker::<_, HasSelf<ProgressSink>>(linker, |s| &mut s.caps.progress)
 }
 
@@ -157,6 +161,8 @@ impl Sandbox {
         let call = self.call(&mut store, &ctx, command, started);
         let result = tokio::time::timeout(limits.deadline + Duration::from_secs(1), call).await;
         ticker.abort();
+        // Whatever the component did, its lock and claim end with its run.
+        store.data_mut().caps.family.end_of_run();
         print_guest_stderr(&stderr.contents());
         match result {
             Err(_) => Err(anyhow!("the component ran past its deadline of {:?}", limits.deadline)),

@@ -1,5 +1,5 @@
 //! Sandbox setup: from the command line to what one command runs with — the lead's
-//! lock, the grants and capabilities, the banner that shows them, the component's
+//! family lock (for the short commands that hold it throughout), the grants and capabilities, the banner that shows them, the component's
 //! command and its context. Every grant derives from `--home` and `--lead-home`.
 
 use crate::audit::{Audit, Decision};
@@ -8,6 +8,7 @@ use crate::bindings::{CredentialLayout, ServiceBackend, ServiceError};
 use crate::cli::{Cli, Command, Global, Layout, Manager};
 use crate::contract::Output;
 use crate::credentials::LeadKeys;
+use crate::family::{FamilyCap, LockScope};
 use crate::fs_cap::{FsCap, LeadPlugins};
 use crate::grants::{GrantConfig, Grants};
 use crate::host_state::HostState;
@@ -45,8 +46,6 @@ pub struct Prepared {
     pub caps: Capabilities,
     pub ctx: Context,
     pub command: runtime::Command,
-    /// Held while a command that changes the family runs.
-    _lock: Option<crate::lock::HostLock>,
 }
 
 /// Where every grant derives from.
@@ -85,10 +84,12 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     let g = &cli.global;
     let home = paths::home_dir(g)?;
     let homes = Homes { lead_home: paths::lead_home(g, &home)?, home };
-    // Commands that change the family run one at a time per lead.
-    let lock = match cli.command.changes_family() {
-        true => Some(crate::lock::acquire(&homes.lead_home, Duration::from_secs(g.lock_timeout))?),
-        false => None,
+    // Short commands that change the family hold its lock throughout; the others take it
+    // through the `family` capability, only around what must be serialised.
+    let scope = cli.command.lock_scope();
+    let lock = match scope {
+        LockScope::Whole => Some(crate::lock::acquire(&homes.lead_home, Duration::from_secs(g.lock_timeout))?),
+        LockScope::OnDemand | LockScope::None => None,
     };
     start_deadline(cli);
     let lead = read_lead(&homes.lead_home)?;
@@ -100,7 +101,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         print_grants(banner, g.json);
         return Ok(None);
     }
-    if !g.quiet {
+    if !g.quiet && !g.no_banner {
         secret::eprint_line("agent-provisioner: sandbox grants:");
         banner.iter().for_each(|line| secret::eprint_line(&format!("  {line}")));
     }
@@ -108,18 +109,22 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     let ctx = context(cli, &homes, &run, &lead);
     let Guards { grants, mut services, gate } = guards;
     program_ready(&cli.command, &mut services)?;
+    let timeout = Duration::from_secs(g.lock_timeout);
+    let family = FamilyCap::new(&homes.lead_home, scope, cli.command.name(), timeout, lock, run.lead_handles.clone(), audit.clone());
     let caps = Capabilities {
         fs: FsCap::new(grants, audit.clone(), lead.config.sesame_key, run.plugins, lead.keys),
         services,
         ports: PortsCap { audit: audit.clone() },
         gate,
         progress: ProgressSink { quiet: g.quiet },
+        family,
         audit,
     };
-    Ok(Some(Prepared { caps, ctx, command, _lock: lock }))
+    Ok(Some(Prepared { caps, ctx, command }))
 }
 
-/// Starts the command's deadline (`--deadline`, from once the family lock is held): it
+/// Starts the command's deadline (`--deadline`; for a command that holds the family lock
+/// throughout, from once it is held): it
 /// bounds the host's own waits and the component, and the watchdog ends the process with
 /// the command's error output should a host call outlive it.
 fn start_deadline(cli: &Cli) {
@@ -258,7 +263,7 @@ fn component_command(command: &Command, homes: &Homes, audit: &Audit) -> Result<
     Ok(match command {
         Command::Provision(p) => {
             let request = ProvisionRequest {
-                task_json: read_task(&p.task).map_err(SetupError::Task)?,
+                task_json: read_task(p.single_task()).map_err(SetupError::Task)?,
                 auto_port: p.auto_port,
                 port_range_start: p.port_range_start,
                 resume: p.resume,

@@ -34,11 +34,21 @@ fn members_are_checked_against_the_disk_and_the_service_manager() {
 fn ports_show_each_claim_what_listens_and_the_next_free_base() {
     let world = family(&[]);
     world.ports.used.borrow_mut().extend([18790, 18850]);
+    // A provision of cid under way (or interrupted): its journal holds its claim.
+    let journal = format!("{LEAD_HOME}/agent-provisioner/journal/cid.json");
+    world.fs.add_file(&journal, &serde_json::json!({
+        "handle": "cid", "principalId": "p", "familyId": "f", "port": 19012, "taskId": null,
+        "onboardingChannelId": null, "vaultId": null, "startedAt": "", "done": [], "current": "health"
+    }).to_string());
     let report = ports(&world.caps(), &context(), 18790).unwrap();
-    let claims: Vec<(&str, &str, Vec<u16>)> =
-        report.claims.iter().map(|c| (c.handle.as_str(), c.ranges.as_str(), c.listening.clone())).collect();
-    assert_eq!(claims, [("amy", "18790-18792, 18801-18900", vec![18790, 18850]), ("bob", "18901-18903, 18912-19011", vec![])]);
-    assert_eq!(report.next_free, Some(19012));
+    let claims: Vec<(&str, &str, Vec<u16>, bool)> =
+        report.claims.iter().map(|c| (c.handle.as_str(), c.ranges.as_str(), c.listening.clone(), c.pending)).collect();
+    assert_eq!(claims, [
+        ("amy", "18790-18792, 18801-18900", vec![18790, 18850], false),
+        ("bob", "18901-18903, 18912-19011", vec![], false),
+        ("cid", "19012-19014, 19023-19122", vec![], true),
+    ]);
+    assert_eq!(report.next_free, Some(19123));
 }
 
 #[test]

@@ -44,8 +44,11 @@ fn start_waits_until_healthy_and_records_online() {
     let outcome = run(&world.caps(), &context(), Action::Start, "nova").unwrap();
     assert_eq!((outcome.state, outcome.pid), (RunState::Running, Some(4242)));
     let effects = world.timeline.entries();
-    assert_eq!(effects[..2], [format!("start {LABEL}"), "GET http://127.0.0.1:18930/healthz".to_string()]);
+    assert_eq!(effects[..3], ["claim nova".to_string(), format!("start {LABEL}"), "GET http://127.0.0.1:18930/healthz".to_string()]);
     assert_eq!(status(&world), "online");
+    // The health wait runs without the family lock; the registry update under it.
+    assert_eq!(world.timeline.locked("GET http://127.0.0.1:18930/healthz"), [false]);
+    assert_eq!(world.timeline.locked(&format!("write {LEAD_HOME}/agent-provisioner/family.json")), [true]);
 }
 
 #[test]
@@ -53,7 +56,7 @@ fn restart_stops_before_it_starts() {
     let world = family(sesame_and_gateways(&[], &[]));
     run(&world.caps(), &context(), Action::Restart, "nova").unwrap();
     let services: Vec<String> =
-        world.timeline.entries().iter().filter(|e| !e.starts_with("GET") && !e.starts_with("write") && !e.starts_with("mkdir")).cloned().collect();
+        world.timeline.entries().iter().filter(|e| e.starts_with("stop") || e.starts_with("start")).cloned().collect();
     assert_eq!(services, [format!("stop {LABEL}"), format!("start {LABEL}")]);
 }
 
@@ -86,6 +89,18 @@ fn deprovision_removes_the_service_then_archives_the_home_then_tells_sesame() {
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{:#?}", t.entries());
     assert_eq!(world.sesame_calls()[0].2, serde_json::json!({"status": "deprovisioned"}));
     assert!(Registry::load(&world.fs, &LeadLayout::new(LEAD_HOME)).unwrap().siblings.is_empty());
+}
+
+#[test]
+fn a_sibling_another_run_works_on_is_refused_untouched() {
+    let world = family(sesame_and_gateways(&[], &[]));
+    world.family.held_elsewhere.borrow_mut().insert("nova".into());
+    for action in [Action::Start, Action::Stop, Action::Restart, Action::Deprovision] {
+        let Err(CommandError::Refused(why)) = run(&world.caps(), &context(), action, "nova") else { panic!("{action:?}") };
+        assert!(why.contains("pid 4711") && why.contains("wait for it to end"), "{why}");
+    }
+    assert!(world.timeline.entries().is_empty(), "{:#?}", world.timeline.entries());
+    assert!(world.services.running.borrow().contains(LABEL));
 }
 
 #[test]

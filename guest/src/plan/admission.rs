@@ -1,11 +1,14 @@
 //! Admission: whether a provision of this task may run at all, before anything is
-//! touched — the task's fields, an interrupted provision's (or restore's) journal, the
-//! registry, an existing service, and the port.
+//! touched — the task's fields, another run working on the handle, an interrupted
+//! provision's (or restore's) journal, the registry, an existing service, and the port
+//! (clear of every registered sibling and every other provision's journal). A provision
+//! runs it under the family lock and writes its own journal before releasing it: the
+//! journal is its claim.
 
 use crate::caps::{Caps, RunState, ServiceError};
 use crate::journal::{self, Journal};
 use crate::layout::LeadLayout;
-use crate::port_plan;
+use crate::port_plan::{self, Claim};
 use crate::registry::Registry;
 use crate::task::{self, Task, TaskEnv};
 use crate::wit::{CommandError, Context, FieldError, ProvisionRequest};
@@ -16,6 +19,8 @@ pub struct Admitted {
     /// The journal of the interrupted provision this one resumes.
     pub resume_from: Option<Journal>,
     pub registry: Registry,
+    /// The ports claimed by the registered siblings and by other provisions' journals.
+    pub claims: Vec<Claim>,
     pub label: String,
     /// The port the gateway gets: the task's, the journal's, or the next free one.
     pub port: u16,
@@ -47,12 +52,15 @@ pub fn admit(caps: &Caps, ctx: &Context, request: &ProvisionRequest) -> Result<A
         }
         _ => {}
     }
-    let mut admitted = Admitted { task, resume_from, registry, label, port: 0, conflicts: Vec::new(), warnings: Vec::new() };
+    let journals = Journal::others(caps.files, &lead, &task.handle).map_err(CommandError::Refused)?;
+    let claims = port_plan::claims(&registry, &journals);
+    let mut admitted = Admitted { task, resume_from, registry, claims, label, port: 0, conflicts: Vec::new(), warnings: Vec::new() };
     choose_port(caps, request, &mut admitted)?;
     Ok(admitted)
 }
 
-/// Parses the task and loads the journal of its handle. A journal refuses a new
+/// Parses the task, claims its handle (refused while another run works on it) and loads
+/// the handle's journal, which then belongs to an interrupted provision: it refuses a new
 /// provision; `resume` needs one, for the same principal. Everything but the "no home
 /// yet" check comes first: an interrupted provision's home exists.
 fn task_and_journal(
@@ -63,6 +71,7 @@ fn task_and_journal(
 ) -> Result<(Task, Option<Journal>), CommandError> {
     let env = |resuming| TaskEnv { home: &ctx.home, lead_home: &ctx.lead_home, lead_handles: &ctx.lead_handles, resuming };
     let task = task::parse(&request.task_json, &env(true), caps.files).map_err(CommandError::InvalidInput)?;
+    caps.family.claim(&task.handle).map_err(|why| CommandError::Refused(format!("{why}; wait for it to end")))?;
     let restore_journal = journal::restore_path(lead, &task.handle);
     if let Ok(Some(_)) = caps.files.metadata(&restore_journal) {
         return Err(CommandError::Refused(format!(
@@ -100,7 +109,7 @@ fn choose_port(caps: &Caps, request: &ProvisionRequest, a: &mut Admitted) -> Res
         return Ok(());
     }
     let conflicts: Vec<String> =
-        port_plan::conflicts(wanted, &a.task.handle, &a.registry, caps.ports).iter().map(|c| c.describe(wanted)).collect();
+        port_plan::conflicts(wanted, &a.task.handle, &a.claims, caps.ports).iter().map(|c| c.describe(wanted)).collect();
     a.port = wanted;
     if conflicts.is_empty() {
         return Ok(());
@@ -110,7 +119,7 @@ fn choose_port(caps: &Caps, request: &ProvisionRequest, a: &mut Admitted) -> Res
         return Ok(());
     }
     let start = request.port_range_start;
-    a.port = port_plan::next_free(start, &a.task.handle, &a.registry, caps.ports).ok_or_else(|| {
+    a.port = port_plan::next_free(start, &a.task.handle, &a.claims, caps.ports).ok_or_else(|| {
         CommandError::InvalidInput(FieldError {
             field: "gatewayPort".into(),
             message: format!("no free base port from {start} up ({})", conflicts.join("; ")),

@@ -192,3 +192,72 @@ fn a_new_provision_is_refused_while_a_journal_exists_and_rollback_undoes_it() {
     let blocker = world.sesame_calls().into_iter().find(|(_, path, _)| path.ends_with("/activity")).unwrap();
     assert!(blocker.2["message"].as_str().unwrap().starts_with("Provisioning failed: interrupted at health (under way)."));
 }
+
+#[test]
+fn only_admission_with_the_journal_the_service_and_the_registry_run_under_the_family_lock() {
+    let world = World::lead(sesame_and_gateways(&[], &[]));
+    run(&world, false).unwrap();
+    let t = &world.timeline;
+    assert_eq!(t.entries()[..2], ["lock", "claim nova"], "{:#?}", t.entries());
+    assert_eq!(t.locked(&format!("write {JOURNAL}"))[0], true, "the journal that claims the port is written under the lock");
+    assert!(t.locked(&format!("write {JOURNAL}"))[1..].iter().all(|held| !held), "its later updates are not");
+    assert_eq!(t.locked("install"), [true]);
+    assert_eq!(t.locked("start"), [true]);
+    assert_eq!(t.locked(&format!("write {}", lead().registry)), [true]);
+    for unlocked in [format!("write {ROOT}"), format!("mkdir {ROOT}"), format!("POST {API}"), format!("PATCH {API}"), "GET http://127.0.0.1".into()] {
+        let held = t.locked(&unlocked);
+        assert!(!held.is_empty() && held.iter().all(|h| !h), "{unlocked} ran under the lock: {:#?}", t.entries());
+    }
+    assert_eq!(world.family.depth.get(), 0, "released on the way out");
+}
+
+#[test]
+fn a_rollback_removes_the_service_under_the_family_lock_and_tells_sesame_without_it() {
+    let world = World::lead(sesame_and_gateways(&[], &[18930]));
+    world.services.exits_at_once.borrow_mut().insert(LABEL.into(), 1);
+    run(&world, false).unwrap_err();
+    let t = &world.timeline;
+    assert_eq!(t.locked("uninstall"), [true]);
+    assert!(t.locked(&format!("POST {API}/tasks/task-42/activity")).iter().all(|h| !h));
+    assert_eq!(world.family.depth.get(), 0);
+}
+
+#[test]
+fn a_handle_another_run_works_on_is_refused_and_nothing_is_written() {
+    let world = World::lead(sesame_and_gateways(&[], &[]));
+    world.family.held_elsewhere.borrow_mut().insert("nova".into());
+    let Err(CommandError::Refused(why)) = run(&world, false) else { panic!("refused") };
+    assert!(why.contains("pid 4711") && why.contains("is working on nova") && why.contains("wait for it to end"), "{why}");
+    assert_eq!(world.timeline.entries(), ["lock", "unlock"]);
+    let Err(CommandError::Refused(why)) = rollback_interrupted(&world.caps(), &context(), "nova") else { panic!("refused") };
+    assert!(why.contains("is working on nova") && why.contains("not interrupted"), "{why}");
+}
+
+#[test]
+fn a_lock_the_host_refuses_changes_nothing() {
+    let world = World::lead(sesame_and_gateways(&[], &[]));
+    *world.family.refuse.borrow_mut() = Some("another agent-provisioner run (pid 7) still holds it after 600 s".into());
+    let Err(CommandError::Refused(why)) = run(&world, false) else { panic!("refused") };
+    assert!(why.contains("cannot take the family lock") && why.contains("pid 7"), "{why}");
+    assert!(world.timeline.entries().is_empty(), "{:#?}", world.timeline.entries());
+}
+
+/// The journal of a provision of `handle` on `port` by another run (under way or interrupted).
+fn journal_of(world: &World, handle: &str, port: u16) {
+    let task = crate::task::parse(&task_json(), &crate::task::TaskEnv { home: HOME, lead_home: LEAD_HOME, lead_handles: &[], resuming: true }, &world.fs).unwrap();
+    Journal { handle: handle.into(), ..Journal::start(&task, port, "2026-11-25T10:20:30Z".into()) }.save(&world.fs, &lead()).unwrap();
+}
+
+#[test]
+fn another_provisions_journal_keeps_its_ports_as_a_registered_sibling_does() {
+    let world = World::lead(sesame_and_gateways(&[], &[]));
+    journal_of(&world, "bob", 18925);
+    let Err(CommandError::InvalidInput(e)) = run(&world, false) else { panic!("the port is claimed") };
+    assert_eq!(e.field, "gatewayPort");
+    assert!(e.message.contains("the provision of bob (under way or interrupted") && e.message.contains("--auto-port"), "{}", e.message);
+
+    let request = crate::wit::ProvisionRequest { auto_port: true, port_range_start: 18925, ..request(false) };
+    let outcome = provision(&world.caps(), &context(), &request).unwrap();
+    assert_eq!(outcome.port, 19036, "the first base clear of bob's 18925-18927, 18936-19035");
+    assert!(world.fs.exists(&journal::path(&lead(), "bob")), "bob's journal is left alone");
+}

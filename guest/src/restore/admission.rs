@@ -1,12 +1,14 @@
 //! Whether a restore may run, before anything of it is done: the handle, an interrupted
 //! restore (undone first), the registry, the home, the service, the member record and the
-//! port.
+//! port (clear of every registered sibling and of the provisions under way or interrupted:
+//! their journals).
 
 use super::{RestoreJournal, undo};
 use crate::caps::{Caps, Level, RunState, ServiceError};
+use crate::journal::Journal;
 use crate::layout::LeadLayout;
 use crate::member_record;
-use crate::port_plan;
+use crate::port_plan::{self, Claim};
 use crate::registry::{Member, Registry};
 use crate::task;
 use crate::wit::{CommandError, Context, Failure, FieldError, RestoreRequest};
@@ -28,10 +30,12 @@ pub fn admit(caps: &Caps, ctx: &Context, request: &RestoreRequest) -> Result<Adm
     task::validate_handle(handle, &ctx.lead_handles)
         .map_err(|message| CommandError::InvalidInput(FieldError { field: "handle".into(), message }))?;
     let mut warnings = undo_interrupted(caps, ctx, handle)?;
-    let registry = Registry::load(caps.files, &LeadLayout::new(&ctx.lead_home)).map_err(CommandError::Refused)?;
+    let lead = LeadLayout::new(&ctx.lead_home);
+    let registry = Registry::load(caps.files, &lead).map_err(CommandError::Refused)?;
     refuse_existing(caps, ctx, handle, &registry)?;
     let member = member_record::load(caps.files, &request.archive, handle).map_err(CommandError::Refused)?;
-    let port = choose_port(caps, request, &registry, member.port, &mut warnings)?;
+    let journals = Journal::others(caps.files, &lead, handle).map_err(CommandError::Refused)?;
+    let port = choose_port(caps, request, &port_plan::claims(&registry, &journals), member.port, &mut warnings)?;
     Ok(Admitted { member, port, archive: request.archive.clone(), warnings })
 }
 
@@ -78,9 +82,9 @@ fn refuse_existing(caps: &Caps, ctx: &Context, handle: &str, registry: &Registry
 
 /// The member's own port when nothing claims it; else, with `auto-port`, the next free
 /// base (said in a warning); else a refusal that names the conflicts and `--auto-port`.
-fn choose_port(caps: &Caps, request: &RestoreRequest, registry: &Registry, wanted: u16, warnings: &mut Vec<String>) -> Result<u16, CommandError> {
+fn choose_port(caps: &Caps, request: &RestoreRequest, claims: &[Claim], wanted: u16, warnings: &mut Vec<String>) -> Result<u16, CommandError> {
     let handle = &request.handle;
-    let conflicts: Vec<String> = port_plan::conflicts(wanted, handle, registry, caps.ports).iter().map(|c| c.describe(wanted)).collect();
+    let conflicts: Vec<String> = port_plan::conflicts(wanted, handle, claims, caps.ports).iter().map(|c| c.describe(wanted)).collect();
     if conflicts.is_empty() {
         return Ok(wanted);
     }
@@ -91,7 +95,7 @@ fn choose_port(caps: &Caps, request: &RestoreRequest, registry: &Registry, wante
         )));
     }
     let start = request.port_range_start;
-    let port = port_plan::next_free(start, handle, registry, caps.ports)
+    let port = port_plan::next_free(start, handle, claims, caps.ports)
         .ok_or_else(|| CommandError::Refused(format!("no free base port from {start} up for {handle} ({conflicts})")))?;
     warnings.push(format!("{handle}'s port {wanted} is taken ({conflicts}); it was restored on {port}, which its openclaw.json now names"));
     Ok(port)

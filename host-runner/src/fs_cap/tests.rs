@@ -127,6 +127,16 @@ fn hostile_writes_are_denied_and_change_nothing() {
 }
 
 #[test]
+fn the_journals_in_the_provisioner_state_can_be_listed_and_the_logs_cannot() {
+    let mut f = Fixture::new();
+    let journals = f.p(".openclaw/agent-provisioner/journal");
+    f.fs.create_dir_all(journals.clone(), 0o700).unwrap();
+    f.fs.write_atomic(format!("{journals}/nova.json"), b"{}".to_vec(), 0o600).unwrap();
+    assert_eq!(f.fs.walk_tree(journals).unwrap(), ["nova.json"]);
+    denied(f.fs.walk_tree(f.p(".local/state/agent-provisioner/logs")), "only a sibling home");
+}
+
+#[test]
 fn symlinks_never_lead_out_of_a_grant() {
     let mut f = Fixture::new();
     denied(f.fs.read(f.p(".openclaw-victim/escape/secret.txt")), "outside the grant");
