@@ -142,16 +142,19 @@ fn a_hostile_component_is_denied_every_escape() {
         "service-uninstall-foreign-unit",
         "service-status-foreign-unit",
         "service-stop-lead-gateway",
+        "family-claim-other-handle",
+        "family-claim-traversal",
     ];
     for name in hostile {
         let (allowed, detail) = results.get(name).unwrap_or_else(|| panic!("{name} did not run:\n{}", run.stderr));
         assert!(!allowed, "{name} was allowed: {detail}");
     }
-    for name in ["sibling-write", "sibling-mkdir", "lead-read", "sesame-call"] {
+    let granted = ["sibling-write", "sibling-mkdir", "lead-read", "sesame-call", "family-lock-flood", "family-claim-task-handle"];
+    for name in granted {
         let (allowed, detail) = &results[name];
         assert!(allowed, "{name} should be allowed: {detail}");
     }
-    assert_eq!(results.len(), hostile.len() + 4);
+    assert_eq!(results.len(), hostile.len() + granted.len());
 
     // The disk: nothing outside the grants changed; what was allowed happened.
     let after: Vec<Vec<u8>> = watched.iter().map(|p| std::fs::read(p).unwrap()).collect();
@@ -249,12 +252,33 @@ fn a_hostile_component_is_denied_every_escape() {
         assert!(found, "no audited denial of {target} for {rule:?}: {:?}", results.iter().filter(|(n, _)| n.contains("listening")).collect::<Vec<_>>());
     }
 
+    // The family lock taken a million times and never released: one audit line for taking
+    // it, one for the host releasing it when the run ended; the next run gets it at once.
+    let family = |op: &str| audit.iter().filter(|e| e["cap"] == "family" && e["op"] == op).cloned().collect::<Vec<Value>>();
+    assert_eq!(family("lock").len(), 1, "{:#?}", family("lock"));
+    let released = family("unlock");
+    assert!(released.len() == 1 && released[0]["rule"].as_str().unwrap().contains("1000000 lock(s) not undone; released by the host"), "{released:#?}");
+    assert!(detail("family-claim-other-handle").contains("already works on any"), "{}", detail("family-claim-other-handle"));
+    assert!(detail("family-claim-traversal").contains("contains `.`"), "{}", detail("family-claim-traversal"));
+    let next = t.run(&["--lock-timeout", "0", "stop", "victim"]);
+    assert!(next.stdout.contains("victim is not a registered sibling") && !next.stderr.contains("still holds"), "{}{}", next.stdout, next.stderr);
+
     // What the component printed reached the terminal scrubbed and without escapes.
     assert!(run.stderr.contains("LEAK"), "the fixture printed:\n{}", run.stderr);
     for secret in [TASK_KEY, TASK_LLM_KEY] {
         assert!(!run.stderr.contains(secret) && !run.stdout.contains(secret), "a task key was printed");
     }
     assert!(!run.stderr.contains('\u{1b}') && !run.stderr.contains('\u{7}'), "terminal escapes were printed");
+}
+
+#[test]
+fn a_command_that_changes_nothing_is_refused_the_family_lock() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let run = t.run(&["--component", env!("HOSTILE_GUEST_WASM"), "ports"]).expect(2);
+    let (allowed, detail) = results(&run.stderr)["family-lock-read-only"].clone();
+    assert!(!allowed && detail.contains("`ports` changes nothing and is not granted the family lock"), "{detail}");
+    assert!(!t.lead().join("logs/agent-provisioner.lock").exists(), "the lock file was never even opened");
 }
 
 /// The fixture task's own provider key.

@@ -113,12 +113,12 @@ impl FamilyCap {
 
     /// Claims `handle` for this run (in a command that changes nothing, only checks it).
     fn claim_inner(&mut self, handle: &str) -> Result<(), String> {
+        naming::check_sibling(handle, &self.lead_handles).map_err(|why| format!("{handle:?} {why}"))?;
         match &self.claim {
             Some((held, _)) if held == handle => return Ok(()),
             Some((held, _)) => return Err(format!("this run already works on {held}; a run may claim one handle")),
             None => {}
         }
-        naming::check_sibling(handle, &self.lead_handles).map_err(|why| format!("{handle:?} {why}"))?;
         let path = self.claim_path(handle);
         let mut file = open_claim(&path).map_err(|e| format!("{e:#}"))?;
         let started = Instant::now();
