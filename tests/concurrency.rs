@@ -175,6 +175,10 @@ fn runs_killed_during_a_concurrent_provision_leave_each_journal_recoverable() {
     eventually("every provision waiting for health", Duration::from_secs(60), || {
         handles.iter().all(|h| journal(&t, h).is_some_and(|j| j["current"] == "health"))
     });
+    // While they run, their journals are not interrupted ones: rollback refuses to touch one.
+    let live = t.run(&["--json", "rollback", "alpha"]).expect(2).json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(live.contains("is working on alpha") && live.contains("(provision)"), "{live}");
+    assert!(journal(&t, "alpha").is_some() && t.sibling("alpha").exists(), "nothing was undone");
     kill_group(parent.id());
     parent.wait().unwrap();
 

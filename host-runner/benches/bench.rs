@@ -4,12 +4,13 @@
 //!     cargo bench -p host-runner --bench bench            # full run (about 10 minutes)
 //!     cargo bench -p host-runner --bench bench -- --quick # fewer runs and siblings
 //!     cargo bench -p host-runner --bench bench -- --only health  # one section: start,
-//!                                                    # provision, overhead, health, growth
+//!                                  # provision, overhead, health, growth, concurrency, openclaw
 //!
 //! Sections: component start (cold vs warm), plan and provision (with a per-step
 //! breakdown), sandbox overhead (the same guest logic native vs in the component), family
-//! health at 10/100/300 siblings (all healthy, and 10% hanging), and cost growth with the
-//! size of the trees copied and archived.
+//! health at 10/100/300 siblings (all healthy, and 10% hanging), cost growth with the
+//! size of the trees copied and archived, and concurrent provisions (a slow stand-in
+//! gateway at N = 1, 2, 4, 8; real OpenClaw at N = 1, 2, 3).
 
 use guest::caps::*;
 use guest::wit::{Context, ProvisionRequest, Timing};
@@ -21,6 +22,9 @@ use std::time::{Duration, Instant};
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
+
+#[path = "sections/concurrency.rs"]
+mod concurrency;
 
 use support::{SesameStandin, TestHome, binary};
 
@@ -137,12 +141,14 @@ fn main() {
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1));
     let runs = if quick { 5 } else { 20 };
     println!("# agent-provisioner benchmarks\n\nMachine: {}\n\nRuns per figure: {runs}; figures are median (min–max).\n", machine());
-    let sections: [(&str, &dyn Fn()); 5] = [
+    let sections: [(&str, &dyn Fn()); 7] = [
         ("start", &|| start_and_plan(runs)),
         ("provision", &|| provision(runs)),
         ("overhead", &|| overhead(runs)),
         ("health", &|| health(quick)),
         ("growth", &|| growth(quick)),
+        ("concurrency", &|| concurrency::stand_in(quick)),
+        ("openclaw", &|| concurrency::real(quick)),
     ];
     for (name, run) in sections {
         if only.is_none_or(|o| o == name) {

@@ -108,9 +108,10 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     let command = component_command(&cli.command, &homes, &audit)?;
     let ctx = context(cli, &homes, &run, &lead);
     let Guards { grants, mut services, gate } = guards;
-    program_ready(&cli.command, &mut services)?;
     let timeout = Duration::from_secs(g.lock_timeout);
-    let family = FamilyCap::new(&homes.lead_home, scope, cli.command.name(), timeout, lock, run.lead_handles.clone(), audit.clone());
+    let mut family = FamilyCap::new(&homes.lead_home, scope, cli.command.name(), timeout, lock, run.lead_handles.clone(), audit.clone());
+    claim_handle(&cli.command, &run.lead_handles, &mut family)?;
+    program_ready(&cli.command, &mut services)?;
     let caps = Capabilities {
         fs: FsCap::new(grants, audit.clone(), lead.config.sesame_key, run.plugins, lead.keys),
         services,
@@ -244,6 +245,18 @@ fn print_grants(banner: Vec<String>, as_json: bool) {
         false => output::Rendered { stdout: banner.iter().map(|line| format!("{line}\n")).collect(), exit_code: output::EXIT_OK },
     };
     output::write_stdout(&rendered);
+}
+
+/// A command on one sibling claims it before anything (the host may re-point its service
+/// before the component runs): refused while another run works on it. An invalid handle
+/// (or the lead's) is left to the component, which names it.
+fn claim_handle(command: &Command, lead_handles: &[String], family: &mut FamilyCap) -> Result<(), SetupError> {
+    use crate::bindings::openclaw::provisioner::family::Host as _;
+    let (Command::Start(h) | Command::Stop(h) | Command::Restart(h) | Command::Deprovision(h) | Command::Rollback(h)) = command else { return Ok(()) };
+    if naming::check_sibling(&h.handle, lead_handles).is_err() {
+        return Ok(());
+    }
+    family.claim(h.handle.clone()).map_err(|why| SetupError::Task(commands::CommandError::Refused(format!("{why}; wait for it to end"))))
 }
 
 /// Before `start` or `restart` runs the component (which stops before it starts): the
