@@ -102,16 +102,17 @@ pub fn stand_in(quick: bool) {
     println!();
 }
 
-/// Peak RSS (VmHWM) of the processes whose environment makes `home` their OpenClaw state
-/// directory (a sibling's gateway), in MB.
-fn gateway_rss(home: &Path) -> f64 {
+/// Peak RSS (VmHWM, summed) of the processes whose environment makes `home` their
+/// OpenClaw state directory (a sibling's gateway), in MB, and how many there are.
+fn gateway_rss(home: &Path) -> (f64, usize) {
     let needle = format!("OPENCLAW_STATE_DIR={}", home.display());
     let pids = std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok());
-    pids.filter(|pid| std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes())))
+    let peaks: Vec<f64> = pids
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes())))
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
         .filter_map(|status| status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok()))
-        .sum::<f64>()
-        / 1024.0
+        .collect();
+    (peaks.iter().sum::<f64>() / 1024.0, peaks.len())
 }
 
 /// The installed real OpenClaw (`scripts/install-openclaw.sh`), wrapped to stay offline.
@@ -132,13 +133,13 @@ pub fn real(quick: bool) {
         println!("## Concurrent provisions of real OpenClaw siblings\n\nSkipped: run scripts/install-openclaw.sh first.\n");
         return;
     }
-    let reps = if quick { 1 } else { 2 };
+    let reps = if quick { 1 } else { 3 };
     println!("## Concurrent provisions of real OpenClaw siblings (openclaw 2026.9.6, direct backend)\n");
     println!("{reps} round(s) per row, each in a fresh home; N processes started at once.\n");
-    println!("| N | wall | per sibling: provision → healthy | of which health wait | provisioner peak RSS | gateway peak RSS (per sibling) |");
+    println!("| N | wall | per sibling: provision → healthy | of which health wait | provisioner peak RSS | gateway peak RSS (per sibling, all its processes) |");
     println!("|---|---|---|---|---|---|");
     for n in [1usize, 2, 3] {
-        let (mut wall, mut healthy, mut health, mut rss, mut gateways) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut wall, mut healthy, mut health, mut rss, mut gateways, mut processes) = (vec![], vec![], vec![], vec![], vec![], 0);
         for _ in 0..reps {
             let f = Family::new(n, real_openclaw, &["--health-timeout", "180", "--health-interval-ms", "500", "--probe-timeout-ms", "2000"]);
             let (w, runs) = f.separate(Path::new(support::binary()));
@@ -150,9 +151,14 @@ pub fn real(quick: bool) {
                 health.push(ms("health") / 1000.0);
                 rss.push(m.rss_mb);
             }
-            gateways.extend((0..n).map(|i| gateway_rss(&f.t.sibling(&format!("sib{i}")))));
+            for i in 0..n {
+                let (mb, count) = gateway_rss(&f.t.sibling(&format!("sib{i}")));
+                gateways.push(mb);
+                processes = processes.max(count);
+            }
         }
-        println!("| {n} | {} | {} | {} | {} | {} |", fmt(&wall.iter().map(|w| w / 1000.0).collect::<Vec<_>>(), "s"), fmt(&healthy, "s"), fmt(&health, "s"), fmt(&rss, "MB"), fmt(&gateways, "MB"));
+        let wall: Vec<f64> = wall.iter().map(|w| w / 1000.0).collect();
+        println!("| {n} | {} | {} | {} | {} | {} ({processes} processes) |", fmt(&wall, "s"), fmt(&healthy, "s"), fmt(&health, "s"), fmt(&rss, "MB"), fmt(&gateways, "MB"));
     }
     println!();
 }
