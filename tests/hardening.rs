@@ -125,7 +125,7 @@ fn markup_and_template_syntax_are_plain_text_and_argv_is_exact() {
 }
 
 #[test]
-fn concurrent_provisions_take_turns_and_corrupt_nothing() {
+fn concurrent_provisions_keep_apart_and_corrupt_nothing() {
     let sesame = SesameStandin::start(Some(LEAD_KEY));
     let t = TestHome::new(&sesame.url);
     let port = gateway_port();
@@ -148,9 +148,8 @@ fn concurrent_provisions_take_turns_and_corrupt_nothing() {
             serde_json::from_slice::<Value>(&out.stdout).unwrap()["outcome"]["port"].as_u64().unwrap()
         })
         .collect();
-    assert_ne!(ports[0], ports[1]);
+    assert!(!naming::claims_overlap(ports[0] as u16, ports[1] as u16), "claimed ranges apart: {ports:?}");
     assert!(ports.iter().all(|p| get_status(*p as u16, "/healthz") == Some(200)));
-    assert!(runs.iter().any(|out| String::from_utf8_lossy(&out.stderr).contains("waiting for another run")), "one waited");
 
     // The same handle twice at the same moment: one wins, the other is refused.
     let c = t.task("charlie", gateway_port(), |_| {});

@@ -69,35 +69,46 @@ fn ratio(samples: &[f64], one: &[f64]) -> String {
     format!("{:.2}×", stats(samples).0 / stats(one).0)
 }
 
+/// The figures of one N: wall times of N processes at once, of one run of N tasks, of N
+/// processes of the baseline binary, and each process's peak RSS.
+#[derive(Default)]
+struct Row {
+    separate: Vec<f64>,
+    together: Vec<f64>,
+    before: Vec<f64>,
+    rss: Vec<f64>,
+}
+
+/// `reps` rounds of N provisions at once against a gateway that answers after 3 s.
+fn slow_rounds(n: usize, reps: usize, baseline: Option<&Path>) -> Row {
+    let slow = || Family::new(n, |dir: &Path| support::fake_openclaw(dir, "slow-start:3000"), &["--health-interval-ms", "100"]);
+    let mut row = Row::default();
+    for _ in 0..reps {
+        let (wall, runs) = slow().separate(Path::new(support::binary()));
+        row.separate.push(wall);
+        row.rss.extend(runs.iter().map(|m| m.rss_mb));
+        row.together.push(slow().together().wall_ms);
+        if let Some(bin) = baseline {
+            row.before.push(slow().separate(bin).0);
+        }
+    }
+    row
+}
+
 /// N = 1, 2, 4, 8 provisions at once against a gateway that answers after 3 s.
 pub fn stand_in(quick: bool) {
     let reps = if quick { 3 } else { 5 };
     let baseline = std::env::var_os("BENCH_BASELINE").map(PathBuf::from);
-    let slow = |dir: &Path| support::fake_openclaw(dir, "slow-start:3000");
-    let counts = [1usize, 2, 4, 8];
-    let mut rows: Vec<(usize, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = Vec::new();
-    for n in counts {
-        let (mut separate, mut together, mut before, mut rss) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..reps {
-            let f = Family::new(n, slow, &["--health-interval-ms", "100"]);
-            let (wall, runs) = f.separate(Path::new(support::binary()));
-            separate.push(wall);
-            rss.extend(runs.iter().map(|m| m.rss_mb));
-            together.push(Family::new(n, slow, &["--health-interval-ms", "100"]).together().wall_ms);
-            if let Some(bin) = &baseline {
-                before.push(Family::new(n, slow, &["--health-interval-ms", "100"]).separate(bin).0);
-            }
-        }
-        rows.push((n, separate, together, before, rss));
-    }
+    let rows: Vec<(usize, Row)> = [1usize, 2, 4, 8].into_iter().map(|n| (n, slow_rounds(n, reps, baseline.as_deref()))).collect();
     println!("## Concurrent provisions (stand-in gateway answering after 3 s)\n");
     println!("{reps} rounds per figure, each in a fresh home; every provision asks for port 20000 with `--auto-port`.\n");
     println!("| N | N processes at once: wall | ratio to N = 1 | one run of N tasks: wall | ratio | provisioner peak RSS | baseline, N processes | ratio |");
     println!("|---|---|---|---|---|---|---|---|");
-    let (one_sep, one_tog, one_before) = (rows[0].1.clone(), rows[0].2.clone(), rows[0].3.clone());
-    for (n, separate, together, before, rss) in &rows {
-        let (base, base_ratio) = if before.is_empty() { ("–".into(), "–".into()) } else { (fmt(before, "ms"), ratio(before, &one_before)) };
-        println!("| {n} | {} | {} | {} | {} | {} | {base} | {base_ratio} |", fmt(separate, "ms"), ratio(separate, &one_sep), fmt(together, "ms"), ratio(together, &one_tog), fmt(rss, "MB"));
+    let one = &rows[0].1;
+    for (n, r) in &rows {
+        let (base, base_ratio) = if r.before.is_empty() { ("–".into(), "–".into()) } else { (fmt(&r.before, "ms"), ratio(&r.before, &one.before)) };
+        let (separate, together) = ((fmt(&r.separate, "ms"), ratio(&r.separate, &one.separate)), (fmt(&r.together, "ms"), ratio(&r.together, &one.together)));
+        println!("| {n} | {} | {} | {} | {} | {} | {base} | {base_ratio} |", separate.0, separate.1, together.0, together.1, fmt(&r.rss, "MB"));
     }
     println!();
 }
