@@ -247,16 +247,20 @@ fn print_grants(banner: Vec<String>, as_json: bool) {
     output::write_stdout(&rendered);
 }
 
-/// A command on one sibling claims it before anything (the host may re-point its service
+/// A command on one sibling (and `restore`) claims it before anything (the host may re-point its service
 /// before the component runs): refused while another run works on it. An invalid handle
 /// (or the lead's) is left to the component, which names it.
 fn claim_handle(command: &Command, lead_handles: &[String], family: &mut FamilyCap) -> Result<(), SetupError> {
     use crate::bindings::openclaw::provisioner::family::Host as _;
-    let (Command::Start(h) | Command::Stop(h) | Command::Restart(h) | Command::Deprovision(h) | Command::Rollback(h)) = command else { return Ok(()) };
-    if naming::check_sibling(&h.handle, lead_handles).is_err() {
+    let handle = match command {
+        Command::Start(h) | Command::Stop(h) | Command::Restart(h) | Command::Deprovision(h) | Command::Rollback(h) => &h.handle,
+        Command::Restore(r) => &r.handle,
+        _ => return Ok(()),
+    };
+    if naming::check_sibling(handle, lead_handles).is_err() {
         return Ok(());
     }
-    family.claim(h.handle.clone()).map_err(|why| SetupError::Task(commands::CommandError::Refused(format!("{why}; wait for it to end"))))
+    family.claim(handle.clone()).map_err(|why| SetupError::Task(commands::CommandError::Refused(format!("{why}; wait for it to end"))))
 }
 
 /// Before `start` or `restart` runs the component (which stops before it starts): the
