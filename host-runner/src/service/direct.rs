@@ -30,6 +30,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// How long a new supervisor gets to start its gateway once.
 const FIRST_START: Duration = Duration::from_secs(10);
 
+/// How long `status` waits for a live supervisor to account for a gateway that ended.
+const CATCH_UP: Duration = Duration::from_secs(1);
+
 /// The hidden subcommand that runs a supervisor.
 pub const SUPERVISE: &str = "__supervise";
 
@@ -225,12 +228,22 @@ impl Backend for Direct {
             Err(ServiceError::NotInstalled(_)) => return Ok(super::status(RunState::NotInstalled, "no record")),
             other => other?,
         };
-        let Some(account) = state::load_supervision(&self.dir, label)? else {
-            return Ok(super::status(RunState::Stopped, "not running"));
-        };
-        let supervisor_alive = account.supervisor.as_ref().is_some_and(Proc::is_alive);
-        let gateway = account.gateway.as_ref().filter(|g| g.is_alive()).map(|g| g.pid);
-        Ok(status_of(&account, supervisor_alive, gateway, now_secs()))
+        // A gateway that has just ended is the live supervisor's to account for (it looks
+        // every 50 ms): its word, with the exit code, is awaited briefly rather than
+        // reporting an end without one.
+        let catch_up = Instant::now() + crate::deadline::bound(CATCH_UP);
+        loop {
+            let Some(account) = state::load_supervision(&self.dir, label)? else {
+                return Ok(super::status(RunState::Stopped, "not running"));
+            };
+            let supervisor_alive = account.supervisor.as_ref().is_some_and(Proc::is_alive);
+            let gateway = account.gateway.as_ref().filter(|g| g.is_alive()).map(|g| g.pid);
+            let unaccounted = supervisor_alive && gateway.is_none() && account.gateway.is_some();
+            if !unaccounted || Instant::now() >= catch_up {
+                return Ok(status_of(&account, supervisor_alive, gateway, now_secs()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn installed_ports(&self) -> Vec<u16> {
