@@ -29,7 +29,7 @@ fn real_openclaw_siblings_from_provision_to_deprovision() {
         let run = t.provision(&t.task(handle, port, |_| {})).expect(0);
         let outcome = run.json()["outcome"].clone();
         let health_ms = outcome["steps"].as_array().unwrap().iter().find(|s| s["step"] == "health").unwrap()["millis"].clone();
-        eprintln!("MEASURED {handle}: provision to healthy {:.1} s (health wait {health_ms} ms)", started.elapsed().as_secs_f64());
+        report(&format!("MEASURED {handle}: provision to healthy {:.1} s (health wait {health_ms} ms)", started.elapsed().as_secs_f64()));
         assert_eq!(get_status(port, "/healthz"), Some(200), "{handle} answers");
         assert_eq!(outcome["sesame_authenticated"], true, "{handle}'s log shows the Sesame channel");
         let verdict = validate(&real, &t.sibling(handle));

@@ -106,7 +106,7 @@ fn a_gateway_killed_with_sigkill_answers_again_by_itself() {
     eventually("a new gateway to answer", Duration::from_secs(20), || {
         t.gateway_pid("sol").is_some_and(|pid| pid != first) && get_status(port, "/healthz") == Some(200)
     });
-    eprintln!("MEASURED restart after SIGKILL: {:.2} s to answer /healthz again", killed.elapsed().as_secs_f64());
+    report(&format!("MEASURED restart after SIGKILL: {:.2} s to answer /healthz again", killed.elapsed().as_secs_f64()));
     let sol = health_of(&t, "sol");
     assert_eq!((sol["state"].as_str(), sol["healthy"].as_bool()), (Some("running"), Some(true)), "{sol}");
     assert!(sol["restarts"].as_u64().unwrap() >= 1, "{sol}");

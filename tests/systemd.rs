@@ -40,7 +40,7 @@ fn user_manager(home: &Path) -> Option<UserManager> {
 fn phase(name: &str, f: impl FnOnce()) {
     let started = Instant::now();
     f();
-    eprintln!("systemd suite: {name} took {:.1} s", started.elapsed().as_secs_f64());
+    report(&format!("systemd suite: {name} took {:.1} s", started.elapsed().as_secs_f64()));
 }
 
 fn unit(handle: &str) -> String {
@@ -74,7 +74,7 @@ fn real_siblings_under_a_real_systemd_user_manager() {
     let mut t = TestHome::new(&sesame.url);
     let Some(manager) = user_manager(&t.home) else { return };
     let Some(real) = openclaw() else { return };
-    eprintln!("systemd: a private systemd --user {} (HOME {})", manager.version, t.home.display());
+    report(&format!("systemd: a private systemd --user {} (HOME {})", manager.version, t.home.display()));
     t.openclaw = offline_launcher(t.temp.path(), &real);
     t.backend = "auto";
     t.env = manager.env();
@@ -109,7 +109,7 @@ fn real_siblings_under_a_real_systemd_user_manager() {
 fn provisioned_as_a_unit(t: &TestHome, manager: &UserManager, handle: &str, port: u16) {
     let started = Instant::now();
     let run = t.provision(&t.task(handle, port, |_| {})).expect(0);
-    eprintln!("MEASURED {handle}: provision to healthy under systemd {:.1} s", started.elapsed().as_secs_f64());
+    report(&format!("MEASURED {handle}: provision to healthy under systemd {:.1} s", started.elapsed().as_secs_f64()));
     let banner = format!("service: systemd backend, definitions in {}", t.home.join(".config/systemd/user").display());
     assert!(run.stderr.contains(&banner), "auto picks systemd:\n{}", run.stderr);
     answers(t, handle, port);
@@ -137,12 +137,12 @@ fn killed_gateway_comes_back(t: &TestHome, manager: &UserManager, (handle, port)
     let restarts = || manager.show(&unit, "NRestarts").parse::<u32>().unwrap_or(0);
     eventually("the killed gateway to be restarted", Duration::from_secs(60), || restarts() >= 1);
     answers(t, handle, port);
-    eprintln!(
+    report(&format!(
         "MEASURED restart after SIGKILL: {unit} under systemd {} answered /healthz again after {:.1} s (RestartSec=5; NRestarts={})",
         manager.version,
         killed.elapsed().as_secs_f64(),
         restarts()
-    );
+    ));
     let new_pid = main_pid(manager, handle);
     assert_ne!(new_pid, pid, "a new main process");
     assert!(!is_alive(pid));

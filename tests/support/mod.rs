@@ -26,6 +26,13 @@ pub const TASK_KEY: &str = "sk_sesame_example_placeholder_0001";
 /// The lead's provider key in `examples/lead-home/.env`.
 pub const LEAD_LLM_KEY: &str = "sk-ant-example-placeholder-0001";
 
+/// Prints a line to the test process's stderr uncaptured, so that CI's log shows it even
+/// when the test passes (measurements, the versions a suite ran against).
+pub fn report(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_agent-provisioner")
 }
