@@ -108,7 +108,7 @@ fn artifact_path(engine: &Engine, wasm: &[u8], cache_dir: &Path) -> PathBuf {
     let wasm_hash = Sha256::digest(wasm);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    let wasm_hex: String = wasm_hash.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let wasm_hex = crate::host_state::hex(&wasm_hash[..16]);
     cache_dir.join(format!("{wasm_hex}-{:016x}.cwasm", hasher.finish()))
 }
 

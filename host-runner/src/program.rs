@@ -56,7 +56,7 @@ impl RecordedProgram {
         }
         let mut hasher = Sha256::new();
         std::io::copy(&mut file.take(MAX_PROGRAM), &mut hasher).map_err(unreadable)?;
-        let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = crate::host_state::hex(&hasher.finalize());
         Ok(Self { path: path.to_path_buf(), resolved, sha256 })
     }
 
