@@ -323,6 +323,39 @@ impl TestHome {
         std::fs::read_to_string(self.temp.path().join(format!("{name}.log"))).unwrap_or_default().lines().map(String::from).collect()
     }
 
+    /// The launchd stand-in (`launchctl-standin`, which really runs the programs its
+    /// plists name) as `launchctl` in a directory of its own in the temp dir (so that
+    /// directory can go on a `PATH`), keeping its state in the temp dir too. Whatever it
+    /// started is killed when this home is dropped.
+    pub fn launchctl_standin(&self) -> PathBuf {
+        let dir = self.temp.path().join("launchd");
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let path = dir.join("bin/launchctl");
+        let script = format!(
+            "#!/bin/sh\nLAUNCHCTL_STANDIN_STATE='{}' exec '{}' \"$@\"\n",
+            self.launchctl_state().display(),
+            env!("CARGO_BIN_EXE_launchctl-standin")
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// The calls the [`TestHome::launchctl_standin`] received, in order.
+    pub fn launchctl_calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.launchctl_state().join("calls.log")).unwrap_or_default().lines().map(String::from).collect()
+    }
+
+    /// The pids the launchd stand-in recorded for the jobs it has loaded.
+    pub fn launchctl_pids(&self) -> Vec<u32> {
+        let jobs: Value = std::fs::read_to_string(self.launchctl_state().join("jobs.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+        jobs["jobs"].as_object().into_iter().flatten().filter_map(|(_, job)| job["pid"].as_u64().map(|p| p as u32)).collect()
+    }
+
+    fn launchctl_state(&self) -> PathBuf {
+        self.temp.path().join("launchd/state")
+    }
+
     /// The direct backend's account of `handle`'s service (written by its supervisor).
     pub fn supervision(&self, handle: &str) -> Option<Value> {
         let path = self.services_dir().join(format!("com.openclaw.{handle}.supervisor.json"));
@@ -359,8 +392,13 @@ impl TestHome {
 }
 
 impl Drop for TestHome {
-    /// Kills every supervisor, then every gateway, the direct backend recorded in this home.
+    /// Kills every supervisor, then every gateway, the direct backend recorded in this home,
+    /// and every program the launchd stand-in runs for it.
     fn drop(&mut self) {
+        // Each leads a session (and group) of its own.
+        for pid in self.launchctl_pids().into_iter().filter(|pid| is_alive(*pid)) {
+            kill_group(pid);
+        }
         let handles: Vec<String> = std::fs::read_dir(self.services_dir())
             .into_iter()
             .flatten()
