@@ -6,7 +6,7 @@
 //! in-memory fakes of `crate::testing`.
 
 pub use crate::wit::{
-    CredentialLayout, EntryKind, EntryMeta, FsError, Installed, Level, RestoredTree, RunState, ServiceBackend, ServiceError,
+    LegacySibling, CredentialLayout, EntryKind, EntryMeta, FsError, Installed, Level, RestoredTree, RunState, ServiceBackend, ServiceError,
     ServiceSpec, ServiceStatus, TreeStats,
 };
 
@@ -155,6 +155,20 @@ pub trait Family {
     fn claim(&self, handle: &str) -> Result<(), String>;
 }
 
+/// Adoption of the sibling the operator named (the WIT `adoption` interface): the host
+/// snapshots, takes over and, unless committed, puts back.
+pub trait Adoption {
+    /// Snapshots and takes over `handle` (its old service stopped and removed); returns
+    /// the sibling as the host found it.
+    fn begin(&self, handle: &str) -> Result<LegacySibling, String>;
+    /// Moves its legacy provider keys into `.env`; returns what moved, in words.
+    fn migrate_credentials(&self, handle: &str) -> Result<Vec<String>, String>;
+    /// Keeps the adoption; returns where the old definition and config were archived.
+    fn commit(&self, handle: &str) -> Result<String, String>;
+    /// Puts everything back as it was; the steps, in words (`Err` when one failed).
+    fn abort(&self, handle: &str) -> Result<Vec<String>, Vec<String>>;
+}
+
 /// Random bytes (gateway tokens).
 pub trait Random {
     fn fill(&self, buf: &mut [u8]);
@@ -171,6 +185,7 @@ pub struct Caps<'a> {
     pub progress: &'a dyn Progress,
     pub random: &'a dyn Random,
     pub family: &'a dyn Family,
+    pub adoption: &'a dyn Adoption,
 }
 
 impl ServiceBackend {

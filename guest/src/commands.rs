@@ -4,7 +4,7 @@
 use crate::caps::Caps;
 use crate::lifecycle::{self, Action};
 use crate::wit::{
-    CommandError, Context, FamilyMember, HealthReport, HealthRequest, LifecycleOutcome, PortReport, ProvisionOutcome, ProvisionPlan,
+    AdoptOutcome, AdoptRequest, AdoptionPlan, CommandError, Context, FamilyMember, HealthReport, HealthRequest, LifecycleOutcome, PortReport, ProvisionOutcome, ProvisionPlan,
     ProvisionRequest, RestoreOutcome, RestoreRequest, RollbackOutcome,
 };
 use crate::{family, plan};
@@ -47,6 +47,16 @@ pub fn deprovision(caps: Caps, ctx: &Context, handle: &str) -> Result<LifecycleO
 /// Brings a deprovisioned sibling back from its archive, or rolls back completely.
 pub fn restore(caps: Caps, ctx: &Context, request: &RestoreRequest) -> Result<RestoreOutcome, CommandError> {
     crate::restore::restore(&caps, ctx, request)
+}
+
+/// What adopting each candidate (or the one named) would change; changes nothing.
+pub fn adopt_plan(caps: Caps, ctx: &Context, request: &AdoptRequest) -> Result<Vec<AdoptionPlan>, CommandError> {
+    crate::adopt::plans(&caps, ctx, request)
+}
+
+/// Adopts a sibling the original skill made, or has the host put everything back.
+pub fn adopt(caps: Caps, ctx: &Context, request: &AdoptRequest) -> Result<AdoptOutcome, CommandError> {
+    crate::adopt::adopt(&caps, ctx, request)
 }
 
 /// Checks every registered sibling.

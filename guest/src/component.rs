@@ -1,7 +1,7 @@
 //! The thin adapter between the WIT world and the logic: capability traits over the
 //! imports, and the `commands` export over [`crate::commands`], one function per export.
 
-use crate::bindings::openclaw::provisioner::{family, fs, ports, progress, service};
+use crate::bindings::openclaw::provisioner::{adoption, family, fs, ports, progress, service};
 use crate::caps::*;
 use crate::commands;
 use crate::wit;
@@ -239,6 +239,22 @@ fn caps() -> Caps<'static> {
         progress: &Imports,
         random: &Imports,
         family: &Imports,
+        adoption: &Imports,
+    }
+}
+
+impl Adoption for Imports {
+    fn begin(&self, handle: &str) -> Result<LegacySibling, String> {
+        adoption::begin(handle)
+    }
+    fn migrate_credentials(&self, handle: &str) -> Result<Vec<String>, String> {
+        adoption::migrate_credentials(handle)
+    }
+    fn commit(&self, handle: &str) -> Result<String, String> {
+        adoption::commit(handle)
+    }
+    fn abort(&self, handle: &str) -> Result<Vec<String>, Vec<String>> {
+        adoption::abort(handle)
     }
 }
 
@@ -269,6 +285,12 @@ impl wit::Guest for Component {
     }
     fn restore(ctx: wit::Context, request: wit::RestoreRequest) -> Result<wit::RestoreOutcome, wit::CommandError> {
         commands::restore(caps(), &ctx, &request)
+    }
+    fn adopt_plan(ctx: wit::Context, request: wit::AdoptRequest) -> Result<Vec<wit::AdoptionPlan>, wit::CommandError> {
+        commands::adopt_plan(caps(), &ctx, &request)
+    }
+    fn adopt(ctx: wit::Context, request: wit::AdoptRequest) -> Result<wit::AdoptOutcome, wit::CommandError> {
+        commands::adopt(caps(), &ctx, &request)
     }
     fn rollback(ctx: wit::Context, handle: String) -> Result<wit::RollbackOutcome, wit::CommandError> {
         commands::rollback(caps(), &ctx, &handle)

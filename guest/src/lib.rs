@@ -10,6 +10,7 @@ pub mod bindings {
     wit_bindgen::generate!({ path: "../wit", world: "provisioner", generate_all });
 }
 
+pub mod adopt;
 pub mod archive;
 pub mod caps;
 pub mod commands;

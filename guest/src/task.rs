@@ -177,7 +177,7 @@ fn kind(value: &Value) -> &'static str {
 }
 
 /// 8-4-4-4-12 hex digits, lowercased.
-fn uuid(text: &str) -> Result<String, String> {
+pub fn uuid(text: &str) -> Result<String, String> {
     let groups: Vec<&str> = text.split('-').collect();
     let lengths_ok = groups.len() == 5 && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n);
     if lengths_ok && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit())) {
@@ -188,7 +188,7 @@ fn uuid(text: &str) -> Result<String, String> {
 }
 
 /// 1..=max characters, no control characters.
-fn plain_text(text: &str, max: usize) -> Result<(), String> {
+pub fn plain_text(text: &str, max: usize) -> Result<(), String> {
     if text.is_empty() {
         return Err("must not be empty".into());
     }

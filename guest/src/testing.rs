@@ -614,6 +614,37 @@ impl Family for FakeFamily {
     }
 }
 
+/// The host's side of an adoption: records each call; `begin` answers with `found` (or
+/// the error set), the others succeed.
+#[derive(Default)]
+pub struct FakeAdoption {
+    pub timeline: Timeline,
+    pub found: RefCell<Option<crate::wit::LegacySibling>>,
+    pub fail_begin: RefCell<Option<String>>,
+}
+
+impl Adoption for FakeAdoption {
+    fn begin(&self, handle: &str) -> Result<crate::wit::LegacySibling, String> {
+        self.timeline.push(format!("adoption begin {handle}"));
+        if let Some(why) = self.fail_begin.borrow().clone() {
+            return Err(why);
+        }
+        self.found.borrow().clone().ok_or_else(|| "no sibling set up".into())
+    }
+    fn migrate_credentials(&self, handle: &str) -> Result<Vec<String>, String> {
+        self.timeline.push(format!("adoption migrate-credentials {handle}"));
+        Ok(vec!["the anthropic key moved from agents/main/agent/auth.json to .env".into()])
+    }
+    fn commit(&self, handle: &str) -> Result<String, String> {
+        self.timeline.push(format!("adoption commit {handle}"));
+        Ok(format!("{HOME}/.openclaw-archives/{handle}-adopted-20261127-000000"))
+    }
+    fn abort(&self, handle: &str) -> Result<Vec<String>, Vec<String>> {
+        self.timeline.push(format!("adoption abort {handle}"));
+        Ok(vec![format!("{handle} put back")])
+    }
+}
+
 /// One of each fake, ready to hand out as [`Caps`].
 pub struct World {
     /// The effects of all the fakes, in order.
@@ -626,6 +657,7 @@ pub struct World {
     pub progress: RecordingProgress,
     pub random: CountingRandom,
     pub family: FakeFamily,
+    pub adoption: FakeAdoption,
 }
 
 impl World {
@@ -636,6 +668,7 @@ impl World {
             fs: MemFs { timeline: timeline.clone(), ..MemFs::default() },
             services: FakeServices { timeline: timeline.clone(), ..FakeServices::default() },
             family: FakeFamily { timeline: timeline.clone(), ..FakeFamily::default() },
+            adoption: FakeAdoption { timeline: timeline.clone(), ..FakeAdoption::default() },
             timeline,
             http,
             clock: FakeClock::default(),
@@ -655,6 +688,7 @@ impl World {
             progress: &self.progress,
             random: &self.random,
             family: &self.family,
+            adoption: &self.adoption,
         }
     }
 }

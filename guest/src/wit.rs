@@ -6,3 +6,4 @@ pub use crate::bindings::openclaw::provisioner::fs::{EntryKind, EntryMeta, Resto
 pub use crate::bindings::openclaw::provisioner::progress::Level;
 pub use crate::bindings::openclaw::provisioner::service::{Installed, RunState, ServiceError, ServiceSpec, ServiceStatus};
 pub use crate::bindings::openclaw::provisioner::types::{CredentialLayout, FsError, ServiceBackend};
+pub use crate::bindings::openclaw::provisioner::adoption::{LegacyCredential, LegacyDefinition, LegacySibling};

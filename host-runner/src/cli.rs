@@ -41,6 +41,9 @@ pub enum Command {
     Deprovision(HandleArg),
     /// Bring a deprovisioned sibling back from its archive (default: the newest of HANDLE).
     Restore(RestoreArgs),
+    /// Bring a sibling the original bash skill made under management: its config,
+    /// credentials and service replaced by the host's, registered (`--scan` lists them).
+    Adopt(AdoptArgs),
     /// Undo a provision that was interrupted (its process killed), from its journal.
     Rollback(HandleArg),
     /// Check every registered sibling's health, concurrently.
@@ -72,6 +75,8 @@ impl Command {
             Command::Restart(_) => "restart",
             Command::Deprovision(_) => "deprovision",
             Command::Restore(_) => "restore",
+            Command::Adopt(a) if a.changes_nothing() => "adopt-plan",
+            Command::Adopt(_) => "adopt",
             Command::Rollback(_) => "rollback",
             Command::Health(_) => "health",
             Command::List => "list",
@@ -89,6 +94,8 @@ impl Command {
     pub fn lock_scope(&self) -> LockScope {
         match self {
             Command::Provision(p) if p.plan => LockScope::None,
+            Command::Adopt(a) if a.changes_nothing() => LockScope::None,
+            Command::Adopt(_) => LockScope::Whole,
             Command::Provision(_) | Command::Start(_) | Command::Restart(_) => LockScope::OnDemand,
             Command::Stop(_) | Command::Deprovision(_) | Command::Rollback(_) | Command::Restore(_) => LockScope::Whole,
             Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => LockScope::None,
@@ -102,6 +109,7 @@ impl Command {
         match self {
             Command::Provision(p) => !p.plan,
             Command::Restore(_) => true,
+            Command::Adopt(a) => !a.changes_nothing(),
             Command::Start(_) | Command::Restart(_) | Command::Stop(_) | Command::Deprovision(_) | Command::Rollback(_) => false,
             Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => false,
             // It runs what the host's record names, never a program of its own choosing.
@@ -181,6 +189,42 @@ pub struct PortsArgs {
     /// Where the search for the next free base starts.
     #[arg(long, default_value_t = 18790, value_name = "PORT")]
     pub range_start: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// The sibling's handle (its home is `<home>/.openclaw-<handle>`).
+    #[arg(required_unless_present = "scan", conflicts_with = "scan")]
+    pub handle: Option<String>,
+    /// List every sibling home this host did not make, with what adopting it would change.
+    #[arg(long)]
+    pub scan: bool,
+    /// Show every change adopting HANDLE would make; change nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// When its claimed ports overlap another sibling's (or its config names no port),
+    /// move its gateway to the next clear base.
+    #[arg(long)]
+    pub re_port: bool,
+    /// Where --re-port starts looking for a clear base.
+    #[arg(long, default_value_t = 18790, value_name = "PORT")]
+    pub port_range_start: u16,
+    /// Its Sesame principal id (a uuid), for the family registry.
+    #[arg(long, value_name = "UUID")]
+    pub principal_id: Option<String>,
+    /// Its Sesame family id (a uuid), for the family registry.
+    #[arg(long, value_name = "UUID")]
+    pub family_id: Option<String>,
+    /// Its display name [default: the handle].
+    #[arg(long, value_name = "NAME")]
+    pub display_name: Option<String>,
+}
+
+impl AdoptArgs {
+    /// `--scan` and `--plan` only look.
+    pub fn changes_nothing(&self) -> bool {
+        self.scan || self.plan
+    }
 }
 
 #[derive(Debug, Args)]

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Output {
     /// The command: `plan`, `provision`, `start`, `stop`, `restart`, `deprovision`,
-    /// `restore`, `rollback`, `health`, `list`, `ports`, `grants`, `skill`.
+    /// `restore`, `adopt`, `adopt-plan`, `rollback`, `health`, `list`, `ports`, `grants`,
+    /// `skill`.
     pub command: String,
     /// The command did what was asked; for several tasks, every task's run did.
     pub ok: bool,
@@ -35,6 +36,9 @@ pub struct Output {
     pub members: Option<Vec<Member>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ports: Option<PortReport>,
+    /// `adopt --scan` / `adopt HANDLE --plan`: what adopting each sibling would change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adoptions: Option<Vec<AdoptionPlan>>,
     /// `grants`: one line per grant, as the banner shows them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grants: Option<Vec<String>>,
@@ -147,6 +151,7 @@ pub enum Outcome {
     Provision(ProvisionOutcome),
     Lifecycle(LifecycleOutcome),
     Restore(RestoreOutcome),
+    Adopt(AdoptOutcome),
     Rollback(RollbackOutcome),
 }
 
@@ -217,6 +222,45 @@ pub struct RestoreOutcome {
     pub left_out: Vec<String>,
     /// The lead's plugins and skills the host copied in again.
     pub plugins: Vec<String>,
+    pub sesame_authenticated: bool,
+    /// Reports to Sesame that failed after retries (non-empty: exit 3).
+    pub unreported: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// What adopting one sibling the original skill made would change.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptionPlan {
+    pub handle: String,
+    pub oc_home: String,
+    /// The port its config names now.
+    pub port: Option<u16>,
+    /// The port it would run on (a new base with `--re-port`).
+    pub new_port: Option<u16>,
+    /// Every change, in order.
+    pub changes: Vec<String>,
+    /// Other siblings whose claimed ports overlap its own.
+    pub overlaps: Vec<String>,
+    /// Why `adopt HANDLE` would not go ahead as asked; empty when it would.
+    pub blockers: Vec<String>,
+}
+
+/// A sibling adopted.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptOutcome {
+    pub handle: String,
+    pub oc_home: String,
+    pub port: u16,
+    /// The port it had, when `--re-port` moved it.
+    pub previous_port: Option<u16>,
+    pub label: String,
+    /// Where its old service definition and config were archived.
+    pub archive_dir: String,
+    /// What the host moved of its legacy credentials.
+    pub credentials: Vec<String>,
+    pub changes: Vec<String>,
     pub sesame_authenticated: bool,
     /// Reports to Sesame that failed after retries (non-empty: exit 3).
     pub unreported: Vec<String>,
@@ -441,6 +485,38 @@ impl From<&wit::RestoreOutcome> for RestoreOutcome {
             restored: Archived::from(&o.restored),
             left_out: o.left_out.clone(),
             plugins: o.plugins.clone(),
+            sesame_authenticated: o.sesame_authenticated,
+            unreported: o.unreported.clone(),
+            warnings: o.warnings.clone(),
+        }
+    }
+}
+
+impl From<&wit::AdoptionPlan> for AdoptionPlan {
+    fn from(p: &wit::AdoptionPlan) -> Self {
+        AdoptionPlan {
+            handle: p.handle.clone(),
+            oc_home: p.oc_home.clone(),
+            port: p.port,
+            new_port: p.new_port,
+            changes: p.changes.clone(),
+            overlaps: p.overlaps.clone(),
+            blockers: p.blockers.clone(),
+        }
+    }
+}
+
+impl From<&wit::AdoptOutcome> for AdoptOutcome {
+    fn from(o: &wit::AdoptOutcome) -> Self {
+        AdoptOutcome {
+            handle: o.handle.clone(),
+            oc_home: o.oc_home.clone(),
+            port: o.port,
+            previous_port: o.previous_port,
+            label: o.label.clone(),
+            archive_dir: o.archive_dir.clone(),
+            credentials: o.credentials.clone(),
+            changes: o.changes.clone(),
             sesame_authenticated: o.sesame_authenticated,
             unreported: o.unreported.clone(),
             warnings: o.warnings.clone(),

@@ -83,20 +83,25 @@ impl LeadKeys {
 /// sibling's home, and its contents. Keys must be plain (letters, digits, `-_.:+/=`), so
 /// that nothing can be injected into the file.
 pub fn render(provider: &str, key: &Secret, layout: CredentialLayout) -> Result<(&'static str, Vec<u8>), CredentialError> {
-    let var = env_var(provider)?;
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:+/=".contains(c);
-    if !key.expose().chars().all(plain) {
-        return Err(CredentialError::NotPlain(provider.to_string()));
-    }
+    let line = env_line(provider, key)?;
     Ok(match layout {
-        CredentialLayout::EnvFile => {
-            (".env", format!("# Written by agent-provisioner. Provider key for this agent.\n{var}=\"{}\"\n", key.expose()).into_bytes())
-        }
+        CredentialLayout::EnvFile => (".env", format!("# Written by agent-provisioner. Provider key for this agent.\n{line}").into_bytes()),
         CredentialLayout::Legacy => {
             let json = serde_json::json!({ provider: { "type": "api_key", "key": key.expose() } });
             (LEGACY_AUTH, format!("{json:#}\n").into_bytes())
         }
     })
+}
+
+/// The `.env` line `VAR="key"` of `provider`'s key; refused unless the key is plain
+/// (letters, digits and `-_.:+/=`), so nothing can be injected into the file.
+pub fn env_line(provider: &str, key: &Secret) -> Result<String, CredentialError> {
+    let var = env_var(provider)?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.:+/=".contains(c);
+    if !key.expose().chars().all(plain) {
+        return Err(CredentialError::NotPlain(provider.to_string()));
+    }
+    Ok(format!("{var}=\"{}\"\n", key.expose()))
 }
 
 /// Checks a sibling's `.env` (restored from an archive): OpenClaw loads it into the

@@ -145,6 +145,13 @@ impl HostState {
         })
     }
 
+    /// Forgets `handle` altogether: its home, definition and program (an adoption undone).
+    pub fn forget_sibling(&self, handle: &str) -> Result<()> {
+        self.update(|r| {
+            r.siblings.remove(handle);
+        })
+    }
+
     /// Applies `change` to the current file's contents under an exclusive lock.
     fn update(&self, change: impl FnOnce(&mut Record)) -> Result<()> {
         let mut cached = self.record.lock().expect("state lock");

@@ -38,6 +38,8 @@ pub fn render(command: &str, answer: &Answer, as_json: bool) -> Rendered {
         Answer::Provision(Ok(o)) => (outcome(Outcome::Provision(o.into())), with_code(&o.unreported), provision_text(o)),
         Answer::Lifecycle(Ok(o)) => (outcome(Outcome::Lifecycle(o.into())), with_code(&o.unreported), lifecycle_text(o)),
         Answer::Restore(Ok(o)) => (outcome(Outcome::Restore(o.into())), with_code(&o.unreported), restore_text(o)),
+        Answer::Adopt(Ok(o)) => (outcome(Outcome::Adopt(o.into())), with_code(&o.unreported), adopt_text(o)),
+        Answer::AdoptPlan(Ok(plans)) => (Output { adoptions: Some(plans.iter().map(Into::into).collect()), ..Output::default() }, EXIT_OK, adoption_plans_text(plans)),
         Answer::Health(Ok(r)) => (Output { health: Some(r.into()), ..Output::default() }, with_code(&r.unreported), health_text(r)),
         Answer::Members(Ok(m)) => (Output { members: Some(m.iter().map(Into::into).collect()), ..Output::default() }, EXIT_OK, members_text(m)),
         Answer::Ports(Ok(r)) => (Output { ports: Some(r.into()), ..Output::default() }, EXIT_OK, ports_text(r)),
@@ -51,6 +53,8 @@ pub fn render(command: &str, answer: &Answer, as_json: bool) -> Rendered {
         | Answer::Health(Err(e))
         | Answer::Rollback(Err(e))
         | Answer::Restore(Err(e))
+        | Answer::Adopt(Err(e))
+        | Answer::AdoptPlan(Err(e))
         | Answer::Members(Err(e))
         | Answer::Ports(Err(e)) => return command_error(command, e, as_json),
     };
@@ -190,6 +194,52 @@ fn restore_text(o: &RestoreOutcome) -> String {
     }
     unreported(&mut out, &o.unreported);
     warnings(&mut out, &o.warnings);
+    out
+}
+
+fn adopt_text(o: &AdoptOutcome) -> String {
+    let moved = o.previous_port.map(|p| format!(" (moved from {p})")).unwrap_or_default();
+    let mut out = format!(
+        "Adopted {}: {} now runs its gateway from {} on port {}{moved} and answers its health check.\n",
+        o.handle, o.label, o.oc_home, o.port
+    );
+    for change in &o.changes {
+        let _ = writeln!(out, "  - {change}");
+    }
+    let _ = writeln!(out, "The old service definition and config are archived in {}.", o.archive_dir);
+    let channel = if o.sesame_authenticated { "shows its Sesame channel authenticated" } else { "does not show its Sesame channel authenticated yet" };
+    let _ = writeln!(out, "Its gateway log {channel}.");
+    if o.unreported.is_empty() {
+        out.push_str("Sesame was told the member is online.\n");
+    }
+    unreported(&mut out, &o.unreported);
+    warnings(&mut out, &o.warnings);
+    out
+}
+
+fn adoption_plans_text(plans: &[AdoptionPlan]) -> String {
+    if plans.is_empty() {
+        return "No sibling home on this host is left to adopt: every ~/.openclaw-<handle> is managed already.\n".into();
+    }
+    let mut out = String::from("Nothing has been changed.\n");
+    for p in plans {
+        let port = match (p.port, p.new_port) {
+            (Some(old), Some(new)) if old != new => format!("port {old} -> {new}"),
+            (_, Some(port)) | (Some(port), None) => format!("port {port}"),
+            (None, None) => "no port".into(),
+        };
+        let verdict = if p.blockers.is_empty() { "can be adopted" } else { "cannot be adopted as asked" };
+        let _ = writeln!(out, "\n{} ({}, {port}): {verdict}", p.handle, p.oc_home);
+        for blocker in &p.blockers {
+            let _ = writeln!(out, "  ! {blocker}");
+        }
+        for overlap in &p.overlaps {
+            let _ = writeln!(out, "  overlap: {overlap}");
+        }
+        for (i, change) in p.changes.iter().enumerate() {
+            let _ = writeln!(out, "  {}. {change}", i + 1);
+        }
+    }
     out
 }
 

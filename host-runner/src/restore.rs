@@ -157,20 +157,22 @@ fn rename_exclusive(dir: &Dir, from: &str, to: &str) -> io::Result<()> {
     }
 }
 
+/// Whether a process `pid` exists.
+pub fn process_alive(pid: u32) -> bool {
+    rustix::process::Pid::from_raw(pid as i32)
+        .is_some_and(|pid| !matches!(rustix::process::test_kill_process(pid), Err(e) if e == rustix::io::Errno::SRCH))
+}
+
 /// Removes the temporary directories (`<home>.restoring-<pid>`) of restores whose process
 /// is gone (killed part-way); returns their names.
 fn remove_stale(parent: &Dir, home: &str) -> Vec<String> {
     let prefix = format!("{home}.restoring-");
-    let alive = |pid: i32| {
-        rustix::process::Pid::from_raw(pid)
-            .is_some_and(|pid| !matches!(rustix::process::test_kill_process(pid), Err(e) if e == rustix::io::Errno::SRCH))
-    };
     let Ok(entries) = parent.entries() else { return Vec::new() };
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<i32>().ok()) else { continue };
-        if pid != std::process::id() as i32 && alive(pid) {
+        if pid != std::process::id() as i32 && process_alive(pid as u32) {
             continue;
         }
         let gone = match entry.file_type() {

@@ -8,7 +8,8 @@
 //! messages) is kept in memory, bounded, and printed scrubbed when the call ends.
 
 use crate::audit::{Audit, Decision};
-use crate::bindings::openclaw::provisioner::{family, fs, ports, progress, service, types};
+use crate::adopt::Adoption;
+use crate::bindings::openclaw::provisioner::{adoption, family, fs, ports, progress, service, types};
 use crate::bindings::{Provisioner, commands};
 use crate::family::FamilyCap;
 use crate::fs_cap::FsCap;
@@ -57,6 +58,8 @@ pub struct Capabilities {
     pub progress: ProgressSink,
     /// The lead's family lock and handle claims.
     pub family: FamilyCap,
+    /// The adoption of the one sibling the operator named (`adopt HANDLE`).
+    pub adoption: Adoption,
     /// Where a limit the component runs into is recorded.
     pub audit: Arc<Audit>,
 }
@@ -64,9 +67,36 @@ pub struct Capabilities {
 /// `types` declares only types; it is linked so the guest's import resolves.
 impl types::Host for Capabilities {}
 
+/// Adoption needs the service capability too (to remove a new service when it puts an
+/// adoption back), so it is linked on the whole set.
+impl adoption::Host for Capabilities {
+    fn begin(&mut self, handle: String) -> Result<adoption::LegacySibling, String> {
+        self.adoption.begin(&handle, &mut self.services)
+    }
+    fn migrate_credentials(&mut self, handle: String) -> Result<Vec<String>, String> {
+        self.adoption.migrate_credentials(&handle)
+    }
+    fn commit(&mut self, handle: String) -> Result<String, String> {
+        self.adoption.commit(&handle)
+    }
+    fn abort(&mut self, handle: String) -> Result<Vec<String>, Vec<String>> {
+        self.adoption.abort(&handle, &mut self.services)
+    }
+}
+
+impl Capabilities {
+    /// What a run leaves when it ends, however it ends: an adoption it did not commit is
+    /// put back, then its family lock and claim are released.
+    fn end_of_run(&mut self) {
+        self.adoption.end_of_run(&mut self.services);
+        self.family.end_of_run();
+    }
+}
+
 /// Links each WIT import to the capability that implements it.
 fn link_capabilities(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     types::add_to_linker::<_, HasSelf<Capabilities>>(linker, |s| &mut s.caps)?;
+    adoption::add_to_linker::<_, HasSelf<Capabilities>>(linker, |s| &mut s.caps)?;
     fs::add_to_linker::<_, HasSelf<FsCap>>(linker, |s| &mut s.caps.fs)?;
     service::add_to_linker::<_, HasSelf<ServiceCap>>(linker, |s| &mut s.caps.services)?;
     ports::add_to_linker::<_, HasSelf<PortsCap>>(linker, |s| &mut s.caps.ports)?;
@@ -105,6 +135,8 @@ pub enum Command {
     Restart(String),
     Deprovision(String),
     Restore(commands::RestoreRequest),
+    AdoptPlan(commands::AdoptRequest),
+    Adopt(commands::AdoptRequest),
     Health(commands::HealthRequest),
     Rollback(String),
     Members,
@@ -120,6 +152,8 @@ pub enum Answer {
     Health(Result<commands::HealthReport, commands::CommandError>),
     Rollback(Result<commands::RollbackOutcome, commands::CommandError>),
     Restore(Result<commands::RestoreOutcome, commands::CommandError>),
+    AdoptPlan(Result<Vec<commands::AdoptionPlan>, commands::CommandError>),
+    Adopt(Result<commands::AdoptOutcome, commands::CommandError>),
     Members(Result<Vec<commands::FamilyMember>, commands::CommandError>),
     Ports(Result<commands::PortReport, commands::CommandError>),
 }
@@ -161,8 +195,9 @@ impl Sandbox {
         let call = self.call(&mut store, &ctx, command, started);
         let result = tokio::time::timeout(limits.deadline + Duration::from_secs(1), call).await;
         ticker.abort();
-        // Whatever the component did, its lock and claim end with its run.
-        store.data_mut().caps.family.end_of_run();
+        // Whatever the component did, an adoption it began is kept only if committed, and
+        // its lock and claim end with its run.
+        store.data_mut().caps.end_of_run();
         print_guest_stderr(&stderr.contents());
         match result {
             Err(_) => Err(anyhow!("the component ran past its deadline of {:?}", limits.deadline)),
@@ -225,6 +260,8 @@ impl Sandbox {
             Command::Restart(h) => Answer::Lifecycle(c.call_restart(s, ctx, &h).await?),
             Command::Deprovision(h) => Answer::Lifecycle(c.call_deprovision(s, ctx, &h).await?),
             Command::Restore(r) => Answer::Restore(c.call_restore(s, ctx, &r).await?),
+            Command::AdoptPlan(r) => Answer::AdoptPlan(c.call_adopt_plan(s, ctx, &r).await?),
+            Command::Adopt(r) => Answer::Adopt(c.call_adopt(s, ctx, &r).await?),
             Command::Health(r) => Answer::Health(c.call_health(s, ctx, &r).await?),
             Command::Rollback(h) => Answer::Rollback(c.call_rollback(s, ctx, &h).await?),
             Command::Members => Answer::Members(c.call_members(s, ctx).await?),

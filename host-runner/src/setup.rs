@@ -3,7 +3,8 @@
 //! command and its context. Every grant derives from `--home` and `--lead-home`.
 
 use crate::audit::{Audit, Decision};
-use crate::bindings::commands::{self, Context, HealthRequest, ProvisionRequest, RestoreRequest, Timing};
+use crate::adopt::{Adoption, LegacyServices};
+use crate::bindings::commands::{self, AdoptRequest, Context, HealthRequest, ProvisionRequest, RestoreRequest, Timing};
 use crate::bindings::{CredentialLayout, ServiceBackend, ServiceError};
 use crate::cli::{Cli, Command, Global, Layout, Manager};
 use crate::contract::Output;
@@ -77,6 +78,7 @@ struct Guards {
     grants: Grants,
     services: ServiceCap,
     gate: HttpGate,
+    adoption: Adoption,
 }
 
 /// Derives grants and capabilities; `None` when the command is done (`grants`).
@@ -95,7 +97,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     let lead = read_lead(&homes.lead_home)?;
     let audit = open_audit(g, &homes.lead_home)?;
     let run = derive_run(cli, &homes, &lead.config)?;
-    let guards = guards(g, &homes, &run, &lead.config, &audit)?;
+    let guards = guards(cli, &homes, &run, &lead.config, &audit)?;
     let banner = banner(g, &homes.lead_home, &run, &lead, &guards, &audit);
     if matches!(cli.command, Command::Grants) {
         print_grants(banner, g.json);
@@ -105,9 +107,9 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         secret::eprint_line("agent-provisioner: sandbox grants:");
         banner.iter().for_each(|line| secret::eprint_line(&format!("  {line}")));
     }
-    let command = component_command(&cli.command, &homes, &audit)?;
+    let Guards { grants, mut services, gate, adoption } = guards;
+    let command = component_command(&cli.command, &homes, &audit, &adoption)?;
     let ctx = context(cli, &homes, &run, &lead);
-    let Guards { grants, mut services, gate } = guards;
     let timeout = Duration::from_secs(g.lock_timeout);
     let mut family = FamilyCap::new(&homes.lead_home, scope, cli.command.name(), timeout, lock, run.lead_handles.clone(), audit.clone());
     claim_handle(&cli.command, &run.lead_handles, &mut family)?;
@@ -119,6 +121,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         gate,
         progress: ProgressSink { quiet: g.quiet },
         family,
+        adoption,
         audit,
     };
     Ok(Some(Prepared { caps, ctx, command }))
@@ -184,7 +187,8 @@ fn derive_run(cli: &Cli, homes: &Homes, lead: &LeadConfig) -> Result<Run> {
 
 /// The file grants, the service policy and the HTTP gate; the gate reaches the gateway
 /// ports the service capability proves or grants.
-fn guards(g: &Global, homes: &Homes, run: &Run, lead: &LeadConfig, audit: &Arc<Audit>) -> Result<Guards> {
+fn guards(cli: &Cli, homes: &Homes, run: &Run, lead: &LeadConfig, audit: &Arc<Audit>) -> Result<Guards> {
+    let g = &cli.global;
     let state = Arc::new(HostState::open(&homes.home)?);
     let gateway_ports = Arc::default();
     let config = ServiceConfig {
@@ -197,6 +201,18 @@ fn guards(g: &Global, homes: &Homes, run: &Run, lead: &LeadConfig, audit: &Arc<A
         launchctl: g.launchctl.clone(),
         systemctl: g.systemctl.clone(),
     };
+    let legacy = LegacyServices {
+        backend: run.backend,
+        home: homes.home.clone(),
+        launchctl: g.launchctl.clone(),
+        systemctl: g.systemctl.clone(),
+        uid: rustix::process::getuid().as_raw(),
+    };
+    let adopting = match &cli.command {
+        Command::Adopt(a) if !a.changes_nothing() => a.handle.clone(),
+        _ => None,
+    };
+    let adoption = Adoption::new(adopting, &homes.lead_home, run.lead_handles.clone(), state.clone(), legacy, audit.clone());
     let services = ServiceCap::new(config, audit.clone(), state.clone(), Arc::clone(&gateway_ports))?;
     let grants = Grants::new(GrantConfig {
         home: homes.home.clone(),
@@ -206,7 +222,7 @@ fn guards(g: &Global, homes: &Homes, run: &Run, lead: &LeadConfig, audit: &Arc<A
     })?;
     let origin = Origin::parse(&g.api_url)?;
     let gate = HttpGate::new(origin, lead.sesame_key.clone(), gateway_ports, audit.clone());
-    Ok(Guards { grants, services, gate })
+    Ok(Guards { grants, services, gate, adoption })
 }
 
 /// One line per grant and per key the host holds, for the operator.
@@ -255,6 +271,7 @@ fn claim_handle(command: &Command, lead_handles: &[String], family: &mut FamilyC
     let handle = match command {
         Command::Start(h) | Command::Stop(h) | Command::Restart(h) | Command::Deprovision(h) | Command::Rollback(h) => &h.handle,
         Command::Restore(r) => &r.handle,
+        Command::Adopt(a) if !a.changes_nothing() => a.handle.as_ref().expect("clap requires it without --scan"),
         _ => return Ok(()),
     };
     if naming::check_sibling(handle, lead_handles).is_err() {
@@ -276,7 +293,7 @@ fn program_ready(command: &Command, services: &mut ServiceCap) -> Result<(), Set
 }
 
 /// The component's command for a command that runs it.
-fn component_command(command: &Command, homes: &Homes, audit: &Audit) -> Result<runtime::Command, SetupError> {
+fn component_command(command: &Command, homes: &Homes, audit: &Audit, adoption: &Adoption) -> Result<runtime::Command, SetupError> {
     Ok(match command {
         Command::Provision(p) => {
             let request = ProvisionRequest {
@@ -292,6 +309,8 @@ fn component_command(command: &Command, homes: &Homes, audit: &Audit) -> Result<
         Command::Restart(h) => runtime::Command::Restart(h.handle.clone()),
         Command::Deprovision(h) => runtime::Command::Deprovision(h.handle.clone()),
         Command::Restore(r) => runtime::Command::Restore(restore_request(r, homes, audit)?),
+        Command::Adopt(a) if a.changes_nothing() => runtime::Command::AdoptPlan(adopt_request(a, adoption)),
+        Command::Adopt(a) => runtime::Command::Adopt(adopt_request(a, adoption)),
         Command::Rollback(h) => runtime::Command::Rollback(h.handle.clone()),
         Command::Health(h) => runtime::Command::Health(HealthRequest { report: h.report, channel: h.channel.clone() }),
         Command::List => runtime::Command::Members,
@@ -310,6 +329,24 @@ fn restore_request(args: &crate::cli::RestoreArgs, homes: &Homes, audit: &Audit)
     let why = if args.archive.is_some() { "the archive the operator named" } else { "the newest archive of the handle" };
     audit.record("restore", "choose-archive", &format!("{handle}: {archive}"), Decision::Allowed, why);
     Ok(RestoreRequest { handle: handle.clone(), archive, auto_port: args.auto_port, port_range_start: args.port_range_start })
+}
+
+/// `adopt`: what the host found of every sibling home it did not make (and of the one
+/// named, when that is none of them: its refusals say why).
+fn adopt_request(args: &crate::cli::AdoptArgs, adoption: &Adoption) -> AdoptRequest {
+    let mut candidates = adoption.candidates();
+    if let Some(handle) = args.handle.as_ref().filter(|h| !candidates.iter().any(|c| &&c.handle == h)) {
+        candidates.push(adoption.inspect(handle));
+    }
+    AdoptRequest {
+        handle: args.handle.clone(),
+        candidates,
+        re_port: args.re_port,
+        port_range_start: args.port_range_start,
+        principal_id: args.principal_id.clone(),
+        family_id: args.family_id.clone(),
+        display_name: args.display_name.clone(),
+    }
 }
 
 /// What the component is told about this host and run (no secret).

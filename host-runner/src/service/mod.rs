@@ -15,12 +15,12 @@
 //! component cannot turn a port some other program serves into a "gateway" port.
 
 mod direct;
-mod exec;
+pub(crate) mod exec;
 mod launchd;
 #[cfg(test)]
 mod openclaw_launchagent;
 mod policy;
-mod systemd;
+pub(crate) mod systemd;
 
 pub use direct::supervisor::main as supervise;
 pub use policy::{Definition, Policy};
