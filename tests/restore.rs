@@ -7,31 +7,11 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::*;
 
 const FAMILY: &str = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d";
-
-/// Every file under `dir` (relative path -> mode and contents).
-fn files(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            let relative = path.strip_prefix(root).unwrap().display().to_string();
-            if entry.file_type().unwrap().is_dir() {
-                out.insert(format!("{relative}/"), (mode(&path), Vec::new()));
-                walk(root, &path, out);
-            } else {
-                out.insert(relative, (mode(&path), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
 
 fn provision(t: &TestHome, handle: &str, port: u16) {
     t.provision(&t.task(handle, port, |_| {})).expect(0);
@@ -67,7 +47,7 @@ fn a_deprovisioned_sibling_comes_back_the_same_healthy_registered_and_online() {
     std::fs::write(home.join("extensions/sesame/planted.js"), "require('child_process')").unwrap();
     std::fs::create_dir_all(home.join("skills/evil")).unwrap();
     std::fs::write(home.join("skills/evil/SKILL.md"), "run this").unwrap();
-    let before = files(&home);
+    let before = files_under(&home);
     let registered = member(&t, "nova").unwrap();
     let archive = deprovision(&t, "nova");
     let archived = std::fs::read(&archive).unwrap();
@@ -83,8 +63,8 @@ fn a_deprovisioned_sibling_comes_back_the_same_healthy_registered_and_online() {
     // The same home: every file and mode, but the planted code; the code is the lead's.
     let mut expected = before.clone();
     expected.retain(|path, _| !path.starts_with("extensions/sesame/planted") && !path.starts_with("skills/evil"));
-    assert_eq!(files(&home), expected);
-    let lead_plugin = files(&t.lead().join("extensions/sesame"));
+    assert_eq!(files_under(&home), expected);
+    let lead_plugin = files_under(&t.lead().join("extensions/sesame"));
     assert!(lead_plugin.iter().all(|(path, (_, bytes))| std::fs::read(home.join("extensions/sesame").join(path.trim_end_matches('/'))).map_or(path.ends_with('/'), |b| b == *bytes)));
 
     assert_eq!(get_status(port, "/healthz"), Some(200), "healthy");

@@ -129,7 +129,7 @@ impl Run<'_> {
         let path = &self.layout.config;
         let bytes = self.caps.files.read(path).map_err(|e| format!("reading {path}: {}", e.message()))?;
         let text = String::from_utf8(bytes).map_err(|_| format!("{path} is not UTF-8"))?;
-        let old: serde_json::Value = json5::from_str(&text).map_err(|e| format!("{path} does not parse ({e})"))?;
+        let old: serde_json::Value = serde_json::from_str(&text).or_else(|_| json5::from_str(&text)).map_err(|e| format!("{path} does not parse ({e})"))?;
         let token = match old["gateway"]["auth"]["token"].as_str().filter(|t| !t.is_empty()) {
             Some(token) => token.to_string(),
             None => config::gateway_token(self.caps.random),

@@ -88,13 +88,15 @@ impl Adoption {
     }
 
     /// `begin`: see the module doc.
-    pub fn begin(&mut self, handle: &str, services: &mut ServiceCap) -> Result<LegacySibling, String> {
+    pub fn begin(&mut self, handle: &str) -> Result<LegacySibling, String> {
         self.allowed("begin", handle)?;
         if self.begun.is_some() {
             return Err(format!("the adoption of {handle} has begun already"));
         }
         let dir = self.snapshot_dir(handle);
-        let mut undone = self.recover(&dir, services)?;
+        if dir.exists() {
+            return Err(format!("an adoption of {handle} is under way or was killed part-way (its snapshot is in {})", dir.display()));
+        }
         let surveyed = self.survey().one(handle);
         if !surveyed.sibling.refusals.is_empty() {
             return Err(surveyed.sibling.refusals.join("; "));
@@ -116,31 +118,33 @@ impl Adoption {
             let retired = self.services.retire(found)?;
             retired.iter().for_each(|line| self.audit.record("adoption", "retire", &found.definition.path, Decision::Allowed, line));
         }
-        let mut sibling = surveyed.sibling;
-        sibling.refusals.clear();
-        undone.iter_mut().for_each(|line| line.insert_str(0, "an adoption killed part-way was undone first: "));
-        Ok(sibling)
+        Ok(surveyed.sibling)
     }
 
-    /// Restores the snapshot a killed run left in `dir`; refuses while its process lives.
-    fn recover(&mut self, dir: &Path, services: &mut ServiceCap) -> Result<Vec<String>, String> {
-        let snapshot = match Snapshot::load(dir) {
+    /// Before an `adopt HANDLE` run surveys anything: puts back what an adoption of that
+    /// handle killed part-way left (its snapshot), saying so on stderr; refuses while the
+    /// process that took the snapshot lives. Other runs recover nothing.
+    pub fn recover(&mut self, services: &mut ServiceCap) -> Result<(), String> {
+        let Some(handle) = self.allowed.clone().filter(|h| naming::check_sibling(h, &self.lead_handles).is_ok()) else { return Ok(()) };
+        let dir = self.snapshot_dir(&handle);
+        let snapshot = match Snapshot::load(&dir) {
             Ok(Some(snapshot)) => snapshot,
             Ok(None) => {
-                let _ = std::fs::remove_dir_all(dir);
-                return Ok(Vec::new());
+                let _ = std::fs::remove_dir_all(&dir);
+                return Ok(());
             }
             Err(e) => return Err(format!("{e:#}; move {} aside by hand", dir.display())),
         };
         let pid = snapshot.record.pid;
         if pid != std::process::id() && crate::restore::process_alive(pid) {
-            return Err(format!("another adoption of {} is under way (process {pid})", snapshot.record.handle));
+            return Err(format!("another adoption of {handle} is under way (process {pid})"));
         }
         let (done, failed) = self.put_back(snapshot, services);
         if failed {
-            return Err(format!("an adoption killed part-way could not be undone: {}", done.join("; ")));
+            return Err(format!("an adoption of {handle} killed part-way could not all be put back: {}", done.join("; ")));
         }
-        Ok(done)
+        crate::secret::eprint_line(&format!("agent-provisioner: an adoption of {handle} was killed part-way; put back first: {}", done.join("; ")));
+        Ok(())
     }
 
     /// `migrate-credentials`.

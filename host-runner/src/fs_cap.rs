@@ -41,6 +41,9 @@ pub struct FsCap {
     lead_secret: Option<Secret>,
     plugins: LeadPlugins,
     lead_keys: LeadKeys,
+    /// The sibling an `adopt` run takes over: a home the host did not make, of which the
+    /// component may change only `openclaw.json` (the host moves the credentials).
+    adopting: Option<String>,
 }
 
 /// The lead's plugins and skills the host copies into new siblings, and the API URL
@@ -109,7 +112,13 @@ fn rel(r: &Resolved) -> &Path {
 
 impl FsCap {
     pub fn new(grants: Grants, audit: Arc<Audit>, lead_secret: Option<Secret>, plugins: LeadPlugins, lead_keys: LeadKeys) -> Self {
-        Self { grants, audit, lead_secret, plugins, lead_keys }
+        Self { grants, audit, lead_secret, plugins, lead_keys, adopting: None }
+    }
+
+    /// Narrows the grant on the home of `handle`, which this run adopts: of it the
+    /// component may write only `openclaw.json` (whole, through `write-atomic`).
+    pub fn adopting(self, handle: Option<String>) -> Self {
+        Self { adopting: handle, ..self }
     }
 
     /// Checks what goes into a sibling home; other grants have no such rules.
@@ -138,6 +147,13 @@ impl FsCap {
         let resolved = self.grants.resolve(path).map_err(|e| FsError::Denied(e.to_string()))?;
         if write && !resolved.writable {
             return Err(FsError::Denied(format!("{path}: the {} grant does not allow writing ({op})", resolved.describe())));
+        }
+        let adopted = matches!(&resolved.kind, Kind::SiblingHome(h) if self.adopting.as_ref() == Some(h));
+        if write && adopted && !(op == "write-atomic" && resolved.relative == Path::new("openclaw.json")) {
+            return Err(FsError::Denied(format!(
+                "{path}: this run adopts {}, a home the host did not make: the component may change only its openclaw.json ({op} refused)",
+                resolved.root.display()
+            )));
         }
         Ok(resolved)
     }

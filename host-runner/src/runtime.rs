@@ -68,10 +68,10 @@ pub struct Capabilities {
 impl types::Host for Capabilities {}
 
 /// Adoption needs the service capability too (to remove a new service when it puts an
-/// adoption back), so it is linked on the whole set.
+/// adoption back), so it is linked on the whole set of capabilities.
 impl adoption::Host for Capabilities {
     fn begin(&mut self, handle: String) -> Result<adoption::LegacySibling, String> {
-        self.adoption.begin(&handle, &mut self.services)
+        self.adoption.begin(&handle)
     }
     fn migrate_credentials(&mut self, handle: String) -> Result<Vec<String>, String> {
         self.adoption.migrate_credentials(&handle)

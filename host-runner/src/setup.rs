@@ -107,7 +107,8 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         secret::eprint_line("agent-provisioner: sandbox grants:");
         banner.iter().for_each(|line| secret::eprint_line(&format!("  {line}")));
     }
-    let Guards { grants, mut services, gate, adoption } = guards;
+    let Guards { grants, mut services, gate, mut adoption } = guards;
+    adoption.recover(&mut services).map_err(|why| SetupError::Task(commands::CommandError::Refused(why)))?;
     let command = component_command(&cli.command, &homes, &audit, &adoption)?;
     let ctx = context(cli, &homes, &run, &lead);
     let timeout = Duration::from_secs(g.lock_timeout);
@@ -115,7 +116,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     claim_handle(&cli.command, &run.lead_handles, &mut family)?;
     program_ready(&cli.command, &mut services)?;
     let caps = Capabilities {
-        fs: FsCap::new(grants, audit.clone(), lead.config.sesame_key, run.plugins, lead.keys),
+        fs: FsCap::new(grants, audit.clone(), lead.config.sesame_key, run.plugins, lead.keys).adopting(adopting(&cli.command)),
         services,
         ports: PortsCap { audit: audit.clone() },
         gate,
@@ -208,11 +209,7 @@ fn guards(cli: &Cli, homes: &Homes, run: &Run, lead: &LeadConfig, audit: &Arc<Au
         systemctl: g.systemctl.clone(),
         uid: rustix::process::getuid().as_raw(),
     };
-    let adopting = match &cli.command {
-        Command::Adopt(a) if !a.changes_nothing() => a.handle.clone(),
-        _ => None,
-    };
-    let adoption = Adoption::new(adopting, &homes.lead_home, run.lead_handles.clone(), state.clone(), legacy, audit.clone());
+    let adoption = Adoption::new(adopting(&cli.command), &homes.lead_home, run.lead_handles.clone(), state.clone(), legacy, audit.clone());
     let services = ServiceCap::new(config, audit.clone(), state.clone(), Arc::clone(&gateway_ports))?;
     let grants = Grants::new(GrantConfig {
         home: homes.home.clone(),
@@ -329,6 +326,14 @@ fn restore_request(args: &crate::cli::RestoreArgs, homes: &Homes, audit: &Audit)
     let why = if args.archive.is_some() { "the archive the operator named" } else { "the newest archive of the handle" };
     audit.record("restore", "choose-archive", &format!("{handle}: {archive}"), Decision::Allowed, why);
     Ok(RestoreRequest { handle: handle.clone(), archive, auto_port: args.auto_port, port_range_start: args.port_range_start })
+}
+
+/// The sibling an `adopt` run takes over (none for `--scan`, `--plan` and other commands).
+fn adopting(command: &Command) -> Option<String> {
+    match command {
+        Command::Adopt(a) if !a.changes_nothing() => a.handle.clone(),
+        _ => None,
+    }
 }
 
 /// `adopt`: what the host found of every sibling home it did not make (and of the one

@@ -155,6 +155,29 @@ pub fn fake_openclaw(dir: &Path, mode: &str) -> PathBuf {
     path
 }
 
+/// Every file under `dir` (relative path -> mode and contents).
+pub fn files_under(dir: &Path) -> std::collections::BTreeMap<String, (u32, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, (u32, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let relative = path.strip_prefix(root).unwrap().display().to_string();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                out.insert(format!("{relative}/"), (mode(&path), Vec::new()));
+                walk(root, &path, out);
+            } else if kind.is_file() {
+                out.insert(relative, (mode(&path), std::fs::read(&path).unwrap()));
+            } else {
+                // A link, FIFO or socket: what it is, never read through.
+                out.insert(relative, (mode(&path), format!("<{kind:?}>").into_bytes()));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
 /// The validator of the published JSON Schema of every command's `--json` output.
 pub fn output_schema() -> &'static jsonschema::Validator {
     static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();

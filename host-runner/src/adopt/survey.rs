@@ -64,8 +64,9 @@ impl Survey<'_> {
         let Ok(entries) = std::fs::read_dir(self.home) else { return Vec::new() };
         let mut handles: Vec<String> = entries
             .flatten()
+            .filter(|e| e.path().join("openclaw.json").symlink_metadata().is_ok())
             .filter_map(|e| naming::handle_of_home_name(&e.file_name().to_string_lossy()).map(String::from))
-            .filter(|h| naming::check_sibling(h, self.lead_handles).is_ok() && self.state.definition(h).is_none() && !self.is_recorded(h))
+            .filter(|h| naming::check_sibling(h, self.lead_handles).is_ok() && (!self.is_recorded(h) || self.interrupted(h)))
             .collect();
         handles.sort();
         handles.into_iter().map(|h| self.one(&h).sibling).filter(|s| Path::new(&s.oc_home) != self.lead_home).collect()
@@ -74,6 +75,11 @@ impl Survey<'_> {
     /// Whether the host's record has `handle` as a sibling home (of any lead).
     fn is_recorded(&self, handle: &str) -> bool {
         self.state.sibling(handle, self.lead_home).is_some() || self.state.definition(handle).is_some()
+    }
+
+    /// Whether an adoption of `handle` was killed part-way (its snapshot is on disk).
+    fn interrupted(&self, handle: &str) -> bool {
+        super::snapshot::Snapshot::dir_of(Path::new(&naming::host_state_dir(&self.home.display().to_string())), handle).exists()
     }
 
     /// The sibling `handle` as found, with every reason it cannot be adopted.
@@ -95,7 +101,9 @@ impl Survey<'_> {
             s.refusals.push(format!("{handle:?} is not a sibling handle: it {why}"));
             return Surveyed { sibling: s, definition: None };
         }
-        if self.is_recorded(handle) {
+        if self.interrupted(handle) {
+            s.refusals.push(format!("an adoption of {handle} was killed part-way; `adopt {handle}` puts back what it left first"));
+        } else if self.is_recorded(handle) {
             s.refusals.push(format!("{handle} is managed by this host already (it made or adopted it); nothing to adopt"));
         }
         match self.open_home(&root) {
@@ -195,8 +203,13 @@ fn read(dir: &Dir, relative: &str) -> Result<Option<Vec<u8>>, String> {
     }
 }
 
-/// `openclaw.json` as OpenClaw reads it (JSON5).
+/// `openclaw.json` as OpenClaw reads it: JSON5, tried as plain JSON first (what the
+/// original skill wrote), since the JSON5 parser recurses deeply and the host may run
+/// this on a worker thread with a small stack.
 pub fn parse_config(bytes: &[u8]) -> Result<Value, String> {
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let text = std::str::from_utf8(bytes).map_err(|_| "is not UTF-8".to_string())?;
     json5::from_str(text).map_err(|e| format!("does not parse as JSON5 ({e})"))
 }
