@@ -308,7 +308,7 @@ fn what_is_not_adoptable_is_refused_naming_why_and_nothing_changes() {
         let run = adopt(&t, &["nova", &ids[0], &ids[1], &ids[2], &ids[3]]).expect(2);
         assert!(run.stdout.contains(expected), "{what}: no {expected:?} in {}", run.stdout);
         assert_eq!(home_files(&t, "nova"), before, "{what}: nothing changed");
-        assert_eq!(launchd_job(&t, "com.openclaw.nova").0, true, "{what}: the old service is still loaded");
+        assert!(launchd_job(&t, "com.openclaw.nova").0, "{what}: the old service is still loaded");
     };
 
     // A .env that would inject code into the gateway.

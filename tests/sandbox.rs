@@ -144,6 +144,10 @@ fn a_hostile_component_is_denied_every_escape() {
         "service-stop-lead-gateway",
         "family-claim-other-handle",
         "family-claim-traversal",
+        "adoption-begin-profile",
+        "adoption-migrate-victim",
+        "adoption-commit-victim",
+        "adoption-abort-victim",
     ];
     for name in hostile {
         let (allowed, detail) = results.get(name).unwrap_or_else(|| panic!("{name} did not run:\n{}", run.stderr));
@@ -279,6 +283,43 @@ fn a_command_that_changes_nothing_is_refused_the_family_lock() {
     let (allowed, detail) = results(&run.stderr)["family-lock-read-only"].clone();
     assert!(!allowed && detail.contains("`ports` changes nothing and is not granted the family lock"), "{detail}");
     assert!(!t.lead().join("logs/agent-provisioner.lock").exists(), "the lock file was never even opened");
+}
+
+#[test]
+fn a_hostile_adoption_is_confined_to_the_named_sibling_and_its_config_and_put_back() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let home = t.sibling("nova");
+    std::fs::create_dir_all(home.join("agents/main/agent")).unwrap();
+    std::fs::create_dir_all(home.join("workspace")).unwrap();
+    std::fs::write(home.join("openclaw.json"), "{\"gateway\": {\"mode\": \"local\", \"port\": 18790}}\n").unwrap();
+    std::fs::write(home.join("agents/main/agent/auth.json"), format!("{{\"anthropic\": {{\"type\": \"api_key\", \"key\": \"{TASK_LLM_KEY}\"}}}}")).unwrap();
+    std::fs::write(home.join("workspace/AGENTS.md"), "the sibling's own\n").unwrap();
+    std::fs::create_dir_all(t.sibling("work")).unwrap();
+    std::fs::write(t.sibling("work").join("openclaw.json"), "{}").unwrap();
+    let before = (files_under(&home), files_under(&t.sibling("work")));
+
+    let run = t.run(&["--component", env!("HOSTILE_GUEST_WASM"), "adopt", "nova", "--principal-id", &principal("nova"), "--family-id", &principal("family")]);
+    assert_eq!(run.code, 2, "the fixture ends with a refusal\n{}", run.stderr);
+    let results = results(&run.stderr);
+    let verdict = |name: &str| results.get(name).cloned().unwrap_or_else(|| panic!("no result {name}: {}", run.stderr));
+    for (name, allowed, says) in [
+        ("adoption-begin-other", false, "this run adopts nova only"),
+        ("adoption-begin-named", true, ".openclaw-nova"),
+        ("adoption-begin-twice", false, "has begun already"),
+        ("adoption-migrate-named", true, "moved from agents/main/agent/auth.json to .env"),
+        ("adoption-write-config", false, "openclaw.json: "),
+        ("adoption-write-workspace", false, "may change only its openclaw.json"),
+    ] {
+        let (was_allowed, detail) = verdict(name);
+        assert_eq!(was_allowed, allowed, "{name}: {detail}");
+        assert!(detail.contains(says), "{name}: no {says:?} in {detail}");
+    }
+    assert!(run.stderr.contains("the adoption of nova did not finish and was put back"), "{}", run.stderr);
+    assert_eq!((files_under(&home), files_under(&t.sibling("work"))), before, "every byte is back; the other profile was never touched");
+    let recorded = std::fs::read_to_string(t.home.join(".local/state/agent-provisioner/siblings.json")).unwrap_or_default();
+    assert!(!recorded.contains("nova"), "{recorded}");
+    assert!(!format!("{}{}", run.stdout, run.stderr).contains(TASK_LLM_KEY), "the migrated key was never shown");
 }
 
 /// The fixture task's own provider key.

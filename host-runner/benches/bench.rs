@@ -463,7 +463,7 @@ mod native {
 
     impl World {
         pub fn caps(&self) -> Caps<'_> {
-            Caps { files: self, services: self, http: self, clock: self, ports: self, progress: self, random: self, family: self }
+            Caps { files: self, services: self, http: self, clock: self, ports: self, progress: self, random: self, family: self, adoption: self }
         }
     }
 
@@ -574,6 +574,22 @@ mod native {
         fn unlock(&self) {}
         fn claim(&self, _: &str) -> Result<(), String> {
             Ok(())
+        }
+    }
+
+    /// A plan adopts nothing.
+    impl Adoption for World {
+        fn begin(&self, handle: &str) -> Result<LegacySibling, String> {
+            Err(format!("a plan adopts nothing ({handle})"))
+        }
+        fn migrate_credentials(&self, handle: &str) -> Result<Vec<String>, String> {
+            Err(format!("a plan adopts nothing ({handle})"))
+        }
+        fn commit(&self, handle: &str) -> Result<String, String> {
+            Err(format!("a plan adopts nothing ({handle})"))
+        }
+        fn abort(&self, handle: &str) -> Result<Vec<String>, Vec<String>> {
+            Err(vec![format!("a plan adopts nothing ({handle})")])
         }
     }
 }
