@@ -55,6 +55,16 @@ impl Adoption {
         Self { allowed, home, lead_home: lead_home.into(), lead_handles, state, services, audit, begun: None }
     }
 
+    /// The banner line of an `adopt HANDLE` run.
+    pub fn describe(&self) -> Option<String> {
+        let handle = self.allowed.as_ref()?;
+        Some(format!(
+            "adoption: only {} (named by the operator); the host snapshots what adoption changes into {}, takes over its old service definition, moves its legacy keys itself, and puts everything back unless the run commits; of that home the component may write only openclaw.json",
+            naming::sibling_home(&self.home.display().to_string(), handle),
+            self.snapshot_dir(handle).display()
+        ))
+    }
+
     fn survey(&self) -> Survey<'_> {
         Survey { home: &self.home, lead_home: &self.lead_home, lead_handles: &self.lead_handles, state: &self.state, services: &self.services }
     }

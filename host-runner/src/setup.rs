@@ -233,6 +233,7 @@ fn banner(g: &Global, lead_home: &Path, run: &Run, lead: &Lead, guards: &Guards,
         g.copy_skills.join(",")
     ));
     banner.extend(guards.services.describe());
+    banner.extend(guards.adoption.describe());
     banner.extend(guards.gate.describe());
     banner.push(match &lead.config.key_source {
         Some(source) => format!("lead Sesame key: held by the host, from {source}"),
