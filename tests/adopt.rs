@@ -352,3 +352,30 @@ fn what_is_not_adoptable_is_refused_naming_why_and_nothing_changes() {
     let recorded = std::fs::read_to_string(t.home.join(".local/state/agent-provisioner/siblings.json")).unwrap_or_default();
     assert!(!recorded.contains("nova"), "{recorded}");
 }
+
+#[test]
+fn without_a_service_manager_a_failure_leaves_no_process_and_no_record() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let mut t = TestHome::new(&sesame.url);
+    let port = gateway_port();
+    let home = t.sibling("nova");
+    std::fs::create_dir_all(home.join("agents/main/agent")).unwrap();
+    std::fs::write(home.join("openclaw.json"), json!({"gateway": {"mode": "local", "port": port}}).to_string()).unwrap();
+    std::fs::write(home.join("agents/main/agent/auth.json"), json!({"anthropic": {"type": "api_key", "key": legacy_key("nova")}}).to_string()).unwrap();
+    let before = files_under(&home);
+
+    let plan = adopt(&t, &["nova", "--plan"]).expect(0).json();
+    assert!(plan["adoptions"][0]["changes"].to_string().contains("no old service definition was found"), "{plan:#}");
+    t.openclaw = fake_openclaw(t.temp.path(), "exit-at-once");
+    adopt_for_real(&t, "nova", &[]).expect(1);
+    assert_eq!(files_under(&home), before, "every byte is back");
+    assert!(t.gateway_pid("nova").is_none() && t.supervisor_pid("nova").is_none(), "no gateway or supervisor is left");
+    let records: Vec<_> = std::fs::read_dir(t.services_dir()).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(records.is_empty(), "no service record is left: {records:?}");
+
+    t.openclaw = fake_openclaw(t.temp.path(), "serve");
+    let adopted = adopt_for_real(&t, "nova", &[]).expect(0).json();
+    assert!(adopted["outcome"]["warnings"].to_string().contains("no old service definition"), "{adopted:#}");
+    assert_eq!(get_status(port, "/healthz"), Some(200));
+    t.run(&["--json", "deprovision", "nova"]).expect(0);
+}

@@ -234,7 +234,10 @@ impl Adoption {
         let handle = snapshot.record.handle.clone();
         let label = naming::label(&handle);
         let mut lines: Vec<Result<String, String>> = Vec::new();
-        if self.state.definition(&handle).is_some() {
+        // A new service of the host's (a definition it can prove, or the direct backend's
+        // record); an old launchd definition still in place is not the host's and stays.
+        let installed = services.status(label.clone()).is_ok_and(|s| s.state != crate::bindings::RunState::NotInstalled);
+        if installed {
             lines.push(services.uninstall(label.clone()).map(|()| format!("the new service {label} stopped and removed")).map_err(|e| format!("removing the new service {label}: {e:?}")));
         }
         lines.extend(snapshot.restore_files());
