@@ -47,6 +47,8 @@ impl LegacyServices {
     fn names(&self, handle: &str) -> Vec<String> {
         match self.backend {
             ServiceBackend::Launchd => vec![naming::plist_name(handle)],
+            // `openclaw-gateway*.service` is OpenClaw's own name space: never a bash-era unit.
+            ServiceBackend::Systemd if handle == "gateway" || handle.starts_with("gateway-") => vec![format!("com.openclaw.{handle}.service")],
             ServiceBackend::Systemd => vec![format!("openclaw-{handle}.service"), format!("com.openclaw.{handle}.service")],
             ServiceBackend::Direct => Vec::new(),
         }
@@ -233,4 +235,90 @@ fn must(out: exec::Output, tool: &str, args: &[&str]) -> Result<(), String> {
 
 fn remove(path: &str) -> Result<(), String> {
     std::fs::remove_file(path).map_err(|e| format!("removing {path}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::exec::tests::Recorder;
+
+    fn services(backend: ServiceBackend, home: &Path, recorder: &Recorder) -> LegacyServices {
+        LegacyServices { backend, home: home.into(), launchctl: recorder.tool.clone(), systemctl: recorder.tool.clone(), uid: 501 }
+    }
+
+    fn unit(home: &Path, name: &str, exec: &str) -> PathBuf {
+        let dir = home.join(".config/systemd/user");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), format!("[Service]\nExecStart={exec}\n")).unwrap();
+        dir.join(name)
+    }
+
+    #[test]
+    fn a_hand_made_unit_is_found_retired_and_reinstated_as_it_was() {
+        let temp = tempfile::tempdir().unwrap();
+        let recorder = Recorder::new();
+        recorder.answer("--user is-enabled", 0, "enabled\n");
+        recorder.answer("--user is-active", 0, "active\n");
+        let s = services(ServiceBackend::Systemd, temp.path(), &recorder);
+        let path = unit(temp.path(), "openclaw-nova.service", "/usr/bin/openclaw --profile nova gateway run --port 18790");
+        let found = s.find("nova").unwrap().expect("found");
+        assert_eq!((found.definition.name.as_str(), found.definition.loaded, found.definition.running), ("openclaw-nova.service", true, true));
+        recorder.clear();
+        s.retire(&found).unwrap();
+        assert!(!path.exists());
+        assert_eq!(recorder.calls(), ["--user disable openclaw-nova.service", "--user stop openclaw-nova.service", "--user daemon-reload", "--user reset-failed openclaw-nova.service"]);
+        recorder.clear();
+        s.reinstate(&found.definition, &found.bytes, found.mode).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), found.bytes);
+        assert_eq!(recorder.calls(), ["--user daemon-reload", "--user enable openclaw-nova.service", "--user start openclaw-nova.service"]);
+    }
+
+    #[test]
+    fn what_is_not_the_siblings_gateway_is_never_taken() {
+        let temp = tempfile::tempdir().unwrap();
+        let recorder = Recorder::new();
+        let s = services(ServiceBackend::Systemd, temp.path(), &recorder);
+        // Another program under the sibling's unit name.
+        unit(temp.path(), "openclaw-nova.service", "/usr/bin/backup --daily");
+        assert!(s.find("nova").unwrap_err().contains("does not run an OpenClaw gateway for nova"));
+        // OpenClaw's own unit for the profile `x` is not the sibling `gateway-x`'s.
+        unit(temp.path(), "openclaw-gateway-x.service", "/usr/bin/openclaw --profile gateway-x gateway run");
+        assert!(s.find("gateway-x").unwrap().is_none());
+        // A link is not followed; the host's own definition is not the original skill's.
+        let target = unit(temp.path(), "elsewhere.service", "/usr/bin/openclaw --profile vega gateway run");
+        std::os::unix::fs::symlink(&target, temp.path().join(".config/systemd/user/openclaw-vega.service")).unwrap();
+        assert!(s.find("vega").unwrap_err().contains("not a regular file"));
+        unit(temp.path(), "com.openclaw.orion.service", &format!("/usr/bin/openclaw --profile orion gateway run # {}", crate::service::MARKER));
+        assert!(s.find("orion").unwrap_err().contains("written by agent-provisioner"));
+        assert!(recorder.calls().is_empty(), "nothing was asked of systemd: {:?}", recorder.calls());
+    }
+
+    #[test]
+    fn a_launch_agent_must_carry_the_siblings_label() {
+        let temp = tempfile::tempdir().unwrap();
+        let recorder = Recorder::new();
+        recorder.answer("print", 0, "state = running\n");
+        let s = services(ServiceBackend::Launchd, temp.path(), &recorder);
+        let dir = temp.path().join("Library/LaunchAgents");
+        std::fs::create_dir_all(&dir).unwrap();
+        let plist = |label: &str| {
+            let mut dict = plist::Dictionary::new();
+            dict.insert("Label".into(), label.into());
+            let args = ["/usr/bin/openclaw", "--profile", "nova", "gateway", "run"].map(plist::Value::from).to_vec();
+            dict.insert("ProgramArguments".into(), plist::Value::Array(args));
+            plist::Value::Dictionary(dict).to_file_xml(dir.join("com.openclaw.nova.plist")).unwrap();
+        };
+        plist("com.openclaw.other");
+        assert!(s.find("nova").unwrap_err().contains("its Label is"));
+        plist("com.openclaw.nova");
+        let found = s.find("nova").unwrap().expect("found");
+        assert_eq!((found.definition.name.as_str(), found.definition.loaded, found.definition.running), ("com.openclaw.nova", true, true));
+        recorder.clear();
+        s.retire(&found).unwrap();
+        assert_eq!(recorder.calls(), ["bootout gui/501/com.openclaw.nova"]);
+        recorder.clear();
+        s.reinstate(&found.definition, &found.bytes, found.mode).unwrap();
+        let path = dir.join("com.openclaw.nova.plist").display().to_string();
+        assert_eq!(recorder.calls(), [format!("bootstrap gui/501 {path}")]);
+    }
 }
