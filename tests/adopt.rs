@@ -186,6 +186,11 @@ fn bash_era_siblings_are_scanned_planned_and_adopted_with_their_overlaps_resolve
     assert!(calls.iter().any(|c| c.starts_with("bootstrap")), "{calls:?}");
     let online = sesame.requests().into_iter().any(|r| r["method"] == "PATCH" && r["body"] == json!({"status": "online"}) && r.to_string().contains(&principal("nova")));
     assert!(online, "Sesame was told the member is online");
+    let audit = std::fs::read_to_string(t.audit_log()).unwrap();
+    for op in ["begin", "retire", "migrate-credentials", "commit"] {
+        assert!(audit.lines().any(|l| l.contains("\"cap\":\"adoption\"") && l.contains(&format!("\"op\":\"{op}\""))), "no adoption {op} in the audit log");
+    }
+    no_key_in("the audit log", &audit, "nova");
 
     // orion still overlaps vega: moved too; vega then overlaps nothing and keeps its port.
     adopt_for_real(&t, "orion", &["--re-port", "--port-range-start", &clear_text]).expect(0);

@@ -385,7 +385,7 @@ fn spawn(spec: &Spec) -> Result<u32, String> {
         cmd.pre_exec(move || {
             rustix::process::setsid()?;
             if let Some(mask) = umask {
-                rustix::process::umask(rustix::fs::Mode::from_bits_truncate(mask));
+                rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask as rustix::fs::RawMode));
             }
             Ok(())
         });
