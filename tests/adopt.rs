@@ -15,14 +15,6 @@ use support::*;
 
 const FAMILY: &str = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d";
 
-/// The legacy provider key of `handle` (never to appear in any output).
-fn legacy_key(handle: &str) -> String {
-    format!("sk-ant-{handle}-legacy-key-0001")
-}
-
-/// The lead's key in the `auth-profiles.json` the original skill copied into each sibling.
-const LEAD_PROFILE_KEY: &str = "sk-ant-lead-profile-key-0001";
-
 /// A home with the launchd stand-in as the service manager.
 fn launchd_home(sesame: &SesameStandin) -> TestHome {
     let mut t = TestHome::new(&sesame.url);
@@ -32,28 +24,10 @@ fn launchd_home(sesame: &SesameStandin) -> TestHome {
     t
 }
 
-/// Builds `~/.openclaw-<handle>` as the original skill wrote it and loads its LaunchAgent
-/// with `launchctl load -w`; returns the plist.
+/// Builds `~/.openclaw-<handle>` as the original skill wrote it ([`bash_era_home`]) and
+/// loads its LaunchAgent with `launchctl load -w`; returns the plist.
 fn bash_era(t: &TestHome, handle: &str, port: u16) -> PathBuf {
-    let home = t.sibling(handle);
-    for dir in ["agents/main/agent", "workspace/memory", "logs", "extensions", "skills"] {
-        std::fs::create_dir_all(home.join(dir)).unwrap();
-    }
-    copy_dir(&t.lead().join("extensions/sesame"), &home.join("extensions/sesame"));
-    copy_dir(&t.lead().join("skills/sesame"), &home.join("skills/sesame"));
-    let config = json!({
-        "gateway": {"mode": "local", "port": port},
-        "agents": {"defaults": {"model": "anthropic/claude-sonnet-4-5"}},
-        "channels": {"sesame": {"apiKey": format!("sk_sesame_{handle}_0001")}},
-        "logging": {"level": "debug"}
-    });
-    std::fs::write(home.join("openclaw.json"), format!("{config:#}\n")).unwrap();
-    std::fs::write(home.join("agents/main/agent/auth.json"), json!({"anthropic": {"type": "api_key", "key": legacy_key(handle)}}).to_string()).unwrap();
-    let profiles = json!({"version": 1, "profiles": {"anthropic:default": {"type": "api_key", "provider": "anthropic", "key": LEAD_PROFILE_KEY}}});
-    std::fs::write(home.join("agents/main/agent/auth-profiles.json"), profiles.to_string()).unwrap();
-    std::fs::write(home.join("workspace/AGENTS.md"), format!("You are {handle}, a member of the family.\n")).unwrap();
-    std::fs::write(home.join("workspace/memory/2026-10-01.md"), "Met the human.\n").unwrap();
-
+    let home = bash_era_home(t, handle, port);
     let plist = t.home.join(format!("Library/LaunchAgents/com.openclaw.{handle}.plist"));
     std::fs::create_dir_all(plist.parent().unwrap()).unwrap();
     let mut dict = plist::Dictionary::new();

@@ -6,6 +6,12 @@
 //! a gateway that exits with an invalid config is rolled back without leaving its unit
 //! loaded; deprovision leaves no unit loaded or on disk and no process.
 //!
+//! `adopt` takes over a bash-era sibling whose gateway runs under a unit its operator
+//! wrote by hand (`openclaw-<handle>.service`, enabled with `systemctl --user enable
+//! --now`): an adoption that fails part-way puts back every byte, the unit file and the
+//! unit enabled and running; a real one retires and archives that unit and runs the
+//! sibling under the host's unit, with a real gateway; deprovision then leaves nothing.
+//!
 //! The binary runs with HOME and XDG_RUNTIME_DIR pointing at the private manager, never at
 //! the machine's own. In CI (`CI` set) a machine that cannot start the manager (not root,
 //! no `unshare`, no systemd) or install OpenClaw fails this suite, saying why; a local run
@@ -14,6 +20,8 @@
 mod support;
 
 use serde_json::Value;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::real_openclaw::*;
@@ -37,10 +45,11 @@ fn user_manager(home: &Path) -> Option<UserManager> {
 }
 
 /// Runs one part of the scenario and says how long it took (where the suite's time goes).
-fn phase(name: &str, f: impl FnOnce()) {
+fn phase<T>(name: &str, f: impl FnOnce() -> T) -> T {
     let started = Instant::now();
-    f();
+    let out = f();
     report(&format!("systemd suite: {name} took {:.1} s", started.elapsed().as_secs_f64()));
+    out
 }
 
 fn unit(handle: &str) -> String {
@@ -78,8 +87,7 @@ fn real_siblings_under_a_real_systemd_user_manager() {
     t.openclaw = offline_launcher(t.temp.path(), &real);
     t.backend = "auto";
     t.env = manager.env();
-    // Real gateways take 13-35 s to answer on two busy cores, and then up to ~2 s per answer.
-    t.extra = ["--health-timeout", "150", "--health-interval-ms", "500", "--probe-timeout-ms", "10000"].map(String::from).to_vec();
+    t.extra = real_gateway_timing();
     let siblings = [("orion", gateway_port()), ("pixel", gateway_port())];
 
     for (handle, port) in siblings {
@@ -207,4 +215,201 @@ fn deprovisioned(t: &TestHome, manager: &UserManager, (handle, port): (&str, u16
     assert_eq!(get_status(port, "/healthz"), None);
     assert!(!is_alive(pid) && processes_of(&t.sibling(handle)).is_empty(), "no process of {handle} is left");
     assert!(!t.sibling(handle).exists());
+}
+
+/// The real-gateway options of the suite: real gateways take 13-35 s to answer on two busy
+/// cores, and then up to ~2 s per answer.
+fn real_gateway_timing() -> Vec<String> {
+    ["--health-timeout", "150", "--health-interval-ms", "500", "--probe-timeout-ms", "10000"].map(String::from).to_vec()
+}
+
+/// The unit an operator of the original bash skill wrote by hand for `handle`.
+fn legacy_unit(handle: &str) -> String {
+    format!("openclaw-{handle}.service")
+}
+
+fn legacy_unit_file(t: &TestHome, handle: &str) -> PathBuf {
+    t.home.join(".config/systemd/user").join(legacy_unit(handle))
+}
+
+const FAMILY: &str = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d";
+
+#[test]
+fn a_bash_era_sibling_under_a_hand_written_unit_is_put_back_on_failure_then_adopted() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let mut t = TestHome::new(&sesame.url);
+    let started = Instant::now();
+    let Some(manager) = user_manager(&t.home) else { return };
+    report(&format!("systemd suite (adopt): a second private systemd --user answered after {:.1} s", started.elapsed().as_secs_f64()));
+    let Some(real) = openclaw() else { return };
+    t.backend = "auto";
+    t.env = manager.env();
+    t.extra = real_gateway_timing();
+    let (handle, port) = ("lyra", gateway_port());
+
+    // The old gateway is the stand-in (what the unit runs is the operator's); the adopted
+    // one is the real OpenClaw, on the config adoption rewrote.
+    phase("adopt: the bash-era unit enabled and started", || hand_written_unit(&t, &manager, handle, port));
+    phase("adopt: a failed adoption put back", || a_failed_adoption_puts_the_unit_back(&mut t, &manager, handle, port));
+    t.openclaw = offline_launcher(t.temp.path(), &real);
+    phase("adopt: adopted onto the host's unit", || adopted_onto_the_hosts_unit(&t, &manager, &sesame, handle, port));
+    phase("adopt: deprovision the adopted sibling", || deprovisioned(&t, &manager, (handle, port)));
+    let loaded = manager.loaded_units();
+    assert!(!loaded.contains("openclaw-"), "no unit of the sibling, old or new, is loaded:\n{loaded}");
+}
+
+/// The bash-era home of `handle` with its gateway run by `~/.config/systemd/user/
+/// openclaw-<handle>.service`, written as an operator would have, mode 0644, enabled and
+/// started with `systemctl --user enable --now`.
+fn hand_written_unit(t: &TestHome, manager: &UserManager, handle: &str, port: u16) {
+    let home = bash_era_home(t, handle, port);
+    let path = legacy_unit_file(t, handle);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let (home, openclaw) = (home.display(), t.openclaw.display());
+    let text = format!(
+        "[Unit]\nDescription=OpenClaw gateway {handle}\n\n[Service]\nEnvironment=OPENCLAW_STATE_DIR={home}\nEnvironment=OPENCLAW_CONFIG_PATH={home}/openclaw.json\n\
+         ExecStart={openclaw} --profile {handle} gateway run --port {port}\nRestart=always\n\
+         StandardOutput=append:{home}/logs/stdout.log\nStandardError=append:{home}/logs/stderr.log\n\n[Install]\nWantedBy=default.target\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let enabled = manager.systemctl(&["enable", "--now", &legacy_unit(handle)]);
+    assert!(enabled.status.success(), "systemctl --user enable --now: {}", String::from_utf8_lossy(&enabled.stderr));
+    eventually(&format!("the bash-era gateway of {handle} answers"), Duration::from_secs(30), || get_status(port, "/healthz") == Some(200));
+    assert_eq!((manager.is("is-enabled", &legacy_unit(handle)), manager.is("is-active", &legacy_unit(handle))), ("enabled".into(), "active".into()));
+}
+
+/// `adopt HANDLE` with the ids it needs, as JSON.
+fn adopt(t: &TestHome, handle: &str) -> Run {
+    t.run(&["--json", "adopt", handle, "--principal-id", &principal(handle), "--family-id", FAMILY])
+}
+
+fn no_key_in(what: &str, run: &Run, handle: &str) {
+    for key in [legacy_key(handle).as_str(), LEAD_PROFILE_KEY] {
+        assert!(!run.stdout.contains(key) && !run.stderr.contains(key), "{what} shows a provider key:\n{}\n{}", run.stdout, run.stderr);
+    }
+}
+
+/// What adoption may change, as it is: the home (logs aside) with modes, the unit file's
+/// mode and bytes, its enablement (state and the `default.target.wants` link), whether it
+/// is active, the family registry and the host's record of the sibling.
+fn legacy_state(t: &TestHome, manager: &UserManager, handle: &str) -> BTreeMap<String, String> {
+    use sha2::Digest as _;
+    let digest = |bytes: &[u8]| sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut files = files_under(&t.sibling(handle));
+    files.retain(|path, _| !path.starts_with("logs/"));
+    let mut out: BTreeMap<String, String> = files.into_iter().map(|(path, (mode, bytes))| (path, format!("{mode:o} {}", digest(&bytes)))).collect();
+    let path = legacy_unit_file(t, handle);
+    out.insert("<unit file>".into(), format!("{:o} {}", mode(&path), digest(&std::fs::read(&path).unwrap())));
+    let wants = path.parent().unwrap().join("default.target.wants").join(legacy_unit(handle));
+    out.insert("<wants link>".into(), std::fs::read_link(&wants).map(|p| p.display().to_string()).unwrap_or_else(|e| e.to_string()));
+    out.insert("<is-enabled>".into(), manager.is("is-enabled", &legacy_unit(handle)));
+    out.insert("<is-active>".into(), manager.is("is-active", &legacy_unit(handle)));
+    let registry = std::fs::read(t.lead().join("agent-provisioner/family.json")).map(|b| digest(&b)).unwrap_or_else(|_| "absent".into());
+    out.insert("<registry>".into(), registry);
+    out.insert("<host record>".into(), host_record(t, handle).to_string());
+    out
+}
+
+/// The host's record of `handle` in `~/.local/state/agent-provisioner/siblings.json`.
+fn host_record(t: &TestHome, handle: &str) -> Value {
+    let text = std::fs::read_to_string(t.home.join(".local/state/agent-provisioner/siblings.json")).unwrap_or_default();
+    serde_json::from_str::<Value>(&text).map(|s| s["siblings"][handle].clone()).unwrap_or(Value::Null)
+}
+
+/// The new service's gateway refuses its config (exit 78) after the old unit was retired
+/// and the credentials moved: everything is put back, the unit enabled and running again.
+fn a_failed_adoption_puts_the_unit_back(t: &mut TestHome, manager: &UserManager, handle: &str, port: u16) {
+    let old = legacy_unit(handle);
+    let before = legacy_state(t, manager, handle);
+    assert_eq!(host_record(t, handle), Value::Null, "{before:?}");
+    let old_pid: u32 = manager.show(&old, "MainPID").parse().unwrap();
+    let serving = std::mem::replace(&mut t.openclaw, fake_openclaw(t.temp.path(), "exit-at-once"));
+    let started = Instant::now();
+    let failed = adopt(t, handle);
+    report(&format!("MEASURED {handle}: a failed adoption (health fails, all put back) under systemd {:.1} s", started.elapsed().as_secs_f64()));
+    t.openclaw = serving;
+    let failed = failed.expect(1);
+    no_key_in("the failure", &failed, handle);
+    let error = &failed.json()["error"];
+    assert_eq!(error["step"], "health", "{error:#}");
+    let rollback = error["rollback"].to_string();
+    let unit_back = [format!("{} put back", legacy_unit_file(t, handle).display()), format!("{old} enabled again"), format!("{old} started again")];
+    for expected in ["openclaw.json put back", "auth.json put back", ".env removed"].into_iter().chain(unit_back.iter().map(String::as_str)) {
+        assert!(rollback.contains(expected), "no {expected:?} in {rollback}");
+    }
+
+    assert_eq!(legacy_state(t, manager, handle), before, "every byte, the unit file and its mode, enabled and active, the registry and the host's record are as they were");
+    let pid: u32 = manager.show(&old, "MainPID").parse().unwrap();
+    assert!(pid != 0 && pid != old_pid && is_alive(pid), "the old unit runs again in a new main process ({old_pid} -> {pid})");
+    eventually("the old gateway answers on its port again", Duration::from_secs(30), || get_status(port, "/healthz") == Some(200));
+    let new = unit(handle);
+    assert!(!unit_file(t, handle).exists(), "{} is removed", unit_file(t, handle).display());
+    assert_eq!(manager.show(&new, "LoadState"), "not-found");
+    assert!(!manager.loaded_units().contains(&new), "{}", manager.loaded_units());
+    assert_eq!(std::fs::read_dir(t.home.join(".openclaw-archives")).map(|d| d.count()).unwrap_or(0), 0, "nothing archived");
+    assert!(!t.home.join(".local/state/agent-provisioner/adopting").join(handle).exists(), "the snapshot is gone");
+}
+
+/// A real adoption: the old unit disabled, stopped, its file archived as it was; the
+/// sibling runs under the host's unit (a real gateway) with its legacy key in `.env`.
+fn adopted_onto_the_hosts_unit(t: &TestHome, manager: &UserManager, sesame: &SesameStandin, handle: &str, port: u16) {
+    let (old, old_path) = (legacy_unit(handle), legacy_unit_file(t, handle));
+    let old_bytes = std::fs::read(&old_path).unwrap();
+    let old_pid: u32 = manager.show(&old, "MainPID").parse().unwrap();
+    let started = Instant::now();
+    let run = adopt(t, handle);
+    report(&format!("MEASURED {handle}: adoption to healthy (a real gateway) under systemd {:.1} s", started.elapsed().as_secs_f64()));
+    let run = run.expect(0);
+    no_key_in("the adoption's output", &run, handle);
+    let outcome = run.json()["outcome"].clone();
+    assert_eq!((outcome["port"].as_u64(), outcome["previous_port"].as_u64()), (Some(port.into()), None), "{outcome:#}");
+    // The real gateway loads the home's Sesame plugin with the adopted channel config. On
+    // two busy cores its line may come after the few intervals health waits for it past the
+    // first answer: then the outcome says so, and the line follows.
+    const SESAME_LINE: &str = "[sesame] Authenticated successfully";
+    let warnings: Vec<&str> = outcome["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    match outcome["sesame_authenticated"].as_bool() {
+        Some(true) => assert!(warnings.is_empty(), "{outcome:#}"),
+        _ => assert!(warnings.len() == 1 && warnings[0].contains(SESAME_LINE), "{outcome:#}"),
+    }
+    let log = || std::fs::read_to_string(t.log(handle, "stdout.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log().contains(SESAME_LINE) {
+        assert!(Instant::now() < deadline, "the real gateway does not run the adopted Sesame channel; its stdout:\n{}", log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The old unit: disabled, inactive, its file gone and archived byte for byte.
+    assert!(!old_path.exists(), "{} is removed", old_path.display());
+    assert!(!old_path.parent().unwrap().join("default.target.wants").join(&old).exists(), "{old} is disabled");
+    assert_ne!(manager.is("is-enabled", &old), "enabled");
+    assert_eq!(manager.is("is-active", &old), "inactive");
+    assert_eq!(manager.show(&old, "LoadState"), "not-found");
+    assert!(!is_alive(old_pid), "the old gateway is gone");
+    let archive = PathBuf::from(outcome["archive_dir"].as_str().unwrap());
+    assert_eq!(std::fs::read(archive.join(&old)).unwrap(), old_bytes, "the old unit is archived as it was");
+
+    // The host's unit runs the sibling.
+    let (new, path) = (unit(handle), unit_file(t, handle));
+    assert_eq!(manager.show(&new, "FragmentPath"), path.display().to_string(), "the manager runs the host's unit");
+    assert_eq!((manager.is("is-active", &new), manager.is("is-enabled", &new)), ("active".into(), "enabled".into()));
+    answers(t, handle, port);
+    let state_dir = format!("OPENCLAW_STATE_DIR={}", t.sibling(handle).display());
+    assert!(environment(main_pid(manager, handle)).iter().any(|v| *v == state_dir.as_bytes()), "the gateway runs with the host's environment");
+
+    // The legacy key moved into .env; the legacy credential files are gone.
+    let home = t.sibling(handle);
+    let env = std::fs::read_to_string(home.join(".env")).unwrap();
+    let line = format!("ANTHROPIC_API_KEY=\"{}\"", legacy_key(handle));
+    assert!(env.lines().any(|l| l == line), "the legacy key is in .env");
+    assert_eq!(mode(&home.join(".env")), 0o600);
+    assert!(!home.join("agents/main/agent/auth.json").exists() && !home.join("agents/main/agent/auth-profiles.json").exists());
+
+    let list = t.run(&["--json", "list"]).expect(0).json();
+    let member = list["members"].as_array().unwrap().iter().find(|m| m["handle"] == handle).unwrap_or_else(|| panic!("no {handle} in {list:#}")).clone();
+    assert_eq!((member["backend"].as_str(), member["port"].as_u64()), (Some("systemd"), Some(port.into())), "{member:#}");
+    assert!(host_record(t, handle).is_object(), "the host records {handle} as its sibling");
+    let online = sesame.requests().into_iter().any(|r| r["method"] == "PATCH" && r["body"] == serde_json::json!({"status": "online"}) && r.to_string().contains(&principal(handle)));
+    assert!(online, "Sesame was told the member is online");
 }

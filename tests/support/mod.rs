@@ -178,6 +178,43 @@ pub fn files_under(dir: &Path) -> std::collections::BTreeMap<String, (u32, Vec<u
     out
 }
 
+/// The legacy provider key of the bash-era sibling `handle` (never to appear in any output).
+pub fn legacy_key(handle: &str) -> String {
+    format!("sk-ant-{handle}-legacy-key-0001")
+}
+
+/// The lead's key in the `auth-profiles.json` the original skill copied into each sibling.
+pub const LEAD_PROFILE_KEY: &str = "sk-ant-lead-profile-key-0001";
+
+/// Builds `~/.openclaw-<handle>` as the original bash skill wrote it — the legacy
+/// `agents/main/agent/auth.json` with [`legacy_key`], a copy of the lead's
+/// `auth-profiles.json`, an `openclaw.json` for a local gateway on `port` with a Sesame
+/// key and a key outside the provisioner's shape (`logging`), the lead's Sesame plugin
+/// and skill, workspace files — without a service (each suite adds the one it drives).
+/// Returns the home.
+pub fn bash_era_home(t: &TestHome, handle: &str, port: u16) -> PathBuf {
+    use serde_json::json;
+    let home = t.sibling(handle);
+    for dir in ["agents/main/agent", "workspace/memory", "logs", "extensions", "skills"] {
+        std::fs::create_dir_all(home.join(dir)).unwrap();
+    }
+    copy_dir(&t.lead().join("extensions/sesame"), &home.join("extensions/sesame"));
+    copy_dir(&t.lead().join("skills/sesame"), &home.join("skills/sesame"));
+    let config = json!({
+        "gateway": {"mode": "local", "port": port},
+        "agents": {"defaults": {"model": "anthropic/claude-sonnet-4-5"}},
+        "channels": {"sesame": {"apiKey": format!("sk_sesame_{handle}_0001")}},
+        "logging": {"level": "debug"}
+    });
+    std::fs::write(home.join("openclaw.json"), format!("{config:#}\n")).unwrap();
+    std::fs::write(home.join("agents/main/agent/auth.json"), json!({"anthropic": {"type": "api_key", "key": legacy_key(handle)}}).to_string()).unwrap();
+    let profiles = json!({"version": 1, "profiles": {"anthropic:default": {"type": "api_key", "provider": "anthropic", "key": LEAD_PROFILE_KEY}}});
+    std::fs::write(home.join("agents/main/agent/auth-profiles.json"), profiles.to_string()).unwrap();
+    std::fs::write(home.join("workspace/AGENTS.md"), format!("You are {handle}, a member of the family.\n")).unwrap();
+    std::fs::write(home.join("workspace/memory/2026-10-01.md"), "Met the human.\n").unwrap();
+    home
+}
+
 /// The validator of the published JSON Schema of every command's `--json` output.
 pub fn output_schema() -> &'static jsonschema::Validator {
     static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
