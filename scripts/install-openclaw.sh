@@ -41,10 +41,11 @@ if [ ! -x "$openclaw_dir/node_modules/.bin/openclaw" ]; then
 fi
 
 mkdir -p "$(dirname "$launcher")"
-cat > "$launcher.tmp" <<LAUNCHER
+# A name of its own for each run: suites run this side by side (one test binary's tests at once).
+cat > "$launcher.tmp.$$" <<LAUNCHER
 #!/bin/sh
 # OpenClaw $OPENCLAW_VERSION on Node $NODE_VERSION (written by scripts/install-openclaw.sh).
 PATH="$node_dir/bin:\$PATH" exec "$openclaw_dir/node_modules/.bin/openclaw" "\$@"
 LAUNCHER
-chmod +x "$launcher.tmp" && mv "$launcher.tmp" "$launcher"
+chmod +x "$launcher.tmp.$$" && mv "$launcher.tmp.$$" "$launcher"
 echo "$launcher"

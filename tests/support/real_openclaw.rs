@@ -72,3 +72,26 @@ pub fn validate(openclaw: &Path, home: &Path) -> Value {
         .unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("validate printed:\n{}", String::from_utf8_lossy(&out.stdout)))
 }
+
+/// The real `openclaw` CLI on a sibling home, as an operator would run it: a clean
+/// environment (no provider key variables, a fake `HOME` in `cli_home`), offline.
+pub fn cli(openclaw: &Path, home: &Path, cli_home: &Path, args: &[&str]) -> std::process::Output {
+    std::fs::create_dir_all(cli_home).unwrap();
+    Command::new(openclaw)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", cli_home)
+        .env("OPENCLAW_STATE_DIR", home)
+        .env("OPENCLAW_CONFIG_PATH", home.join("openclaw.json"))
+        .env("OPENCLAW_OFFLINE", "1")
+        .env("OPENCLAW_DISABLE_BONJOUR", "1")
+        .env("OPENCLAW_NO_AUTO_UPDATE", "1")
+        .output()
+        .unwrap()
+}
+
+/// OpenClaw's masked form of a provider key (`first8...last8`), as `models status` shows it.
+pub fn masked(key: &str) -> String {
+    format!("{}...{}", &key[..8], &key[key.len() - 8..])
+}
