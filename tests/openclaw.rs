@@ -219,3 +219,29 @@ fn a_bash_era_sibling_is_adopted_and_comes_up_with_its_own_provider_key() {
     assert_eq!(get_status(port, "/healthz"), None);
     assert!(processes_of(&home).is_empty(), "no openclaw process of {handle} is left");
 }
+
+/// A provision in the original credential layout (`auth.json`) is one OpenClaw 2026.9
+/// cannot run: it is live for a few seconds, never ready, and exits asking for a
+/// migration. The provision waits for readiness, so it fails at health, names the legacy
+/// file as the cause, and rolls back, instead of reporting a sibling that is about to die.
+#[test]
+fn a_provision_in_the_legacy_layout_fails_at_health_naming_the_cause_and_rolls_back() {
+    let _one_at_a_time = one_test_at_a_time();
+    let Some(real) = openclaw() else { return };
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let mut t = TestHome::new(&sesame.url);
+    t.openclaw = offline_launcher(t.temp.path(), &real);
+    t.extra = ["--health-timeout", "150", "--health-interval-ms", "500", "--probe-timeout-ms", "2000"].map(String::from).to_vec();
+    let port = gateway_port();
+    let started = Instant::now();
+    let task = t.task("quill", port, |n| n["llmApiKey"] = "sk-ant-quill-task-key-0001".into());
+    let run = t.run(&["--json", "provision", "--task", task.to_str().unwrap(), "--credential-layout", "legacy"]).expect(1);
+    report(&format!("MEASURED legacy-layout provision failed in {:.1} s", started.elapsed().as_secs_f64()));
+    let error = run.json()["error"].clone();
+    assert_eq!(error["step"], "health", "{error:#}");
+    assert!(error["message"].as_str().unwrap().starts_with("legacy credential files block the gateway"), "{error:#}");
+    assert!(error["rollback"].as_array().unwrap().iter().all(|s| s["ok"] == true), "{error:#}");
+    assert!(!t.sibling("quill").exists(), "the partial home is archived and removed");
+    assert_eq!(get_status(port, "/healthz"), None);
+    assert!(processes_of(&t.sibling("quill")).is_empty(), "no process of it is left");
+}

@@ -1,9 +1,12 @@
 //! Is a sibling's gateway up? Probing, waiting for a new one, and saying why not.
 //!
 //! A gateway answers `GET /healthz` with 200 once it is live (older ones only serve their
-//! web UI at `/`, which is the fallback). While waiting, the service's state and its
-//! `stderr.log` are watched so a gateway that exits, or reports its port taken, fails
-//! fast with the spec's diagnosis instead of after the whole timeout.
+//! web UI at `/`, which is the fallback). A new gateway counts as up only once it is also
+//! ready: `GET /readyz` answers 200 (or 404, from a gateway too old to have it). OpenClaw
+//! is live a few seconds before its start-up sidecars run, and one that cannot use its
+//! credentials answers `/healthz` in that window and then exits. While waiting, the
+//! service's state and its `stderr.log` are watched so a gateway that exits, or reports
+//! its port taken, fails fast with the spec's diagnosis instead of after the whole timeout.
 
 use crate::caps::{Caps, Files, Http, HttpError, HttpRequest, Level, Method, RunState};
 use crate::layout::SiblingLayout;
@@ -112,6 +115,13 @@ fn diagnose(files: &dyn Files, layout: &SiblingLayout, port: u16, left: Left) ->
         let line = stderr.lines().find(|l| l.to_lowercase().contains("in use")).unwrap_or(last_line);
         return format!("port conflict: port {port} (or a port the gateway also claims) is already in use{}", quote(line));
     }
+    let stdout = log_tail(files, &layout.stdout_log).to_lowercase();
+    if [&lower, &stdout].iter().any(|log| log.contains("requires legacy credential migration") || log.contains("auth_profile_migration_required") || log.contains("authprofilemigrationrequired")) {
+        return format!(
+            "legacy credential files block the gateway (current OpenClaw asks for `openclaw doctor --fix`; its keys belong in .env: --credential-layout env-file, or adopt): {exited}{}",
+            quote(last_line)
+        );
+    }
     if lower.contains("no api key found") {
         let line = stderr.lines().find(|l| l.to_lowercase().contains("no api key")).unwrap_or(last_line);
         return format!("missing provider credentials: {exited}{}", quote(line));
@@ -161,14 +171,21 @@ pub fn wait_healthy(
     let deadline = started + u64::from(timing.health_timeout_ms);
     let mut next_note = started + NOTE_EVERY_MS;
     loop {
-        let probe = probe_all(caps.http, caps.clock, &[port], timing.probe_timeout_ms).remove(0);
-        let now = caps.clock.monotonic_ms();
+        let mut probe = probe_all(caps.http, caps.clock, &[port], timing.probe_timeout_ms).remove(0);
+        let mut awaited = url(port, "/healthz");
         if probe.healthy {
-            return Ok(Healthy {
-                waited_ms: now - started,
-                sesame_authenticated: wait_for_sesame(caps, layout, timing),
-            });
+            match readiness(caps.http, port, timing.probe_timeout_ms) {
+                None => {
+                    let now = caps.clock.monotonic_ms();
+                    return Ok(Healthy { waited_ms: now - started, sesame_authenticated: wait_for_sesame(caps, layout, timing) });
+                }
+                Some(words) => {
+                    probe.words = format!("live, not ready: {words}");
+                    awaited = url(port, "/readyz");
+                }
+            }
         }
+        let now = caps.clock.monotonic_ms();
         let status = caps.services.status(label).map_err(|e| format!("service status of {label}: {}", e.message()))?;
         if status.state != RunState::Running {
             return Err(diagnose(caps.files, layout, port, Left::Exited(status.last_exit_code)));
@@ -179,20 +196,26 @@ pub fn wait_healthy(
         }
         if now >= deadline {
             let why = diagnose(caps.files, layout, port, Left::Running);
-            return Err(format!(
-                "no answer on {} within {} s (last probe: {}); {why}",
-                url(port, "/healthz"),
-                timing.health_timeout_ms / 1000,
-                probe.words
-            ));
+            return Err(format!("no answer on {awaited} within {} s (last probe: {}); {why}", timing.health_timeout_ms / 1000, probe.words));
         }
         if now >= next_note {
             let (waited, limit) = ((now - started) / 1000, timing.health_timeout_ms / 1000);
-            let awaited = format!("{label} to answer on {}", url(port, "/healthz"));
+            let awaited = format!("{label} to answer on {awaited}");
             caps.progress.emit(Level::Info, &format!("still waiting for {awaited}: {waited} s of {limit} s so far (last probe: {})", probe.words));
             next_note = now + NOTE_EVERY_MS;
         }
         caps.clock.sleep_ms(u64::from(timing.health_interval_ms).min(deadline.saturating_sub(now)).max(1));
+    }
+}
+
+/// Whether a live gateway is ready: `None` when `/readyz` answers 200 (or 404: a gateway
+/// without it), else the probe in words.
+fn readiness(http: &dyn Http, port: u16, timeout_ms: u32) -> Option<String> {
+    let request = HttpRequest { method: Method::Get, url: url(port, "/readyz"), json_body: None, timeout_ms };
+    match http.send(&request) {
+        Ok(r) if r.status == 200 || r.status == 404 => None,
+        Ok(r) => Some(format!("HTTP {}", r.status)),
+        Err(e) => Some(e.to_string()),
     }
 }
 
@@ -246,6 +269,9 @@ mod tests {
     fn waits_until_healthz_answers_and_sees_sesame() {
         let n = Cell::new(0);
         let (world, layout) = world(FakeHttp::new(move |r| {
+            if r.url.ends_with("/readyz") {
+                return ok(200);
+            }
             assert_eq!(r.url, "http://127.0.0.1:18790/healthz");
             n.set(n.get() + 1);
             if n.get() < 4 { Err(HttpError::ConnectionRefused) } else { ok(200) }
@@ -253,6 +279,33 @@ mod tests {
         world.fs.add_file(&layout.stdout_log, "[gateway] up\n[sesame] Authenticated successfully\n");
         let healthy = wait_healthy(&world.caps(), "com.openclaw.nova", 18790, &layout, &TIMING).unwrap();
         assert_eq!(healthy, Healthy { waited_ms: 1500, sesame_authenticated: true });
+    }
+
+    #[test]
+    fn a_live_gateway_that_never_gets_ready_and_exits_is_a_failure_with_the_diagnosis() {
+        let (world, layout) = world(FakeHttp::new(|r| if r.url.ends_with("/readyz") { ok(503) } else { ok(200) }));
+        world.fs.add_file(&layout.stderr_log, "Gateway failed to start: Auth profile store requires legacy credential migration; run openclaw doctor --fix.\n");
+        // Live but not ready when it is probed, and then gone (as OpenClaw gives up).
+        world.services.stop("com.openclaw.nova").unwrap();
+        world.services.exits_at_once.borrow_mut().insert("com.openclaw.nova".into(), 1);
+        let err = wait_healthy(&world.caps(), "com.openclaw.nova", 18790, &layout, &TIMING).unwrap_err();
+        assert!(err.starts_with("legacy credential files block the gateway"), "{err}");
+        assert!(err.contains("the gateway exited with code 1"), "{err}");
+        assert_eq!(world.http.lines(), ["GET http://127.0.0.1:18790/healthz", "GET http://127.0.0.1:18790/readyz"]);
+    }
+
+    #[test]
+    fn a_gateway_without_readyz_is_up_once_live() {
+        let (world, layout) = world(FakeHttp::new(|r| if r.url.ends_with("/readyz") { ok(404) } else { ok(200) }));
+        assert!(wait_healthy(&world.caps(), "com.openclaw.nova", 18790, &layout, &TIMING).is_ok());
+        assert_eq!(world.http.lines(), ["GET http://127.0.0.1:18790/healthz", "GET http://127.0.0.1:18790/readyz"]);
+    }
+
+    #[test]
+    fn a_gateway_live_but_never_ready_times_out_naming_readyz() {
+        let (world, layout) = world(FakeHttp::new(|r| if r.url.ends_with("/readyz") { ok(503) } else { ok(200) }));
+        let err = wait_healthy(&world.caps(), "com.openclaw.nova", 18790, &layout, &TIMING).unwrap_err();
+        assert!(err.starts_with("no answer on http://127.0.0.1:18790/readyz within 60 s (last probe: live, not ready: HTTP 503)"), "{err}");
     }
 
     #[test]

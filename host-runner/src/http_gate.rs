@@ -55,9 +55,9 @@ pub const SESAME_ENDPOINTS: [Endpoint; 6] = [
     Endpoint { method: Method::POST, template: "channels/{channel}/messages" },
 ];
 
-/// The paths a sibling gateway may be asked for (with `GET`): its health endpoint, and
-/// its web UI at `/`, which older gateways answer instead.
-pub const GATEWAY_PATHS: [&str; 2] = ["/healthz", "/"];
+/// The paths a sibling gateway may be asked for (with `GET`): its health and readiness
+/// endpoints, and its web UI at `/`, which older gateways answer instead.
+pub const GATEWAY_PATHS: [&str; 3] = ["/healthz", "/readyz", "/"];
 
 /// The longest id segment accepted in a Sesame path.
 const MAX_ID_LEN: usize = 128;
@@ -572,6 +572,7 @@ mod tests {
         let g = gate(&[18790], true);
         assert_eq!(check(&g, Method::GET, "http://127.0.0.1:18790/healthz"), Ok(Destination::Gateway(18790)));
         assert_eq!(check(&g, Method::GET, "http://localhost:18790/"), Ok(Destination::Gateway(18790)));
+        assert_eq!(check(&g, Method::GET, "http://127.0.0.1:18790/readyz"), Ok(Destination::Gateway(18790)));
         let err = check(&g, Method::GET, "http://127.0.0.1:18791/healthz").unwrap_err();
         assert!(err.contains("port 18791 is not a sibling gateway port") && err.contains("18790"), "{err}");
         assert!(check(&g, Method::GET, "http://127.0.0.1:22/").unwrap_err().contains("port 22 is not a sibling gateway port"));
@@ -581,9 +582,9 @@ mod tests {
         for method in [Method::POST, Method::HEAD, Method::PUT, Method::DELETE] {
             assert!(check(&g, method.clone(), "http://127.0.0.1:18790/healthz").unwrap_err().contains("only GET"), "{method}");
         }
-        for path in ["/api/config", "/healthz/", "/healthz?x=1", "/?token=t", "/../healthz", "//healthz", "/%68ealthz"] {
+        for path in ["/api/config", "/healthz/", "/readyz/x", "/healthz?x=1", "/?token=t", "/../healthz", "//healthz", "/%68ealthz"] {
             let err = check(&g, Method::GET, &format!("http://127.0.0.1:18790{path}")).unwrap_err();
-            assert!(err.contains("are asked for /healthz or / only"), "{path}: {err}");
+            assert!(err.contains("are asked for /healthz or /readyz or / only"), "{path}: {err}");
         }
     }
 
@@ -603,7 +604,7 @@ mod tests {
         let lines = gate(&[18790], true).describe();
         assert!(lines[0].starts_with("http: https://api.sesame.space:443/api/v1/* only the spec's Sesame endpoints: POST /vault/vaults, "), "{}", lines[0]);
         assert!(lines[0].contains("bodies with Content-Length"), "{}", lines[0]);
-        assert!(lines[1].contains("GET http://127.0.0.1|localhost /healthz or / on sibling gateway ports 18790"), "{}", lines[1]);
+        assert!(lines[1].contains("GET http://127.0.0.1|localhost /healthz or /readyz or / on sibling gateway ports 18790"), "{}", lines[1]);
         assert!(lines[1].contains("never a port that was listening before its service was installed"), "{}", lines[1]);
     }
 
