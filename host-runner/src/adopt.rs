@@ -114,7 +114,7 @@ impl Adoption {
         let root = PathBuf::from(&surveyed.sibling.oc_home);
         let mut places: Vec<Place> = HOME_FILES.iter().map(|f| Place { root: root.clone(), relative: f.into() }).collect();
         places.push(Place { root: self.lead_home.join("agent-provisioner"), relative: "family.json".into() });
-        let snapshot = match Snapshot::take(&dir, handle, &self.lead_home, &places, surveyed.definition.as_ref()) {
+        let snapshot = match Snapshot::take(&dir, handle, &self.lead_home, &root, &places, surveyed.definition.as_ref()) {
             Ok(snapshot) => snapshot,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -241,6 +241,7 @@ impl Adoption {
             lines.push(services.uninstall(label.clone()).map(|()| format!("the new service {label} stopped and removed")).map_err(|e| format!("removing the new service {label}: {e:?}")));
         }
         lines.extend(snapshot.restore_files());
+        lines.push(snapshot.remove_new_entries());
         if let Some(def) = &snapshot.record.definition {
             let reinstated = snapshot.bytes(&def.saved).map_err(|e| format!("{e:#}")).and_then(|bytes| self.services.reinstate(&def.definition(), &bytes, def.saved.mode));
             match reinstated {

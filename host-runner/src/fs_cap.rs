@@ -577,7 +577,9 @@ fn is_symlink_error(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() || code == rustix::io::Errno::NOTDIR.raw_os_error())
 }
 
-fn remove(dir: &Dir, relative: &Path, path: &str) -> Fs<()> {
+/// Removes `relative` in `dir` (a tree, a file or a link, never what a link points to);
+/// nothing there is not an error.
+pub(crate) fn remove(dir: &Dir, relative: &Path, path: &str) -> Fs<()> {
     match dir.symlink_metadata(relative) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_error(path, e)),
@@ -588,7 +590,7 @@ fn remove(dir: &Dir, relative: &Path, path: &str) -> Fs<()> {
 
 /// Lists `dir` into `out`, depth first and sorted, at most `limit` entries and
 /// [`MAX_WALK_DEPTH`] levels; directories are entered without following links.
-fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>, limit: usize) -> io::Result<()> {
+pub(crate) fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>, limit: usize) -> io::Result<()> {
     if prefix.matches('/').count() >= MAX_WALK_DEPTH {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{prefix}: nested more than {MAX_WALK_DEPTH} directories deep")));
     }

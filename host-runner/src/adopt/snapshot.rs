@@ -1,6 +1,7 @@
 //! The snapshot an adoption is undone from: the bytes and modes of every file it may
-//! change (or that the file did not exist), and the old service definition with whether
-//! it was loaded and running. It lives in the host's state
+//! change (or that the file did not exist), what the sibling home held (its entries'
+//! names, so that whatever the attempt's gateway created there is removed again), and
+//! the old service definition with whether it was loaded and running. It lives in the host's state
 //! (`<home>/.local/state/agent-provisioner/adopting/<handle>/`, 0700, blobs 0600), which
 //! no grant reaches, so neither the component nor a sibling can alter what is put back;
 //! and on disk, so a run killed part-way is undone by the next one.
@@ -66,6 +67,9 @@ pub struct Record {
     pub handle: String,
     pub lead_home: PathBuf,
     pub files: Vec<SavedFile>,
+    /// The sibling home and every entry it held (relative; directories end with `/`).
+    pub home: PathBuf,
+    pub home_entries: Vec<String>,
     pub definition: Option<SavedDefinition>,
 }
 
@@ -81,8 +85,10 @@ impl Snapshot {
         state_dir.join("adopting").join(handle)
     }
 
-    /// Saves `places` and `definition` into a new directory `dir` (which must not exist).
-    pub fn take(dir: &Path, handle: &str, lead_home: &Path, places: &[Place], definition: Option<&Found>) -> Result<Snapshot> {
+    /// Saves `places`, the names of what `home` holds and `definition` into a new
+    /// directory `dir` (which must not exist).
+    pub fn take(dir: &Path, handle: &str, lead_home: &Path, home: &Path, places: &[Place], definition: Option<&Found>) -> Result<Snapshot> {
+        let home_entries = entries(home).with_context(|| format!("listing {}", home.display()))?;
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.parent().expect("has a parent"))?;
         std::fs::DirBuilder::new().mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
         let blobs = Dir::open_ambient_dir(dir, cap_std::ambient_authority())?;
@@ -109,7 +115,7 @@ impl Snapshot {
             }
             None => None,
         };
-        let record = Record { pid: std::process::id(), handle: handle.into(), lead_home: lead_home.into(), files, definition };
+        let record = Record { pid: std::process::id(), handle: handle.into(), lead_home: lead_home.into(), files, home: home.into(), home_entries, definition };
         let text = serde_json::to_vec_pretty(&record).expect("the record serializes");
         crate::atomic::write(&blobs, Path::new(RECORD), &text, 0o600).with_context(|| format!("writing {}/{RECORD}", dir.display()))?;
         Ok(Snapshot { dir: dir.to_path_buf(), record })
@@ -153,10 +159,39 @@ impl Snapshot {
             .collect()
     }
 
+    /// Removes from the home what was not there when the snapshot was taken (what the
+    /// attempt's gateway created: its database, scratch files...), never through a link.
+    pub fn remove_new_entries(&self) -> Result<String, String> {
+        let shown = self.record.home.display().to_string();
+        let now = entries(&self.record.home).map_err(|e| format!("listing {shown}: {e:#}"))?;
+        let before: std::collections::BTreeSet<&str> = self.record.home_entries.iter().map(String::as_str).collect();
+        let new: Vec<&String> = now.iter().filter(|e| !before.contains(e.as_str())).collect();
+        // A new directory goes with what is in it.
+        let tops: Vec<&String> = new.iter().copied().filter(|e| !new.iter().any(|d| d.ends_with('/') && *e != *d && e.starts_with(d.as_str()))).collect();
+        if tops.is_empty() {
+            return Ok(format!("{shown} holds nothing the attempt created"));
+        }
+        let dir = open_root(&self.record.home).map_err(|e| format!("{e:#}"))?;
+        for entry in &tops {
+            let relative = Path::new(entry.trim_end_matches('/'));
+            crate::fs_cap::remove(&dir, relative, &format!("{shown}/{entry}")).map_err(|e| format!("removing {shown}/{entry}: {e:?}"))?;
+        }
+        let names: Vec<&str> = tops.iter().map(|e| e.as_str()).collect();
+        Ok(format!("removed what the attempt created in {shown}: {} ({} entries)", names.join(", "), new.len()))
+    }
+
     /// Removes the snapshot.
     pub fn remove(self) -> Result<()> {
         std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))
     }
+}
+
+/// Every entry under `home` (relative, sorted, directories ending with `/`), within the
+/// walk's caps; entered without following links.
+fn entries(home: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    crate::fs_cap::walk(&open_root(home)?, "", &mut out, crate::fs_cap::MAX_WALK_ENTRIES)?;
+    Ok(out)
 }
 
 /// The directory `root`, opened without following a link at its last component.
@@ -220,7 +255,7 @@ mod tests {
         let places: Vec<Place> =
             ["agents/main/agent/auth.json", ".env"].iter().map(|r| Place { root: home.clone(), relative: r.into() }).collect();
         let dir = Snapshot::dir_of(&temp.path().join("state"), "nova");
-        Snapshot::take(&dir, "nova", &temp.path().join(".openclaw"), &places, None).unwrap();
+        Snapshot::take(&dir, "nova", &temp.path().join(".openclaw"), &home, &places, None).unwrap();
         std::fs::remove_file(home.join("agents/main/agent/auth.json")).unwrap();
         std::fs::write(home.join(".env"), b"ANTHROPIC_API_KEY=x\n").unwrap();
 
@@ -231,6 +266,13 @@ mod tests {
         assert_eq!(std::fs::read(home.join("agents/main/agent/auth.json")).unwrap(), b"{\"anthropic\":{}}\n");
         assert_eq!(std::fs::metadata(home.join("agents/main/agent/auth.json")).unwrap().permissions().mode() & 0o777, 0o640);
         assert!(!home.join(".env").exists());
+        std::fs::create_dir_all(home.join("state/db")).unwrap();
+        std::fs::write(home.join("state/db/openclaw.sqlite"), b"written by the attempt's gateway").unwrap();
+        std::os::unix::fs::symlink(temp.path().join("state"), home.join("link")).unwrap();
+        let removed = snapshot.remove_new_entries().unwrap();
+        assert!(removed.ends_with("link, state/ (4 entries)"), "{removed}");
+        assert!(!home.join("state").exists() && home.join("agents/main/agent/auth.json").exists());
+        assert!(temp.path().join("state/adopting/nova/record.json").exists(), "a link's target is never removed");
         snapshot.remove().unwrap();
         assert!(Snapshot::load(&dir).unwrap().is_none());
     }
@@ -243,7 +285,7 @@ mod tests {
         std::fs::write(temp.path().join("secret"), b"lead key").unwrap();
         std::os::unix::fs::symlink(temp.path().join("secret"), home.join(".env")).unwrap();
         let places = [Place { root: home.clone(), relative: ".env".into() }];
-        let err = Snapshot::take(&temp.path().join("state/adopting/nova"), "nova", temp.path(), &places, None).err().expect("refused");
+        let err = Snapshot::take(&temp.path().join("state/adopting/nova"), "nova", temp.path(), &home, &places, None).err().expect("refused");
         assert!(format!("{err:#}").contains(".env"), "{err:#}");
     }
 }
