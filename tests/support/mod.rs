@@ -409,7 +409,7 @@ impl TestHome {
     /// The pids the launchd stand-in recorded for the jobs it has loaded.
     pub fn launchctl_pids(&self) -> Vec<u32> {
         let jobs: Value = std::fs::read_to_string(self.launchctl_state().join("jobs.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-        jobs["jobs"].as_object().into_iter().flatten().filter_map(|(_, job)| job["pid"].as_u64().map(|p| p as u32)).collect()
+        jobs["jobs"].as_object().into_iter().flatten().filter_map(|(_, job)| job["process"]["pid"].as_u64().map(|p| p as u32)).collect()
     }
 
     fn launchctl_state(&self) -> PathBuf {

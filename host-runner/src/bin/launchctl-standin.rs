@@ -43,6 +43,8 @@
 //! pid and the recorded start time exists and is not a zombie, so a reused pid is never
 //! signalled.
 
+use host_runner::service::close_inherited_descriptors;
+use host_runner::service::process::{Proc, terminate_group};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -50,7 +52,7 @@ use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Exit code of a usage error (EX_USAGE), as launchctl's.
 const USAGE: i32 = 64;
@@ -85,10 +87,9 @@ struct State {
 struct Job {
     plist: PathBuf,
     program: String,
-    /// The program's pid while it was last seen running (it leads its process group).
-    pid: Option<u32>,
-    /// The start time of `pid` (field 22 of `/proc/PID/stat`), telling it from a reuse.
-    start_time: Option<u64>,
+    /// The program as it was started (it leads its process group): its pid and identity,
+    /// telling it from a process that reuses the pid.
+    process: Option<Proc>,
     /// How many times it was started.
     runs: u32,
     /// Known only when it could not be started (78).
@@ -98,7 +99,7 @@ struct Job {
 impl Job {
     /// The pid, if that process is still running.
     fn live_pid(&self) -> Option<u32> {
-        self.pid.filter(|pid| start_time(*pid).is_some_and(|t| Some(t) == self.start_time))
+        self.process.as_ref().filter(|p| p.is_alive()).map(|p| p.pid)
     }
 }
 
@@ -350,12 +351,9 @@ fn start(state: &mut State, plist: &str, spec: &Spec) {
     let runs = state.jobs.get(&spec.label).map_or(0, |j| j.runs) + 1;
     // launchd keeps the absolute path of what it loaded.
     let plist = std::path::absolute(plist).unwrap_or_else(|_| plist.into());
-    let mut job = Job { plist, program: spec.program.clone(), pid: None, start_time: None, runs, last_exit_code: None };
+    let mut job = Job { plist, program: spec.program.clone(), process: None, runs, last_exit_code: None };
     match spawn(spec) {
-        Ok(pid) => {
-            job.start_time = start_time(pid);
-            job.pid = Some(pid);
-        }
+        Ok(pid) => job.process = Proc::of(pid),
         Err(why) => {
             eprintln!("launchctl-standin: {} could not be started: {why}", spec.label);
             job.last_exit_code = Some(EX_CONFIG);
@@ -399,62 +397,10 @@ fn spawn(spec: &Spec) -> Result<u32, String> {
 /// Stops a job's program, if it runs: SIGTERM to its process group, SIGKILL after
 /// [`STOP_GRACE`].
 fn stop(job: &Job) {
-    let Some(pid) = job.live_pid() else { return };
-    let Some(group) = rustix::process::Pid::from_raw(pid as i32) else { return };
-    use rustix::process::{Signal, kill_process, kill_process_group};
-    let signal = |signal| {
-        // The program leads its group unless it left it; then only the program itself.
-        if kill_process_group(group, signal).is_err() {
-            let _ = kill_process(group, signal);
-        }
-    };
-    signal(Signal::TERM);
-    let deadline = Instant::now() + STOP_GRACE;
-    while job.live_pid().is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if job.live_pid().is_some() {
-        signal(Signal::KILL);
-        while job.live_pid().is_some() && Instant::now() < deadline + STOP_GRACE {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// The start time (in clock ticks since boot) of a live, non-zombie process `pid`.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name (in parentheses, which may hold anything): state is field 3,
-    // start time field 22.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
-    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
-}
-
-/// Closes every descriptor above stderr inherited from the caller (best effort where
-/// there is no `/proc`). Called first, while the process is single-threaded and nothing
-/// in it owns a descriptor (as the direct backend's supervisor does).
-fn close_inherited_descriptors() {
-    use rustix::fs::{Mode, OFlags};
-    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let Ok(mut listing) = rustix::fs::open("/proc/self/fd", flags, Mode::empty()).and_then(rustix::fs::Dir::new) else {
-        return;
-    };
-    let own = listing.fd().map(|fd| fd.as_raw_fd()).ok();
-    let inherited: Vec<i32> = std::iter::from_fn(|| listing.read())
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str().ok()?.parse().ok())
-        .filter(|fd| *fd > 2 && Some(*fd) != own)
-        .collect();
-    drop(listing);
-    for fd in inherited {
-        // SAFETY: `fd` was listed as open just now; the process is single-threaded and no
-        // object in it owns the descriptor (it came across exec), so closing it here is
-        // its only use.
-        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    if let Some(process) = job.process.as_ref().filter(|p| p.is_alive())
+        && let Err(why) = terminate_group(process, STOP_GRACE)
+    {
+        eprintln!("launchctl-standin: {why}");
     }
 }
 
@@ -474,8 +420,9 @@ mod tests {
     #[test]
     fn a_dead_or_reused_pid_is_not_alive() {
         let me = std::process::id();
-        let job = |start_time| Job { plist: "p".into(), program: "x".into(), pid: Some(me), start_time, runs: 1, last_exit_code: None };
-        assert_eq!(job(start_time(me)).live_pid(), Some(me));
-        assert_eq!(job(start_time(me).map(|t| t + 1)).live_pid(), None);
+        let job = |process| Job { plist: "p".into(), program: "x".into(), process, runs: 1, last_exit_code: None };
+        let live = Proc::of(me).expect("this process");
+        assert_eq!(job(Some(live.clone())).live_pid(), Some(me));
+        assert_eq!(job(Some(Proc { identity: format!("{}0", live.identity), ..live })).live_pid(), None);
     }
 }

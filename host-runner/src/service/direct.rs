@@ -9,7 +9,7 @@
 //! signalled unless its identity (its start time on Linux) still matches the account, so
 //! a stale or reused pid is never hit. Linux only: identities come from `/proc`.
 
-mod process;
+pub mod process;
 mod restarts;
 mod state;
 pub mod supervisor;

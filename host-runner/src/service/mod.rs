@@ -22,7 +22,8 @@ mod openclaw_launchagent;
 mod policy;
 pub(crate) mod systemd;
 
-pub use direct::supervisor::main as supervise;
+pub use direct::process;
+pub use direct::supervisor::{close_inherited_descriptors, main as supervise};
 pub use policy::{Definition, Policy};
 
 use crate::audit::{Audit, Decision};

@@ -50,7 +50,7 @@ pub fn main(services: &Path, label: &str) -> i32 {
 /// exec tool, a shell's `$(...)`) would otherwise wait for as long as the supervisor, and
 /// its gateways, live. Called first, while the process is single-threaded and nothing in
 /// it owns a descriptor; best effort where there is no `/proc`.
-fn close_inherited_descriptors() {
+pub fn close_inherited_descriptors() {
     use rustix::fs::{Mode, OFlags};
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
