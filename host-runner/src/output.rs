@@ -187,13 +187,7 @@ fn restore_text(o: &RestoreOutcome) -> String {
         listed(&o.left_out),
         listed(&o.plugins)
     );
-    let channel = if o.sesame_authenticated { "shows its Sesame channel authenticated" } else { "does not show its Sesame channel authenticated yet" };
-    let _ = writeln!(out, "Its gateway log {channel}.");
-    if o.unreported.is_empty() {
-        out.push_str("Sesame was told the member is online.\n");
-    }
-    unreported(&mut out, &o.unreported);
-    warnings(&mut out, &o.warnings);
+    back_online(&mut out, o.sesame_authenticated, &o.unreported, &o.warnings);
     out
 }
 
@@ -207,13 +201,7 @@ fn adopt_text(o: &AdoptOutcome) -> String {
         let _ = writeln!(out, "  - {change}");
     }
     let _ = writeln!(out, "The old service definition and config are archived in {}.", o.archive_dir);
-    let channel = if o.sesame_authenticated { "shows its Sesame channel authenticated" } else { "does not show its Sesame channel authenticated yet" };
-    let _ = writeln!(out, "Its gateway log {channel}.");
-    if o.unreported.is_empty() {
-        out.push_str("Sesame was told the member is online.\n");
-    }
-    unreported(&mut out, &o.unreported);
-    warnings(&mut out, &o.warnings);
+    back_online(&mut out, o.sesame_authenticated, &o.unreported, &o.warnings);
     out
 }
 
@@ -327,6 +315,18 @@ fn state_word(state: RunState) -> &'static str {
         RunState::NotInstalled => "not installed",
         RunState::Failed => "failed",
     }
+}
+
+/// How a sibling that came back (restored, adopted) stands: its Sesame channel, whether
+/// Sesame was told it is online, and the warnings.
+fn back_online(out: &mut String, sesame_authenticated: bool, unreported_calls: &[String], warning_lines: &[String]) {
+    let channel = if sesame_authenticated { "shows its Sesame channel authenticated" } else { "does not show its Sesame channel authenticated yet" };
+    let _ = writeln!(out, "Its gateway log {channel}.");
+    if unreported_calls.is_empty() {
+        out.push_str("Sesame was told the member is online.\n");
+    }
+    unreported(out, unreported_calls);
+    warnings(out, warning_lines);
 }
 
 fn unreported(out: &mut String, items: &[String]) {
