@@ -162,8 +162,7 @@ impl Adoption {
         self.allowed("migrate-credentials", handle)?;
         self.begun.as_ref().filter(|s| s.record.handle == handle).ok_or("begin the adoption first")?;
         let home = PathBuf::from(naming::sibling_home(&self.home.display().to_string(), handle));
-        let parent = cap_std::fs::Dir::open_ambient_dir(&self.home, cap_std::ambient_authority()).map_err(|e| e.to_string())?;
-        let dir = cap_fs_ext::DirExt::open_dir_nofollow(&parent, naming::home_name(handle)).map_err(|e| format!("opening {}: {e}", home.display()))?;
+        let dir = snapshot::open_root(&home).map_err(|e| format!("{e:#}"))?;
         let done = migrate::migrate(&dir, &home.display().to_string())?;
         done.iter().for_each(|line| self.audit.record("adoption", "migrate-credentials", handle, Decision::Allowed, line));
         Ok(done)

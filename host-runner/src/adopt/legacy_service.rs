@@ -10,7 +10,7 @@
 //! OpenClaw's own services (`ai.openclaw.<profile>`, `openclaw-gateway-<profile>.service`)
 //! are never taken: the latter make the sibling a refusal instead.
 
-use crate::bindings::ServiceBackend;
+use crate::bindings::{ServiceBackend, ServiceError};
 use crate::bindings::openclaw::provisioner::adoption::LegacyDefinition;
 use crate::service::exec;
 use crate::service::systemd::systemctl_user;
@@ -185,10 +185,11 @@ impl LegacyServices {
     /// was.
     pub fn reinstate(&self, d: &LegacyDefinition, bytes: &[u8], mode: u32) -> Result<Vec<String>, String> {
         let path = Path::new(&d.path);
-        let dir = path.parent().ok_or("no parent")?;
-        let handle = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority()).map_err(|e| format!("opening {}: {e}", dir.display()))?;
-        let name = path.file_name().ok_or("no file name")?;
-        crate::atomic::write(&handle, Path::new(name), bytes, mode).map_err(|e| format!("writing {}: {e}", d.path))?;
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else { return Err(format!("{} is not a file path", d.path)) };
+        crate::service::write_definition(dir, name, bytes, mode).map_err(|e| {
+            let (ServiceError::Denied(why) | ServiceError::NotInstalled(why) | ServiceError::Failed(why)) = e;
+            why
+        })?;
         let mut done = vec![format!("{} put back", d.path)];
         match self.backend {
             ServiceBackend::Launchd => {

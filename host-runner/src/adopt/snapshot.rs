@@ -195,7 +195,7 @@ fn entries(home: &Path) -> Result<Vec<String>> {
 }
 
 /// The directory `root`, opened without following a link at its last component.
-fn open_root(root: &Path) -> Result<Dir> {
+pub(super) fn open_root(root: &Path) -> Result<Dir> {
     let (Some(parent), Some(name)) = (root.parent(), root.file_name()) else { bail!("{} is not a directory path", root.display()) };
     let parent = Dir::open_ambient_dir(parent, cap_std::ambient_authority()).with_context(|| format!("opening {}", parent.display()))?;
     parent.open_dir_nofollow(name).with_context(|| format!("opening {} without following a link", root.display()))

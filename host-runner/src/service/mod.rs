@@ -367,7 +367,7 @@ fn status(state: RunState, detail: &str) -> ServiceStatus {
 }
 
 /// Writes a definition file atomically into `dir` (created 0700 if missing).
-fn write_definition(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(), ServiceError> {
+pub(crate) fn write_definition(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(), ServiceError> {
     let fail = |e: std::io::Error| ServiceError::Failed(format!("writing {}: {e}", dir.join(name).display()));
     if !dir.is_dir() {
         use std::os::unix::fs::DirBuilderExt;
