@@ -24,15 +24,20 @@ fn one_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     GATEWAYS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A home whose services run the real OpenClaw (offline), waiting up to `health_timeout_s`.
+fn real_home(sesame: &SesameStandin, real: &std::path::Path, health_timeout_s: u32) -> TestHome {
+    let mut t = TestHome::new(&sesame.url);
+    t.openclaw = offline_launcher(t.temp.path(), real);
+    t.extra = real_gateway_timing(health_timeout_s, 2000);
+    t
+}
+
 #[test]
 fn real_openclaw_siblings_from_provision_to_deprovision() {
     let _one_at_a_time = one_test_at_a_time();
     let Some(real) = openclaw() else { return };
     let sesame = SesameStandin::start(Some(LEAD_KEY));
-    let mut t = TestHome::new(&sesame.url);
-    t.openclaw = offline_launcher(t.temp.path(), &real);
-    // Real gateways take ~15 s to answer; two at once on two cores, longer.
-    t.extra = ["--health-timeout", "120", "--health-interval-ms", "500", "--probe-timeout-ms", "2000"].map(String::from).to_vec();
+    let t = real_home(&sesame, &real, 120);
     let siblings = [("orion", gateway_port()), ("pixel", gateway_port())];
 
     for (handle, port) in siblings {
@@ -138,9 +143,7 @@ fn a_bash_era_sibling_is_adopted_and_comes_up_with_its_own_provider_key() {
     let _one_at_a_time = one_test_at_a_time();
     let Some(real) = openclaw() else { return };
     let sesame = SesameStandin::start(Some(LEAD_KEY));
-    let mut t = TestHome::new(&sesame.url);
-    t.openclaw = offline_launcher(t.temp.path(), &real);
-    t.extra = ["--health-timeout", "120", "--health-interval-ms", "500", "--probe-timeout-ms", "2000"].map(String::from).to_vec();
+    let t = real_home(&sesame, &real, 120);
     let (handle, port) = ("vega", gateway_port());
     let home = bash_era(&t, handle, port);
     let cli_home = t.temp.path().join("cli-home");
@@ -229,9 +232,7 @@ fn a_provision_in_the_legacy_layout_fails_at_health_naming_the_cause_and_rolls_b
     let _one_at_a_time = one_test_at_a_time();
     let Some(real) = openclaw() else { return };
     let sesame = SesameStandin::start(Some(LEAD_KEY));
-    let mut t = TestHome::new(&sesame.url);
-    t.openclaw = offline_launcher(t.temp.path(), &real);
-    t.extra = ["--health-timeout", "150", "--health-interval-ms", "500", "--probe-timeout-ms", "2000"].map(String::from).to_vec();
+    let t = real_home(&sesame, &real, 150);
     let port = gateway_port();
     let started = Instant::now();
     let task = t.task("quill", port, |n| n["llmApiKey"] = "sk-ant-quill-task-key-0001".into());

@@ -87,7 +87,7 @@ fn real_siblings_under_a_real_systemd_user_manager() {
     t.openclaw = offline_launcher(t.temp.path(), &real);
     t.backend = "auto";
     t.env = manager.env();
-    t.extra = real_gateway_timing();
+    t.extra = real_gateway_timing(150, 10_000);
     let siblings = [("orion", gateway_port()), ("pixel", gateway_port())];
 
     for (handle, port) in siblings {
@@ -217,11 +217,6 @@ fn deprovisioned(t: &TestHome, manager: &UserManager, (handle, port): (&str, u16
     assert!(!t.sibling(handle).exists());
 }
 
-/// The real-gateway options of the suite: real gateways take 13-35 s to answer on two busy
-/// cores, and then up to ~2 s per answer.
-fn real_gateway_timing() -> Vec<String> {
-    ["--health-timeout", "150", "--health-interval-ms", "500", "--probe-timeout-ms", "10000"].map(String::from).to_vec()
-}
 
 /// The unit an operator of the original bash skill wrote by hand for `handle`.
 fn legacy_unit(handle: &str) -> String {
@@ -244,7 +239,7 @@ fn a_bash_era_sibling_under_a_hand_written_unit_is_put_back_on_failure_then_adop
     let Some(real) = openclaw() else { return };
     t.backend = "auto";
     t.env = manager.env();
-    t.extra = real_gateway_timing();
+    t.extra = real_gateway_timing(150, 10_000);
     let (handle, port) = ("lyra", gateway_port());
 
     // The old gateway is the stand-in (what the unit runs is the operator's); the adopted

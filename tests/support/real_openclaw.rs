@@ -6,6 +6,13 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The health options for real gateways: one takes ~15 s to answer, several side by side
+/// on two cores longer.
+pub fn real_gateway_timing(health_timeout_s: u32, probe_timeout_ms: u32) -> Vec<String> {
+    let (health, probe) = (health_timeout_s.to_string(), probe_timeout_ms.to_string());
+    ["--health-timeout", &health, "--health-interval-ms", "500", "--probe-timeout-ms", &probe].map(String::from).to_vec()
+}
+
 /// The OpenClaw launcher, installing it if needed. In CI (`CI` set) a failed install
 /// fails the test; a local run without it is skipped and says so.
 pub fn openclaw() -> Option<PathBuf> {
