@@ -201,18 +201,10 @@ pub fn plain_text(text: &str, max: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// An API key: 8-512 printable ASCII characters without whitespace. The message never
-/// includes the key.
+/// An API key: [`naming::check_api_key`]'s grammar, which the host applies too before it
+/// scrubs a task's keys from its output. The message never includes the key.
 fn api_key(key: &str) -> Result<(), String> {
-    let length = key.chars().count();
-    if !(8..=512).contains(&length) {
-        return Err(format!("must be 8 to 512 characters (it has {length})"));
-    }
-    if let Some(c) = key.chars().find(|c| !c.is_ascii_graphic()) {
-        let what = if c.is_whitespace() || c.is_control() { "whitespace or control characters" } else { "non-ASCII characters" };
-        return Err(format!("contains {what}; an API key is printable ASCII without spaces"));
-    }
-    Ok(())
+    naming::check_api_key(key)
 }
 
 /// A model name: `provider/model` style, 1-128 of `[A-Za-z0-9._:/@+-]`, no leading `-`.

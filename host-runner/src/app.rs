@@ -17,11 +17,11 @@ pub fn run(cli: Cli) -> Rendered {
     let name = cli.command.name();
     let as_json = cli.global.json;
     if let Command::Schema = &cli.command {
-        return Rendered { stdout: crate::contract::schema(), exit_code: output::EXIT_OK };
+        return Rendered::text(crate::contract::schema(), output::EXIT_OK);
     }
     if let Command::Supervise(args) = &cli.command {
         let exit_code = crate::service::supervise(&args.services, &args.label);
-        return Rendered { stdout: String::new(), exit_code };
+        return Rendered::text(String::new(), exit_code);
     }
     if let Command::Skill(SkillCommand::Install(args)) = &cli.command {
         return match skill(&cli.global, args) {
@@ -39,7 +39,7 @@ pub fn run(cli: Cli) -> Rendered {
     match prepare(&cli) {
         Err(SetupError::Environment(e)) => output::host_error(name, EXIT_INVALID, &format!("{e:#}"), as_json),
         Err(SetupError::Task(e)) => output::command_error(name, &e, as_json),
-        Ok(None) => Rendered { stdout: String::new(), exit_code: output::EXIT_OK },
+        Ok(None) => Rendered::text(String::new(), output::EXIT_OK),
         Ok(Some(prepared)) => match execute(&cli, prepared) {
             Ok(answer) => output::render(name, &answer, as_json),
             Err(e) => output::host_error(name, EXIT_FAILED, &format!("{e:#}"), as_json),
@@ -67,7 +67,7 @@ fn skill(g: &crate::cli::Global, args: &SkillInstallArgs) -> Result<Rendered> {
         items.iter().for_each(|i| text.push_str(&format!("  {:<10} {}\n", i.state, i.path)));
         text
     };
-    Ok(Rendered { stdout, exit_code })
+    Ok(Rendered::text(stdout, exit_code))
 }
 
 /// Where compiled components are cached: `--cache-dir`, or the default under `home`.

@@ -2,8 +2,8 @@
 //!
 //! Entries name the capability, the operation, its target (a path, URL without query,
 //! label or port), the decision, and the grant or rule behind it. Contents, headers and
-//! bodies are never recorded, and every line is scrubbed of the host's secrets before
-//! it is written. Denials are also printed on stderr, so the operator sees them.
+//! bodies are never recorded, and every field is scrubbed of the host's secrets before
+//! the line is serialised (a secret escaped by JSON would otherwise escape the scrubber). Denials are also printed on stderr, so the operator sees them.
 //!
 //! A run writes at most [`MAX_LINES_PER_RUN`] lines (a component that makes millions of
 //! denied calls must not fill the disk or the terminal); past that, decisions are only
@@ -117,7 +117,7 @@ impl Audit {
         sink.lines += 1;
         let ts_ms = now_ms();
         let entry = Entry { ts_ms, cap, op, target, decision, rule };
-        let line = crate::secret::scrub(&serde_json::to_string(&entry).expect("audit entries serialize"));
+        let line = crate::secret::scrubbed_json(&entry);
         if decision == Decision::Denied || self.verbose {
             let word = if decision == Decision::Denied { "denied" } else { "allowed" };
             crate::secret::eprint_line(&format!("agent-provisioner: {word}: {cap} {op} {target}: {rule}"));
@@ -176,15 +176,18 @@ mod tests {
         crate::secret::register(&crate::secret::Secret::new("sk-123").unwrap());
         let audit = Audit::open(&path, false).unwrap();
         audit.record("http", "POST", "https://x/sk-123", Decision::Denied, "no grant");
+        crate::secret::register(&crate::secret::Secret::new("sk-audit\"quoted-0001").unwrap());
+        audit.record("fs", "read", "/h/sk-audit\"quoted\u{7}-0001", Decision::Denied, "no grant");
         audit.record("fs", "read", "/h/.openclaw/USER.md", Decision::Allowed, "lead home (read-only)");
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> =
             text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), 2);
+        assert_eq!(lines.len(), 3);
         assert_eq!(lines[0]["decision"], "denied");
+        assert_eq!(lines[1]["target"], "/h/[redacted]", "scrubbed before JSON escaped its quote");
         assert_eq!(lines[0]["target"], "https://x/[redacted]");
-        assert_eq!(lines[1]["rule"], "lead home (read-only)");
-        assert!(!text.contains("sk-123"));
+        assert_eq!(lines[2]["rule"], "lead home (read-only)");
+        assert!(!text.contains("sk-123") && !text.contains("quoted"));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }

@@ -150,13 +150,12 @@ fn report(command: &str, tasks: Vec<TaskOutput>, as_json: bool) -> Rendered {
     let exit_code = tasks.iter().map(|t| t.output.exit_code).max_by_key(|&c| severity(c)).unwrap_or(EXIT_OK);
     let ok = tasks.iter().all(|t| t.output.ok);
     if as_json {
-        let output = Output { command: command.to_string(), ok, exit_code, tasks: Some(tasks), ..Output::default() };
-        return Rendered { stdout: format!("{}\n", serde_json::to_string(&output).expect("outputs serialize")), exit_code };
+        return crate::output::json_document(&Output { command: command.to_string(), ok, exit_code, tasks: Some(tasks), ..Output::default() });
     }
     let done = tasks.iter().filter(|t| t.output.ok).count();
     let mut text = format!("{command} of {} tasks: {done} done, {} not (exit {exit_code})\n", tasks.len(), tasks.len() - done);
     tasks.iter().for_each(|t| text.push_str(&task_text(t)));
-    Rendered { stdout: text, exit_code }
+    Rendered::text(text, exit_code)
 }
 
 /// One task's outcome in a few lines.

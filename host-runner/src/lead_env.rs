@@ -71,7 +71,7 @@ impl LeadEnv {
 /// `NAME=value` lines of dotenv text as OpenClaw's loader reads them: `export ` prefixes,
 /// single, double or backtick quotes, `#` comments after unquoted values; a later line
 /// wins over an earlier one.
-fn parse(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse(text: &str) -> BTreeMap<String, String> {
     let mut vars = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim();

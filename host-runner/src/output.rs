@@ -15,12 +15,14 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_INVALID: i32 = 2;
 pub const EXIT_UNREPORTED: i32 = 3;
 
-/// Writes `rendered.stdout` on stdout, scrubbed of every registered secret and of
-/// control characters (JSON escapes its own, so a document stays valid).
+/// Writes `rendered.stdout` on stdout: text [`scrub`](crate::secret::scrub)bed as a
+/// whole; a JSON document as it is (it was scrubbed value by value when it was made, so
+/// a secret cannot reach its keys).
 pub fn write_stdout(rendered: &Rendered) {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(crate::secret::for_terminal(&rendered.stdout).as_bytes());
+    let text = if rendered.json { rendered.stdout.clone() } else { crate::secret::scrub(&rendered.stdout) };
+    let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
 }
 
@@ -28,6 +30,20 @@ pub fn write_stdout(rendered: &Rendered) {
 pub struct Rendered {
     pub stdout: String,
     pub exit_code: i32,
+    /// `stdout` is a JSON document made by [`json_document`], scrubbed already.
+    pub json: bool,
+}
+
+impl Rendered {
+    /// Text for people (scrubbed when it is written).
+    pub fn text(stdout: String, exit_code: i32) -> Self {
+        Self { stdout, exit_code, json: false }
+    }
+}
+
+/// `output` as one line of JSON, every string value scrubbed, and its exit code.
+pub fn json_document(output: &Output) -> Rendered {
+    Rendered { stdout: format!("{}\n", crate::secret::scrubbed_json(output)), exit_code: output.exit_code, json: true }
 }
 
 /// Renders the component's answer to `command`.
@@ -58,7 +74,7 @@ pub fn render(command: &str, answer: &Answer, as_json: bool) -> Rendered {
         | Answer::Members(Err(e))
         | Answer::Ports(Err(e)) => return command_error(command, e, as_json),
     };
-    if as_json { document(command, exit_code, output) } else { Rendered { stdout: text, exit_code } }
+    if as_json { document(command, exit_code, output) } else { Rendered::text(text, exit_code) }
 }
 
 fn outcome(outcome: Outcome) -> Output {
@@ -70,7 +86,7 @@ pub fn command_error(command: &str, error: &CommandError, as_json: bool) -> Rend
     let exit_code = error_code(error);
     match as_json {
         true => document(command, exit_code, Output { error: Some(error.into()), ..Output::default() }),
-        false => Rendered { stdout: format!("{}\n", error_text(command, error)), exit_code },
+        false => Rendered::text(format!("{}\n", error_text(command, error)), exit_code),
     }
 }
 
@@ -80,13 +96,12 @@ pub fn host_error(command: &str, exit_code: i32, message: &str, as_json: bool) -
         return document(command, exit_code, Output { error: Some(Error::Host { message: message.to_string() }), ..Output::default() });
     }
     crate::secret::eprint_line(&format!("agent-provisioner {command}: {message}"));
-    Rendered { stdout: String::new(), exit_code }
+    Rendered::text(String::new(), exit_code)
 }
 
 /// `output` as the one JSON document of `command`: `ok` when it carries no error.
 pub fn document(command: &str, exit_code: i32, output: Output) -> Rendered {
-    let output = Output { command: command.to_string(), ok: output.error.is_none(), exit_code, ..output };
-    Rendered { stdout: format!("{}\n", serde_json::to_string(&output).expect("outputs serialize")), exit_code }
+    json_document(&Output { command: command.to_string(), ok: output.error.is_none(), exit_code, ..output })
 }
 
 fn error_code(error: &CommandError) -> i32 {
@@ -343,3 +358,21 @@ fn warnings(out: &mut String, items: &[String]) {
         let _ = writeln!(out, "warning: {w}");
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_document_is_scrubbed_value_by_value_and_keeps_every_key() {
+        crate::secret::register(&crate::secret::Secret::new("oc_home").unwrap());
+        let error = CommandError::Refused("the oc_\u{7}home is here\u{1b}[2J".into());
+        let rendered = command_error("provision", &error, true);
+        let doc: serde_json::Value = serde_json::from_str(&rendered.stdout).unwrap();
+        assert_eq!(doc, serde_json::json!({"command": "provision", "ok": false, "exit_code": 2, "error": {"kind": "refused", "message": "the [redacted] is here[2J"}}));
+        assert!(rendered.json && rendered.exit_code == 2);
+        let text = crate::secret::scrub(&command_error("provision", &error, false).stdout);
+        assert!(text.contains("[redacted]") && !text.contains("oc_home"), "{text}");
+    }
+}
+

@@ -41,9 +41,10 @@ pub struct Limits {
 /// The most the guest may write on its stderr (panic messages); more traps it.
 const GUEST_STDERR_BYTES: usize = 64 << 10;
 
-/// Prints what the guest wrote on its stderr, scrubbed of secrets and control characters.
+/// Prints what the guest wrote on its stderr, scrubbed of secrets and control characters
+/// as a whole before it is cut into lines (a key split by a newline is still found).
 fn print_guest_stderr(bytes: &[u8]) {
-    for line in String::from_utf8_lossy(bytes).lines() {
+    for line in crate::secret::scrub(&String::from_utf8_lossy(bytes)).lines() {
         crate::secret::eprint_line(&format!("component: {line}"));
     }
 }

@@ -256,7 +256,7 @@ fn banner(g: &Global, lead_home: &Path, run: &Run, lead: &Lead, guards: &Guards,
 fn print_grants(banner: Vec<String>, as_json: bool) {
     let rendered = match as_json {
         true => output::document("grants", output::EXIT_OK, Output { grants: Some(banner), ..Output::default() }),
-        false => output::Rendered { stdout: banner.iter().map(|line| format!("{line}\n")).collect(), exit_code: output::EXIT_OK },
+        false => output::Rendered::text(banner.iter().map(|line| format!("{line}\n")).collect(), output::EXIT_OK),
     };
     output::write_stdout(&rendered);
 }

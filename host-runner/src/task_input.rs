@@ -23,25 +23,56 @@ pub fn read_task(source: &str) -> Result<String, CommandError> {
         return Err(invalid(format!("{what} is larger than 1 MiB; that is not a provisioning task")));
     }
     let text = String::from_utf8(bytes).map_err(|_| invalid(format!("{what} is not UTF-8 text")))?;
-    register_task_keys(&text);
-    Ok(text)
+    Ok(register_task_keys(text))
 }
 
 /// Registers every key the task carries (`sesameApiKey`, `llmApiKey`, also inside the
-/// `context.notes` string) for scrubbing, before the component sees the task.
-fn register_task_keys(text: &str) {
-    fn visit(value: &serde_json::Value) {
+/// `context.notes` string) for scrubbing, before the component sees the task — only a
+/// value of the key grammar the component checks ([`naming::check_api_key`]): a value
+/// the task is refused for is no key, and scrubbing it would let the task cut any text
+/// it names from the output. Returns the task as the component gets it: re-serialised
+/// (nested notes too), so a key the task wrote with JSON escapes (`\u0073k-…`, `\/`)
+/// reaches the component, and anything it echoes, as the scrubbed form; text that is not
+/// JSON is passed on as it is, for the component to refuse.
+fn register_task_keys(text: String) -> String {
+    fn visit(value: &mut serde_json::Value) {
         match value {
-            serde_json::Value::Object(map) => map.iter().for_each(|(key, v)| match (key.as_str(), v) {
-                ("sesameApiKey" | "llmApiKey", serde_json::Value::String(s)) => Secret::new(s.clone()).iter().for_each(secret::register),
-                (_, serde_json::Value::String(s)) if s.trim_start().starts_with('{') => register_task_keys(s),
-                _ => visit(v),
+            serde_json::Value::Object(map) => map.iter_mut().for_each(|(key, v)| match (key.as_str(), v) {
+                ("sesameApiKey" | "llmApiKey", serde_json::Value::String(s)) => {
+                    if naming::check_api_key(s).is_ok() {
+                        Secret::new(s.clone()).iter().for_each(secret::register);
+                    }
+                }
+                (_, serde_json::Value::String(s)) if s.trim_start().starts_with('{') => *s = register_task_keys(std::mem::take(s)),
+                (_, v) => visit(v),
             }),
-            serde_json::Value::Array(items) => items.iter().for_each(visit),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(visit),
+            serde_json::Value::String(s) if s.trim_start().starts_with('{') => *s = register_task_keys(std::mem::take(s)),
             _ => {}
         }
     }
-    if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
-        visit(&value);
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(mut value) => {
+            visit(&mut value);
+            value.to_string()
+        }
+        Err(_) => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_keys_of_the_key_grammar_are_registered_and_escapes_are_undone() {
+        let notes = serde_json::json!({"sesameApiKey": "exit_code", "llmApiKey": "sk-ant-valid-task-key-0042"}).to_string();
+        let task = serde_json::json!({"context": {"notes": notes.replace("valid", "\\u0076alid")}, "exit_code": 1}).to_string();
+        let given = register_task_keys(task);
+        assert_eq!(secret::scrub("\"exit_code\": 1"), "\"exit_code\": 1", "a refused key is not a secret");
+        assert_eq!(secret::scrub("key sk-ant-valid-task-key-0042."), "key [redacted].");
+        assert!(given.contains("sk-ant-valid-task-key-0042") && !given.contains("u0076"), "{given}");
+        assert_eq!(secret::scrub(&given).matches("[redacted]").count(), 1, "{given}");
+        assert_eq!(register_task_keys("{not json".into()), "{not json");
     }
 }

@@ -66,6 +66,32 @@ pub fn describe_char(c: char) -> String {
     }
 }
 
+/// Whether `c` may be part of an API key: letters, digits and `-_.:+/=` (nothing that
+/// needs quoting or escaping in a `.env` line or a JSON string).
+pub fn key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-_.:+/=".contains(c)
+}
+
+/// The API key grammar (a task's `sesameApiKey` and `llmApiKey`): 16 to 512 of
+/// [`key_char`], with at least one letter and one digit. A key is random; a word, a path or
+/// a name of what the host prints is not one, and since every key is scrubbed from all
+/// output, no task can pass one off as its key to cut it from what the caller reads. The
+/// message never quotes the key.
+pub fn check_api_key(key: &str) -> Result<(), String> {
+    let length = key.chars().count();
+    if !(16..=512).contains(&length) {
+        return Err(format!("must be 16 to 512 characters (it has {length})"));
+    }
+    if let Some(c) = key.chars().find(|c| !key_char(*c)) {
+        let what = if c.is_whitespace() || c.is_control() { "whitespace or control characters" } else if c.is_ascii() { "a character other than letters, digits and -_.:+/=" } else { "non-ASCII characters" };
+        return Err(format!("contains {what}; an API key is letters, digits and -_.:+/="));
+    }
+    if !key.chars().any(|c| c.is_ascii_digit()) || !key.chars().any(|c| c.is_ascii_alphabetic()) {
+        return Err("has no digit or no letter; an API key is random, not a word or a name".into());
+    }
+    Ok(())
+}
+
 /// The handle grammar: 1-32 of `[a-z0-9_-]`, starting with a letter or digit, and not
 /// reserved (`archives`, `default`, `dev`, `gateway`, `gateway-*`).
 pub fn check_handle(handle: &str) -> Result<(), HandleError> {
@@ -244,6 +270,27 @@ mod tests {
         assert_eq!(handle_of_home_name(".openclaw-nova"), Some("nova"));
         assert_eq!(handle_of_home_name(".openclaw-dev"), None);
         assert_eq!(handle_of_home_name(".openclaw"), None);
+    }
+
+    #[test]
+    fn api_keys_are_random_tokens_not_words() {
+        for good in ["sk_sesame_example_placeholder_0001", "sk-ant-api03-AbC_dEf-0123456789", "sk-or-v1-0a1b2c3d4e5f6a7b", "abc/def+ghi=0123"] {
+            assert_eq!(check_api_key(good), Ok(()), "{good}");
+        }
+        for (bad, says) in [
+            ("exit_code", "16 to 512"),
+            ("sk-short-0001", "16 to 512"),
+            ("sesame_authenticated", "no digit"),
+            ("0123456789012345678", "no digit or no letter"),
+            ("sk has a space 00001", "whitespace"),
+            ("sk-quote\"d-key-000001", "other than letters"),
+            ("sk-\u{7}bell-key-0000001", "control"),
+            ("ключ-ключ-ключ-12345678", "non-ASCII"),
+        ] {
+            let why = check_api_key(bad).unwrap_err();
+            assert!(why.contains(says) && !why.contains(bad), "{bad}: {why}");
+        }
+        assert!(check_api_key(&"a1".repeat(257)).is_err());
     }
 
     #[test]

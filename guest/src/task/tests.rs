@@ -116,10 +116,10 @@ fn field_paths_follow_the_input_shape() {
 #[test]
 fn debug_output_never_shows_keys() {
     let mut n = notes();
-    n["llmApiKey"] = json!("sk-ant-secret-llm-key");
+    n["llmApiKey"] = json!("sk-ant-secret-llm-key-0001");
     let task = parse_value(&n).unwrap();
     let shown = format!("{task:?}");
-    assert!(!shown.contains("sk_sesame_nova_0001") && !shown.contains("sk-ant-secret-llm-key"), "{shown}");
+    assert!(!shown.contains("sk_sesame_nova_0001") && !shown.contains("sk-ant-secret-llm-key-0001"), "{shown}");
 }
 
 #[test]
@@ -222,7 +222,7 @@ fn keys_are_checked_without_quoting_them() {
         assert_eq!(error.field, "sesameApiKey");
         assert!(!error.message.contains(bad), "{:?}", error.message);
     }
-    assert_field(error_with("llmApiKey", Some(json!("x".repeat(513)))), "llmApiKey", "8 to 512");
+    assert_field(error_with("llmApiKey", Some(json!("x1".repeat(257)))), "llmApiKey", "16 to 512");
     assert_field(error_with("sesameApiKey", Some(json!(12345678))), "sesameApiKey", "must be a string");
 }
 

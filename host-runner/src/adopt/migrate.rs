@@ -25,6 +25,8 @@ pub fn migrate(dir: &Dir, shown: &str) -> Result<Vec<String>, String> {
     let env = read(".env")?.unwrap_or_default();
     check_env(&env).map_err(|why| format!("{shown}/.env {why}"))?;
     let mut text = String::from_utf8(env).expect("check_env accepts UTF-8 only");
+    // The keys its `.env` holds already are secrets as much as the ones moved into it.
+    crate::lead_env::parse(&text).into_values().filter_map(Secret::new).for_each(|key| secret::register(&key));
     let mut done = Vec::new();
     if let Some(bytes) = read(LEGACY_AUTH)? {
         let auth: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| format!("{shown}/{LEGACY_AUTH} is not JSON (line {})", e.line()))?;
@@ -89,9 +91,10 @@ mod tests {
     fn a_key_env_has_already_wins_and_a_bad_key_changes_nothing() {
         let (temp, dir) = home();
         std::fs::write(temp.path().join(".env"), "OPENAI_API_KEY=sk-openai\nANTHROPIC_API_KEY=sk-current\n").unwrap();
-        std::fs::write(temp.path().join(LEGACY_AUTH), br#"{"anthropic": {"key": "sk-old"}}"#).unwrap();
+        std::fs::write(temp.path().join(LEGACY_AUTH), br#"{"anthropic": {"key": "sk-old-key"}}"#).unwrap();
         migrate(&dir, "h").unwrap();
         assert_eq!(std::fs::read_to_string(temp.path().join(".env")).unwrap(), "OPENAI_API_KEY=sk-openai\nANTHROPIC_API_KEY=sk-current\n");
+        assert_eq!(secret::scrub("x sk-current y sk-old-key"), "x [redacted] y [redacted]", "the keys .env had are scrubbed too");
 
         let (temp, dir) = home();
         std::fs::write(temp.path().join(LEGACY_AUTH), br#"{"anthropic": {"key": "sk\"\nNODE_OPTIONS=--require=/tmp/x"}}"#).unwrap();
