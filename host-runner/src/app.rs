@@ -52,7 +52,7 @@ fn skill(g: &crate::cli::Global, args: &SkillInstallArgs) -> Result<Rendered> {
     let home = paths::home_dir(g)?;
     let lead_home = paths::lead_home(g, &home)?;
     let bin_dir = if args.no_bin_link { None } else { Some(args.bin_dir.clone().unwrap_or_else(|| home.join(".local/bin"))) };
-    let skill = Skill::new(&lead_home, bin_dir, cache_dir(g, &home));
+    let skill = Skill::new(&lead_home, bin_dir, cache(g, &home));
     let items = if args.check { skill.check()? } else { skill.install()? };
     let current = items.iter().all(|i| matches!(i.state, "current" | "installed" | "updated" | "unchanged" | "removed"));
     let exit_code = if current { output::EXIT_OK } else { EXIT_FAILED };
@@ -70,9 +70,11 @@ fn skill(g: &crate::cli::Global, args: &SkillInstallArgs) -> Result<Rendered> {
     Ok(Rendered::text(stdout, exit_code))
 }
 
-/// Where compiled components are cached: `--cache-dir`, or the default under `home`.
-fn cache_dir(g: &crate::cli::Global, home: &std::path::Path) -> std::path::PathBuf {
-    g.cache_dir.clone().unwrap_or_else(|| engine::default_cache_dir(home))
+/// Where compiled components are cached (`--cache-dir`, or the default under `home`),
+/// recorded in the host state of `home`.
+fn cache(g: &crate::cli::Global, home: &std::path::Path) -> crate::component_cache::Cache {
+    let dir = g.cache_dir.clone().unwrap_or_else(|| engine::default_cache_dir(home));
+    crate::component_cache::Cache::new(dir, home.to_path_buf())
 }
 
 /// Loads the component (through the cache) and runs the command.
@@ -88,9 +90,9 @@ fn execute(cli: &Cli, prepared: Prepared) -> Result<runtime::Answer> {
         }
         None => engine::EMBEDDED_COMPONENT,
     };
-    let cache_dir = cache_dir(g, &paths::home_dir(g)?);
+    let cache = cache(g, &paths::home_dir(g)?);
     let engine_us = started.elapsed().as_micros();
-    let (component, loaded) = engine::load(&engine, wasm, Some(&cache_dir))?;
+    let (component, loaded) = engine::load(&engine, wasm, Some(&cache))?;
     let load_us = started.elapsed().as_micros() - engine_us;
     let sandbox = Sandbox::new(engine, component)?;
     let link_us = started.elapsed().as_micros() - engine_us - load_us;

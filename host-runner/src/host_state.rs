@@ -5,8 +5,10 @@
 //! It lives in `<home>/.local/state/agent-provisioner/siblings.json`, a place no grant
 //! reaches, so a component cannot forge it: this record, not the family registry the
 //! component writes, decides which `~/.openclaw-<handle>` homes are sibling homes and
-//! which definitions the host may start, stop or remove. Changes are made under an
-//! exclusive lock, re-reading the file first, and written atomically (0600).
+//! which definitions the host may start, stop or remove. It also holds the SHA-256 of each
+//! compiled-component artifact the host wrote ([`crate::component_cache`]). Changes are
+//! made under an exclusive lock, re-reading the file first, and written atomically
+//! (0600) into a directory only this user reaches ([`crate::private_dir`]).
 
 use crate::program::RecordedProgram;
 use anyhow::{Context as _, Result};
@@ -14,7 +16,6 @@ use rustix::fs::{FlockOperation, flock};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
-use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -49,6 +50,10 @@ pub struct Sibling {
 struct Record {
     version: u32,
     siblings: BTreeMap<String, Sibling>,
+    /// The SHA-256 (hex) of each compiled-component artifact the host wrote, by file name
+    /// ([`crate::component_cache`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    artifacts: BTreeMap<String, String>,
 }
 
 impl Record {
@@ -152,6 +157,18 @@ impl HostState {
         })
     }
 
+    /// The SHA-256 the host recorded for the compiled-component artifact `name`.
+    pub fn artifact(&self, name: &str) -> Option<String> {
+        self.record.lock().expect("state lock").artifacts.get(name).cloned()
+    }
+
+    /// Records the SHA-256 of the artifact `name` the host has just written.
+    pub fn record_artifact(&self, name: &str, sha256: &str) -> Result<()> {
+        self.update(|r| {
+            r.artifacts.insert(name.to_string(), sha256.to_string());
+        })
+    }
+
     /// Applies `change` to the current file's contents under an exclusive lock.
     fn update(&self, change: impl FnOnce(&mut Record)) -> Result<()> {
         let mut cached = self.record.lock().expect("state lock");
@@ -160,7 +177,7 @@ impl HostState {
             return Ok(());
         }
         let dir = self.path.parent().expect("the state file has a directory");
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let handle = crate::private_dir::open(dir)?;
         let lock_path = dir.join("siblings.lock");
         let mut options = cap_std::fs::OpenOptions::new();
         cap_std::fs::OpenOptionsExt::mode(options.write(true).create(true).truncate(false), 0o600);
@@ -170,7 +187,6 @@ impl HostState {
         change(&mut record);
         let mut text = serde_json::to_string_pretty(&record).expect("the record serializes");
         text.push('\n');
-        let handle = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority()).with_context(|| format!("opening {}", dir.display()))?;
         crate::atomic::write(&handle, Path::new("siblings.json"), text.as_bytes(), 0o600)
             .with_context(|| format!("writing {}", self.path.display()))?;
         *cached = record;
@@ -219,7 +235,10 @@ mod tests {
         assert!(HostState::open(temp.path()).unwrap().sibling("nova", &lead).is_none());
         let file = temp.path().join(".local/state/agent-provisioner/siblings.json");
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(std::fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(file.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        again.record_artifact("a.cwasm", "ab12").unwrap();
+        assert_eq!(HostState::open(temp.path()).unwrap().artifact("a.cwasm").as_deref(), Some("ab12"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!
 //! This is an operator action of the host itself, not sandboxed provisioning logic.
 
+use crate::component_cache::Cache;
 use crate::engine::{self, Cached};
 use anyhow::{Context as _, Result, bail};
 use std::os::unix::fs::PermissionsExt;
@@ -29,7 +30,7 @@ pub struct Skill {
     /// Where `agent-provisioner` is linked onto PATH, if anywhere.
     pub bin_dir: Option<PathBuf>,
     /// The compiled-component cache the installed binary uses.
-    pub cache_dir: PathBuf,
+    pub cache: Cache,
 }
 
 /// One file's state.
@@ -42,8 +43,8 @@ pub struct Item {
 }
 
 impl Skill {
-    pub fn new(lead_home: &Path, bin_dir: Option<PathBuf>, cache_dir: PathBuf) -> Self {
-        Self { dir: lead_home.join("skills/agent-provisioner"), bin_dir, cache_dir }
+    pub fn new(lead_home: &Path, bin_dir: Option<PathBuf>, cache: Cache) -> Self {
+        Self { dir: lead_home.join("skills/agent-provisioner"), bin_dir, cache }
     }
 
     fn expected(&self) -> Result<Vec<(PathBuf, Vec<u8>, u32)>> {
@@ -76,9 +77,9 @@ impl Skill {
         if let Some(bin_dir) = &self.bin_dir {
             items.push(self.link(bin_dir)?);
         }
-        let (artifact, before) = engine::warm(&self.cache_dir)?;
+        let (artifact, before) = engine::warm(&self.cache)?;
         let state = match before {
-            Cached::Usable(_) => "unchanged",
+            Cached::Usable => "unchanged",
             Cached::Unusable(_) => "updated",
             Cached::Missing => "installed",
         };
@@ -136,9 +137,9 @@ impl Skill {
             };
             items.push(Item { path: link.display().to_string(), state });
         }
-        let (artifact, cached) = engine::embedded_entry(&self.cache_dir)?;
+        let (artifact, cached) = engine::embedded_entry(&self.cache)?;
         let state = match cached {
-            Cached::Usable(_) => "current",
+            Cached::Usable => "current",
             Cached::Unusable(_) => "outdated",
             Cached::Missing => "missing",
         };
@@ -166,7 +167,7 @@ mod tests {
     #[test]
     fn installs_idempotently_and_checks_currency() {
         let temp = tempfile::tempdir().unwrap();
-        let skill = Skill::new(&temp.path().join(".openclaw"), Some(temp.path().join("bin")), temp.path().join("cache"));
+        let skill = Skill::new(&temp.path().join(".openclaw"), Some(temp.path().join("bin")), Cache::new(temp.path().join("cache"), temp.path().to_path_buf()));
         assert!(skill.check().unwrap().iter().all(|i| i.state == "missing"));
         assert!(skill.install().unwrap().iter().all(|i| i.state == "installed"));
         assert!(skill.check().unwrap().iter().all(|i| i.state == "current"));
@@ -182,7 +183,7 @@ mod tests {
     #[test]
     fn what_an_earlier_version_installed_is_removed() {
         let temp = tempfile::tempdir().unwrap();
-        let skill = Skill::new(&temp.path().join(".openclaw"), None, temp.path().join("cache"));
+        let skill = Skill::new(&temp.path().join(".openclaw"), None, Cache::new(temp.path().join("cache"), temp.path().to_path_buf()));
         std::fs::create_dir_all(skill.dir.join("templates")).unwrap();
         std::fs::write(skill.dir.join("templates/USER.md"), "old").unwrap();
         std::fs::write(skill.dir.join("agent-provisioner.wasm"), "old").unwrap();
@@ -199,7 +200,7 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         std::fs::create_dir(temp.path().join("bin")).unwrap();
         std::fs::write(temp.path().join("bin/agent-provisioner"), "someone else's").unwrap();
-        let skill = Skill::new(&temp.path().join(".openclaw"), Some(temp.path().join("bin")), temp.path().join("cache"));
+        let skill = Skill::new(&temp.path().join(".openclaw"), Some(temp.path().join("bin")), Cache::new(temp.path().join("cache"), temp.path().to_path_buf()));
         assert!(skill.install().unwrap_err().to_string().contains("--no-bin-link"));
         assert_eq!(std::fs::read_to_string(temp.path().join("bin/agent-provisioner")).unwrap(), "someone else's");
     }
