@@ -32,7 +32,7 @@ pub fn run(cli: Cli) -> Rendered {
     if let Command::Provision(p) = &cli.command {
         match crate::batch::tasks(p) {
             Err(message) => return output::command_error(name, &CommandError::InvalidInput(FieldError { field: "task".into(), message }), as_json),
-            Ok(Some(tasks)) => return crate::batch::run(name, p, tasks, as_json),
+            Ok(Some(tasks)) => return crate::batch::run(name, p, tasks, cli.global.deadline, as_json),
             Ok(None) => {}
         }
     }

@@ -6,7 +6,10 @@
 //! child's progress lines on, prefixed with its task's name, collects each child's
 //! document and prints one report: the `tasks` field of one `--json` document, or text.
 //! With `--plan` each task is planned as if it ran alone; with `--resume` each task
-//! resumes its own interrupted provision.
+//! resumes its own interrupted provision. The parent holds `--deadline`: each child is
+//! given what is left of it when the child starts (whole seconds, rounded down); a task
+//! whose turn comes with less than a second left is not run, and a child still running
+//! [`OVERRUN`] after the deadline (its own watchdog ends it before) is stopped.
 
 use crate::cli::ProvisionArgs;
 use crate::contract::{Error, Outcome, Output, TaskOutput};
@@ -18,6 +21,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long past the batch's deadline the parent waits for a child before it stops it: a
+/// child ends itself at most 2.5 s after its own deadline (its watchdog), which is never
+/// later than the batch's.
+const OVERRUN: Duration = Duration::from_secs(4);
+
+/// The batch's `--deadline`: when it ends, and the limit it was given.
+#[derive(Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    limit: u64,
+}
+
+impl Deadline {
+    /// What a child starting now is given, in whole seconds; `None` under a second.
+    fn for_child(&self) -> Option<u64> {
+        let left = self.at.saturating_duration_since(Instant::now()).as_secs();
+        (left >= 1).then_some(left)
+    }
+}
 
 /// The task files of a provision of several: every `--task` given, a directory standing
 /// for its `*.json` files (sorted). `None` for one task file (or stdin), which runs in
@@ -51,9 +75,10 @@ pub fn tasks(p: &ProvisionArgs) -> Result<Option<Vec<PathBuf>>, String> {
     Ok(Some(tasks))
 }
 
-/// Runs every task in its own child process (`command` is `provision` or `plan`) and
-/// renders one report.
-pub fn run(command: &str, p: &ProvisionArgs, tasks: Vec<PathBuf>, as_json: bool) -> Rendered {
+/// Runs every task in its own child process (`command` is `provision` or `plan`) within
+/// `deadline` seconds in all, and renders one report.
+pub fn run(command: &str, p: &ProvisionArgs, tasks: Vec<PathBuf>, deadline: u64, as_json: bool) -> Rendered {
+    let deadline = Deadline { at: Instant::now() + Duration::from_secs(deadline), limit: deadline };
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => return crate::output::host_error(command, EXIT_FAILED, &format!("cannot find this program to run the tasks: {e}"), as_json),
@@ -67,8 +92,8 @@ pub fn run(command: &str, p: &ProvisionArgs, tasks: Vec<PathBuf>, as_json: bool)
                 loop {
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     let Some(task) = tasks.get(index) else { break };
-                    let output = run_child(command, &exe, &args, task, index == 0);
-                    results.lock().expect("results lock")[index] = Some(output);
+                    let child = Child { command, exe: &exe, args: &args, task, banner: index == 0 };
+                    results.lock().expect("results lock")[index] = Some(child.run(deadline));
                 }
             });
         }
@@ -78,17 +103,18 @@ pub fn run(command: &str, p: &ProvisionArgs, tasks: Vec<PathBuf>, as_json: bool)
     report(command, done, as_json)
 }
 
-/// This process's arguments without `--task` and `--jobs` (and their values): the same
-/// global and provision options for every child.
+/// This process's arguments without `--task`, `--jobs` and `--deadline` (and their
+/// values): the same global and provision options for every child.
 fn child_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    const OWN: [&str; 3] = ["--task", "--jobs", "--deadline"];
     let mut out = Vec::new();
     let mut skip_value = false;
     for arg in args {
         let text = arg.to_string_lossy();
-        if std::mem::take(&mut skip_value) || text.starts_with("--task=") || text.starts_with("--jobs=") {
+        if std::mem::take(&mut skip_value) || OWN.iter().any(|own| text.starts_with(&format!("{own}="))) {
             continue;
         }
-        skip_value = text == "--task" || text == "--jobs";
+        skip_value = OWN.contains(&text.as_ref());
         if !skip_value {
             out.push(arg);
         }
@@ -96,33 +122,78 @@ fn child_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     out
 }
 
-/// Runs one task in a child with `--json` (only the first prints the sandbox grants) and
-/// returns its document; a child that printed none gets a `host` error in its place.
-fn run_child(command: &str, exe: &Path, args: &[OsString], task: &Path, banner: bool) -> Output {
-    let mut cmd = Command::new(exe);
-    cmd.args(args).arg("--json").arg("--task").arg(task).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    if !banner {
-        cmd.arg("--no-banner");
+/// One task's child run.
+struct Child<'a> {
+    command: &'a str,
+    exe: &'a Path,
+    args: &'a [OsString],
+    task: &'a Path,
+    /// Only the first child prints the sandbox grants.
+    banner: bool,
+}
+
+impl Child<'_> {
+    /// Runs the task in a child with `--json` and what is left of `deadline`, and returns
+    /// its document; a task not run, or a child that printed none, gets a `host` error.
+    fn run(&self, deadline: Deadline) -> Output {
+        let Some(left) = deadline.for_child() else {
+            return self.lost(format!("not run: less than a second of the deadline of {} s was left when its turn came", deadline.limit));
+        };
+        let mut cmd = Command::new(self.exe);
+        cmd.args(self.args).arg("--json").arg("--deadline").arg(left.to_string()).arg("--task").arg(self.task);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if !self.banner {
+            cmd.arg("--no-banner");
+        }
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => return self.lost(format!("cannot start its run: {e}")),
+        };
+        let name = self.task.file_stem().map_or_else(|| self.task.display().to_string(), |s| s.to_string_lossy().into_owned());
+        let stderr = child.stderr.take().expect("piped");
+        let forward = std::thread::spawn(move || forward_lines(&name, stderr));
+        let mut stdout = child.stdout.take().expect("piped");
+        let read = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text);
+            text
+        });
+        let status = wait_until(&mut child, deadline.at + OVERRUN);
+        let stdout = read.join().unwrap_or_default();
+        let _ = forward.join();
+        match status {
+            Ok(status) => serde_json::from_str(&stdout)
+                .unwrap_or_else(|_| self.lost(format!("its run ended ({status}) without a report; `agent-provisioner ports` shows whether it left a journal"))),
+            Err(why) => self.lost(why),
+        }
     }
-    let lost = |why: String| Output {
-        command: command.to_string(),
-        ok: false,
-        exit_code: EXIT_FAILED,
-        error: Some(Error::Host { message: format!("{}: {why}", task.display()) }),
-        ..Output::default()
-    };
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => return lost(format!("cannot start its run: {e}")),
-    };
-    let name = task.file_stem().map_or_else(|| task.display().to_string(), |s| s.to_string_lossy().into_owned());
-    let stderr = child.stderr.take().expect("piped");
-    let forward = std::thread::spawn(move || forward_lines(&name, stderr));
-    let mut stdout = String::new();
-    let _ = child.stdout.take().expect("piped").read_to_string(&mut stdout);
-    let _ = forward.join();
-    let status = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-    serde_json::from_str(&stdout).unwrap_or_else(|_| lost(format!("its run ended ({status}) without a report; `agent-provisioner ports` shows whether it left a journal")))
+
+    /// A `host` error for this task.
+    fn lost(&self, why: String) -> Output {
+        Output {
+            command: self.command.to_string(),
+            ok: false,
+            exit_code: EXIT_FAILED,
+            error: Some(Error::Host { message: format!("{}: {why}", self.task.display()) }),
+            ..Output::default()
+        }
+    }
+}
+
+/// Waits for `child` until `until`, then stops it (it is this process's own child).
+fn wait_until(child: &mut std::process::Child, until: Instant) -> Result<String, String> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status.to_string()),
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("its run had not ended well past the deadline and was stopped; `agent-provisioner ports` shows whether it left a journal".into());
+            }
+            Err(e) => return Err(format!("cannot wait for its run: {e}")),
+        }
+    }
 }
 
 /// Passes a child's stderr lines on, each prefixed with `[name] `.
@@ -207,8 +278,8 @@ mod tests {
     }
 
     #[test]
-    fn children_get_every_option_but_the_tasks_and_jobs() {
-        let given = args(&["--home", "/h", "provision", "--task", "a.json", "--auto-port", "--task=b.json", "--jobs", "3", "--jobs=2", "--quiet"]);
+    fn children_get_every_option_but_the_tasks_jobs_and_deadline() {
+        let given = args(&["--home", "/h", "--deadline", "9", "provision", "--task", "a.json", "--auto-port", "--task=b.json", "--jobs", "3", "--jobs=2", "--quiet", "--deadline=8"]);
         assert_eq!(child_args(given.into_iter()), args(&["--home", "/h", "provision", "--auto-port", "--quiet"]));
     }
 
@@ -218,6 +289,18 @@ mod tests {
             crate::cli::Command::Provision(p) => p,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_child_is_given_what_is_left_of_the_deadline_rounded_down_or_is_not_run() {
+        let now = Instant::now();
+        assert_eq!(Deadline { at: now + Duration::from_millis(5900), limit: 6 }.for_child(), Some(5));
+        assert_eq!(Deadline { at: now + Duration::from_millis(900), limit: 6 }.for_child(), None);
+        let task = Path::new("late.json");
+        let child = Child { command: "provision", exe: Path::new("/nonexistent"), args: &[], task, banner: false };
+        let output = child.run(Deadline { at: now, limit: 6 });
+        let message = format!("{:?}", output.error);
+        assert!(message.contains("late.json: not run: less than a second of the deadline of 6 s"), "{message}");
     }
 
     #[test]
