@@ -3,7 +3,8 @@
 //! start, so without the journals' port claims they would pick the same range (the bind
 //! test sees nothing yet). They never share a port range or a home; a failing task rolls
 //! back only its own sibling; processes killed mid-way leave journals that `rollback` and
-//! `provision --resume` recover. Nothing here asserts on time.
+//! `provision --resume` recover; the run of several holds its deadline. Nothing here
+//! asserts on time.
 
 mod support;
 
@@ -200,3 +201,28 @@ fn runs_killed_during_a_concurrent_provision_leave_each_journal_recoverable() {
     let members: Vec<String> = t.run(&["--json", "list"]).expect(0).json()["members"].as_array().unwrap().iter().map(|m| m["handle"].as_str().unwrap().to_string()).collect();
     assert_eq!(members, ["bravo"]);
 }
+
+#[test]
+fn a_run_of_several_tasks_holds_its_deadline_and_passes_each_child_what_is_left() {
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let (mut t, port, tasks) = family(&sesame, 0, &HANDLES[..2]);
+    // Gateways that never answer: each run waits for one until its own deadline ends it.
+    t.openclaw = fake_openclaw(t.temp.path(), "hang");
+    let mut args = vec!["--json".to_string(), "--deadline".into(), "6".into(), "provision".into(), "--jobs".into(), "1".into()];
+    tasks.iter().for_each(|task| args.extend(["--task".to_string(), task.display().to_string()]));
+    args.extend(auto_port(port));
+    let started = std::time::Instant::now();
+    let run = t.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    report(&format!("a run of two hanging tasks with --deadline 6 took {:?}", started.elapsed()));
+    let doc = run.json();
+    let message = |i: usize| doc["tasks"][i]["output"]["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert_eq!(doc["tasks"][0]["output"]["ok"], false, "the first task's gateway never answered: {doc:#}");
+    let late = message(1);
+    assert!(
+        late.contains(&format!("{}: not run: less than a second of the deadline of 6 s was left when its turn came", tasks[1].display())),
+        "the second task got what was left of the deadline, not the whole of it: {doc:#}"
+    );
+    assert!(!t.sibling("bravo").exists(), "the task that was not run wrote nothing");
+}
+

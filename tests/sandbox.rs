@@ -459,3 +459,44 @@ fn a_poisoned_registry_cannot_point_lifecycle_commands_elsewhere() {
     let run = t.run(&["--json", "stop", "vega"]).expect(2);
     assert!(run.json()["error"]["message"].as_str().unwrap().contains("corrupt"), "{}", run.stdout);
 }
+
+/// The one compiled artifact in `dir`.
+fn artifact_in(dir: &std::path::Path) -> std::path::PathBuf {
+    let found: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
+}
+
+#[test]
+fn a_component_planted_in_the_cache_is_compiled_over_never_run() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let mut t = TestHome::new(&sesame.url);
+    let cache = t.temp.path().join("cache");
+    let hostile_cache = t.temp.path().join("hostile-cache");
+    // The hostile fixture, compiled by the host into a cache of its own: a valid artifact.
+    t.extra = vec!["--cache-dir".into(), hostile_cache.display().to_string()];
+    t.run(&["--component", env!("HOSTILE_GUEST_WASM"), "ports"]).expect(2);
+    let planted = std::fs::read(artifact_in(&hostile_cache)).unwrap();
+    t.extra = vec!["--cache-dir".into(), cache.display().to_string()];
+    t.run(&["ports"]).expect(0);
+    let entry = artifact_in(&cache);
+    let genuine = std::fs::read(&entry).unwrap();
+    assert_eq!(mode(&cache), 0o700);
+
+    // What a sibling that writes ~/.cache could do: put the fixture under the embedded
+    // component's name, or bytes that are no artifact at all.
+    for bytes in [planted.clone(), b"not an artifact".to_vec()] {
+        std::fs::write(&entry, &bytes).unwrap();
+        let run = t.run(&["ports"]);
+        assert!(!run.stderr.contains("RESULT family-lock-read-only"), "the planted component ran:\n{}", run.stderr);
+        let run = run.expect(0);
+        assert!(run.stdout.contains("next free base"), "{}", run.stdout);
+        assert!(run.stderr.contains("compiling again instead of loading the cache entry"), "{}", run.stderr);
+        assert_eq!(std::fs::read(&entry).unwrap(), genuine, "the entry was replaced by the host's own");
+    }
+    // A cache directory that others may enter is made private first.
+    std::fs::set_permissions(&cache, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    t.run(&["ports"]).expect(0);
+    assert_eq!(mode(&cache), 0o700);
+}
+

@@ -1,7 +1,9 @@
 //! End to end: the lead's secrets. Its Sesame key resolved the way OpenClaw resolves it
 //! (`${VAR}` from the lead's `.env`), its `.env` never passed on beyond the one provider
 //! key, nothing secret printed (not even by a config that does not parse), and a sibling
-//! that plants FIFOs as its logs cannot make a command hang past its deadline.
+//! that plants FIFOs as its logs cannot make a command hang past its deadline. The
+//! scrubber cannot be beaten by a character hidden inside a key, and a task cannot steer
+//! what it cuts from the output.
 
 mod support;
 
@@ -127,3 +129,64 @@ fn fifos_planted_as_gateway_logs_cannot_make_health_hang() {
     assert_ne!(run.code, 0, "{}", run.stdout);
     assert!(run.stdout.contains("FIFO"), "{}", run.stdout);
 }
+
+/// What a terminal shows of `text`, run together: no control characters (newlines
+/// included) and no zero-width or bidirectional formatting characters.
+fn as_seen(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control() && !matches!(*c as u32, 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0xFEFF)).collect()
+}
+
+#[test]
+fn a_key_with_a_hidden_character_inside_reaches_neither_the_terminal_nor_the_json_nor_the_audit() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let llm_key = "sk-ant-task-key-for-the-scrubber-0001";
+    let task = t.task("nova", gateway_port(), |n| n["llmApiKey"] = llm_key.into());
+    // The fixture's plan prints both keys with a character hidden in each (7 ways), as
+    // progress and on stderr, and returns them in every text field of the plan.
+    let run = t.run(&["--component", env!("HOSTILE_GUEST_WASM"), "--json", "provision", "--plan", "--task", task.to_str().unwrap()]).expect(0);
+    let doc = run.json();
+    let audit = std::fs::read_to_string(t.audit_log()).unwrap_or_default();
+    for (what, text) in [("stdout", run.stdout.as_str()), ("stderr", &run.stderr), ("the audit log", &audit)] {
+        for key in [TASK_KEY, llm_key] {
+            assert!(!as_seen(text).contains(key), "{what} shows a task key:\n{text}");
+        }
+    }
+    assert_eq!(run.stderr.matches("DISGUISED <[redacted]>").count(), 2 * 7 * 2, "every disguise was printed, redacted:\n{}", run.stderr);
+    let warnings = doc["plan"]["warnings"].as_array().unwrap();
+    assert!(warnings.len() == 14 && warnings.iter().all(|w| w == "[redacted]"), "{doc:#}");
+    assert_eq!(doc["plan"]["handle"], vec!["[redacted]"; 14].join(" "));
+    assert_eq!(doc["plan"]["calls"][0]["body"], doc["plan"]["handle"]);
+}
+
+#[test]
+fn a_task_cannot_pass_a_word_or_a_field_name_off_as_its_key() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    for key in ["exit_code", "context.notes.sesameApiKey", "invalid-input"] {
+        let task = t.task("nova", gateway_port(), |n| n["sesameApiKey"] = key.into());
+        let run = t.provision(&task).expect(2);
+        let doc = run.json();
+        assert_eq!((doc["command"].as_str(), doc["ok"].as_bool(), doc["exit_code"].as_i64()), (Some("provision"), Some(false), Some(2)), "{key}: {doc:#}");
+        assert_eq!(doc["error"]["kind"], "invalid-input", "{key}: {doc:#}");
+        assert_eq!(doc["error"]["field"], "context.notes.sesameApiKey", "{key}: the field is named, not cut: {doc:#}");
+        assert!(!run.stdout.contains("[redacted]") && !run.stderr.contains("[redacted]"), "{key} was taken for a secret:\n{}{}", run.stdout, run.stderr);
+    }
+    assert!(sesame.requests().is_empty() && !t.sibling("nova").exists());
+}
+
+#[test]
+fn a_lead_secret_that_is_a_key_of_the_document_leaves_the_document_whole() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let mut env = std::fs::read_to_string(t.lead().join(".env")).unwrap_or_default();
+    env.push_str("\nSTRANGE_SETTING=exit_code\n");
+    std::fs::write(t.lead().join(".env"), env).unwrap();
+    t.provision(&t.task("nova", gateway_port(), |_| {})).expect(0);
+    let run = t.run(&["--json", "list"]).expect(0);
+    let doc = run.json();
+    assert_eq!((doc["exit_code"].as_i64(), doc["ok"].as_bool()), (Some(0), Some(true)), "{}", run.stdout);
+    assert_eq!(doc["members"][0]["handle"], "nova");
+    assert!(doc["members"][0]["oc_home"].as_str().unwrap().ends_with(".openclaw-nova"), "{doc:#}");
+}
+

@@ -267,6 +267,7 @@ pub struct TestHome {
     /// Whether runs name `openclaw` with `--openclaw-bin` (else it is looked up on PATH,
     /// or, for `start` and `restart`, the program recorded at provision is used).
     pub name_openclaw: bool,
+    /// Options for every run (a `--cache-dir` among them replaces the shared cache).
     pub extra: Vec<String>,
     /// Environment for the binary on top of the test's (e.g. a private user manager's).
     pub env: Vec<(String, std::ffi::OsString)>,
@@ -328,7 +329,7 @@ impl TestHome {
             .env("HOME", &self.home)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--home").arg(&self.home)
-            .arg("--cache-dir").arg(cache_dir())
+            .args(if self.extra.iter().any(|a| a == "--cache-dir") { vec![] } else { vec!["--cache-dir".into(), cache_dir()] })
             .args(["--service-manager", self.backend, "--api-url", &self.api_url])
             .args(if self.name_openclaw { vec!["--openclaw-bin".as_ref(), self.openclaw.as_os_str()] } else { vec![] })
             .args(["--health-timeout", "10", "--health-interval-ms", "100", "--probe-timeout-ms", "500"])
