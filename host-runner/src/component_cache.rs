@@ -4,7 +4,7 @@
 //! ([`crate::private_dir`]); the entry, opened without following a link, is a regular
 //! file this user owns with no group or other bits; and the SHA-256 of the bytes read is
 //! the one the host recorded when it wrote them, in its own state
-//! (`~/.local/state/agent-provisioner/siblings.json`, which no grant reaches). Anything
+//! (`~/.local/state/agent-provisioner/components.json`, which no grant reaches). Anything
 //! else is compiled again, never run, and the new artifact replaces the entry atomically.
 //!
 //! What this stops: a file planted (or left stale) under an artifact's name by anything
@@ -44,7 +44,7 @@ impl Cache {
     pub fn entry(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let dir = crate::private_dir::open(&self.dir)?;
         let Some(bytes) = read_own(&dir, name)? else { return Ok(None) };
-        let recorded = HostState::open(&self.home).context("reading the host's record of its artifacts")?.artifact(name);
+        let recorded = HostState::components(&self.home).context("reading the host's record of its artifacts")?.artifact(name);
         match recorded {
             Some(hash) if hash == sha256(&bytes) => Ok(Some(bytes)),
             Some(_) => bail!("its SHA-256 is not the one the host recorded when it wrote it"),
@@ -56,7 +56,7 @@ impl Cache {
     pub fn store(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let dir = crate::private_dir::open(&self.dir)?;
         crate::atomic::write(&dir, Path::new(name), bytes, 0o600).with_context(|| format!("writing {}", self.path(name).display()))?;
-        HostState::open(&self.home)?.record_artifact(name, &sha256(bytes))
+        HostState::components(&self.home)?.record_artifact(name, &sha256(bytes))
     }
 }
 

@@ -5,10 +5,12 @@
 //! It lives in `<home>/.local/state/agent-provisioner/siblings.json`, a place no grant
 //! reaches, so a component cannot forge it: this record, not the family registry the
 //! component writes, decides which `~/.openclaw-<handle>` homes are sibling homes and
-//! which definitions the host may start, stop or remove. It also holds the SHA-256 of each
-//! compiled-component artifact the host wrote ([`crate::component_cache`]). Changes are
-//! made under an exclusive lock, re-reading the file first, and written atomically
-//! (0600) into a directory only this user reaches ([`crate::private_dir`]).
+//! which definitions the host may start, stop or remove. Beside it, `components.json`
+//! (the same kind of record, with only `artifacts`) holds the SHA-256 of each
+//! compiled-component artifact the host wrote ([`crate::component_cache`]); any command
+//! may write that one, so it is kept apart. Changes are made under an exclusive lock
+//! (`<name>.lock`), re-reading the file first, and written atomically (0600) into a
+//! directory only this user reaches ([`crate::private_dir`]).
 
 use crate::program::RecordedProgram;
 use anyhow::{Context as _, Result};
@@ -51,7 +53,7 @@ struct Record {
     version: u32,
     siblings: BTreeMap<String, Sibling>,
     /// The SHA-256 (hex) of each compiled-component artifact the host wrote, by file name
-    /// ([`crate::component_cache`]).
+    /// ([`crate::component_cache`]); only in `components.json`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     artifacts: BTreeMap<String, String>,
 }
@@ -82,7 +84,16 @@ pub fn hex(bytes: &[u8]) -> String {
 impl HostState {
     /// The record of `home` (empty when the file does not exist yet).
     pub fn open(home: &Path) -> Result<Self> {
-        let path = PathBuf::from(naming::host_state_dir(&home.display().to_string())).join("siblings.json");
+        Self::open_file(home, "siblings.json")
+    }
+
+    /// The record of the compiled-component artifacts the host wrote for `home`.
+    pub fn components(home: &Path) -> Result<Self> {
+        Self::open_file(home, "components.json")
+    }
+
+    fn open_file(home: &Path, name: &str) -> Result<Self> {
+        let path = PathBuf::from(naming::host_state_dir(&home.display().to_string())).join(name);
         let record = read(&path)?;
         Ok(Self { path, record: Mutex::new(record) })
     }
@@ -178,7 +189,7 @@ impl HostState {
         }
         let dir = self.path.parent().expect("the state file has a directory");
         let handle = crate::private_dir::open(dir)?;
-        let lock_path = dir.join("siblings.lock");
+        let lock_path = self.path.with_extension("lock");
         let mut options = cap_std::fs::OpenOptions::new();
         cap_std::fs::OpenOptionsExt::mode(options.write(true).create(true).truncate(false), 0o600);
         let lock = crate::safe_open::open_no_follow(&options, &lock_path, "the host's state lock")?;
@@ -187,7 +198,8 @@ impl HostState {
         change(&mut record);
         let mut text = serde_json::to_string_pretty(&record).expect("the record serializes");
         text.push('\n');
-        crate::atomic::write(&handle, Path::new("siblings.json"), text.as_bytes(), 0o600)
+        let name = Path::new(self.path.file_name().expect("the state file has a name"));
+        crate::atomic::write(&handle, name, text.as_bytes(), 0o600)
             .with_context(|| format!("writing {}", self.path.display()))?;
         *cached = record;
         Ok(())
@@ -237,8 +249,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(file.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
-        again.record_artifact("a.cwasm", "ab12").unwrap();
-        assert_eq!(HostState::open(temp.path()).unwrap().artifact("a.cwasm").as_deref(), Some("ab12"));
+        let components = HostState::components(temp.path()).unwrap();
+        components.record_artifact("a.cwasm", "ab12").unwrap();
+        assert_eq!(HostState::components(temp.path()).unwrap().artifact("a.cwasm").as_deref(), Some("ab12"));
+        assert!(!std::fs::read_to_string(&file).unwrap_or_default().contains("a.cwasm"), "kept apart from the siblings");
     }
 
     #[test]

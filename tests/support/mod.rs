@@ -349,11 +349,19 @@ impl TestHome {
         self.run(&["--json", "provision", "--task", task.to_str().unwrap()])
     }
 
-    /// Every path under the home (relative), sorted, except the lead's logs.
+    /// Every path under the home (relative), sorted, except the lead's logs and the host's
+    /// record of the compiled components it cached (which any run may write).
     pub fn tree(&self) -> Vec<String> {
         let mut out = Vec::new();
         walk(&self.home, &self.home, &mut out);
-        out.retain(|p| !p.starts_with(".openclaw/logs"));
+        const COMPONENTS: [&str; 5] = [
+            ".local",
+            ".local/state",
+            ".local/state/agent-provisioner",
+            ".local/state/agent-provisioner/components.json",
+            ".local/state/agent-provisioner/components.lock",
+        ];
+        out.retain(|p| !p.starts_with(".openclaw/logs") && !COMPONENTS.contains(&p.as_str()));
         out.sort();
         out
     }
