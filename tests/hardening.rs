@@ -353,7 +353,7 @@ fn a_home_that_grows_past_the_cap_after_the_check_is_kept_with_the_service_remov
     // Ready outside the home, moved in (one rename) right after the check passed.
     let junk = t.temp.path().join("junk");
     empty_files(&junk, 100_001);
-    let mut deprovision = t.command(&["--json", "deprovision", "nova"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deprovision = t.command(&["--json", "deprovision", "nova"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let audit = t.audit_log();
     eventually("the check", std::time::Duration::from_secs(30), || std::fs::read_to_string(&audit).is_ok_and(|a| a.contains("\"check-archivable\"")));
     std::fs::rename(&junk, t.sibling("nova").join("workspace/junk")).unwrap();
