@@ -103,12 +103,10 @@ impl<W: Write> Write for Measured<W> {
     }
 }
 
-/// Writes the tree of `source` as a tar to `out`, entries starting with `name/`, within the
-/// caps; returns what it holds.
+/// Writes the tree of `source` as a tar to `out` (ended, not flushed), entries starting with
+/// `name/`, within the caps; returns what it holds.
 pub fn write(source: &Dir, name: &str, out: impl Write) -> io::Result<TreeStats> {
-    let (stats, mut out) = walk(source, name, out, true)?;
-    out.flush()?;
-    Ok(stats)
+    walk(source, name, out, true).map(|(stats, _)| stats)
 }
 
 /// Walks `source` exactly as [`write`] does, opening every file and reading none: what an

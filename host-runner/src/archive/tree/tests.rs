@@ -55,7 +55,7 @@ fn special_files_and_unreadable_files_are_refused_by_both_naming_them() {
     if rustix::process::geteuid().is_root() {
         return; // root opens any file
     }
-    std::fs::set_permissions(root.join("openclaw.json"), std::fs::Permissions::from_mode(0)).unwrap();
+    std::fs::set_permissions(root.join("openclaw.json"), std::fs::Permissions::from_mode(0o000)).unwrap();
     for result in [check(&dir, "home"), write(&dir, "home", io::sink())] {
         let err = result.unwrap_err().to_string();
         assert!(err.starts_with("openclaw.json is a file that cannot be opened for reading"), "{err}");
