@@ -280,3 +280,133 @@ fn the_deadline_bounds_the_hosts_own_waits() {
     let message = run.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(message.contains("no service manager answered") && message.contains("did not finish within"), "{message}");
 }
+
+/// Makes `count` empty files under `dir` (created fast: no contents).
+fn empty_files(dir: &std::path::Path, count: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..count {
+        std::fs::File::create(dir.join(format!("f{i}"))).unwrap();
+    }
+}
+
+/// The archives deprovision wrote (none when the directory does not exist).
+fn archives(t: &TestHome) -> Vec<String> {
+    let dir = t.home.join(".openclaw-archives");
+    std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+}
+
+/// The registry entry of `handle`, as `list` shows it.
+fn listed(t: &TestHome, handle: &str) -> Option<Value> {
+    let list = t.run(&["--json", "list"]).expect(0).json();
+    list["members"].as_array().unwrap().iter().find(|m| m["handle"] == handle).cloned()
+}
+
+#[test]
+fn a_home_that_cannot_be_archived_is_refused_before_anything_stops_and_the_operator_may_remove_it_unarchived() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let port = gateway_port();
+    t.provision(&t.task("nova", port, |_| {})).expect(0);
+    // The sibling fills its own home past what an archive of it can hold.
+    empty_files(&t.sibling("nova").join("workspace/junk"), 100_001);
+    let supervisor = t.supervisor_pid("nova").unwrap();
+    sesame.reset();
+
+    let started = std::time::Instant::now();
+    let refused = t.run(&["--json", "deprovision", "nova"]).expect(2);
+    report(&format!("deprovision refused a home of 100,010 entries in {:?}", started.elapsed()));
+    let error = &refused.json()["error"];
+    let message = error["message"].as_str().unwrap();
+    assert_eq!(error["kind"], "refused", "{error}");
+    assert!(message.contains("cannot be archived") && message.contains("the home holds more than 100000 entries (an archive cap)"), "{message}");
+    assert!(message.contains("nothing was changed") && message.contains("agent-provisioner deprovision nova --without-archive"), "{message}");
+    // Nothing changed: the gateway still runs under its supervisor, the member is registered.
+    assert_eq!(get_status(port, "/healthz"), Some(200));
+    assert!(is_alive(supervisor) && t.services_dir().join("com.openclaw.nova.json").is_file());
+    assert_eq!(listed(&t, "nova").unwrap()["status"], "online");
+    assert!(t.sibling("nova").join("openclaw.json").is_file());
+    assert!(archives(&t).iter().all(|a| !a.starts_with("nova-")), "{:?}", archives(&t));
+    assert!(sesame.requests().is_empty(), "{:?}", sesame.requests());
+
+    // The operator's way out: the home is removed without an archive, and that is said.
+    let done = t.run(&["--json", "deprovision", "nova", "--without-archive"]).expect(0).json();
+    let outcome = &done["outcome"];
+    assert!(outcome["archive"].is_null(), "{outcome}");
+    let warnings = outcome["warnings"].to_string();
+    assert!(warnings.contains("was removed without an archive, as the operator asked (--without-archive)"), "{warnings}");
+    assert!(!t.sibling("nova").exists());
+    assert!(archives(&t).iter().all(|a| !a.starts_with("nova-")), "no archive: {:?}", archives(&t));
+    assert!(listed(&t, "nova").is_none());
+    assert!(get_status(port, "/healthz").is_none() && !is_alive(supervisor));
+    let requests = sesame.requests();
+    assert!(requests.iter().any(|r| r["method"] == "PATCH" && r["body"] == json!({"status": "deprovisioned"})), "{requests:?}");
+    let audit = std::fs::read_to_string(t.audit_log()).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"remove-tree\"") && l.contains("without an archive: the operator's deprovision --without-archive")), "audited");
+}
+
+#[test]
+fn a_home_that_grows_past_the_cap_after_the_check_is_kept_with_the_service_removed_and_the_member_marked() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let port = gateway_port();
+    t.provision(&t.task("nova", port, |_| {})).expect(0);
+    // Ready outside the home, moved in (one rename) right after the check passed.
+    let junk = t.temp.path().join("junk");
+    empty_files(&junk, 100_001);
+    let deprovision = t.command(&["--json", "deprovision", "nova"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let audit = t.audit_log();
+    eventually("the check", std::time::Duration::from_secs(30), || std::fs::read_to_string(&audit).is_ok_and(|a| a.contains("\"check-archivable\"")));
+    std::fs::rename(&junk, t.sibling("nova").join("workspace/junk")).unwrap();
+    let run = Run::from_output(deprovision.wait_with_output().unwrap()).expect(1);
+
+    let error = &run.json()["error"];
+    let message = error["message"].as_str().unwrap();
+    assert_eq!((error["kind"].as_str(), error["step"].as_str()), (Some("failed"), Some("archive")), "{error}");
+    assert!(message.contains("more than 100000 entries"), "{message}");
+    assert!(message.contains("was stopped and removed, the home was kept and nova stays registered (deprovision-incomplete)"), "{message}");
+    assert!(message.contains("`agent-provisioner deprovision nova` once the home can be archived") && message.contains("deprovision nova --without-archive"), "{message}");
+    // A clear state: no service, the home whole, the member marked; no archive half-written.
+    assert!(!t.services_dir().join("com.openclaw.nova.json").exists() && get_status(port, "/healthz").is_none());
+    assert!(t.sibling("nova").join("openclaw.json").is_file() && t.sibling("nova").join("workspace/junk/f100000").is_file());
+    assert_eq!(listed(&t, "nova").unwrap()["status"], "deprovision-incomplete");
+    assert!(archives(&t).iter().all(|a| !a.starts_with("nova-") && !a.starts_with(".nova-")), "{:?}", archives(&t));
+
+    // Finished as the message says, once the home fits again.
+    std::fs::remove_dir_all(t.sibling("nova").join("workspace/junk")).unwrap();
+    let done = t.run(&["--json", "deprovision", "nova"]).expect(0).json();
+    assert!(done["outcome"]["archive"].as_str().is_some_and(|a| std::path::Path::new(a).is_file()), "{done}");
+    assert!(!t.sibling("nova").exists() && listed(&t, "nova").is_none());
+}
+
+#[test]
+fn a_launchd_job_loaded_under_the_label_from_another_plist_is_not_started() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let mut t = TestHome::new(&sesame.url);
+    t.backend = "launchd";
+    let launchctl = t.launchctl_standin();
+    t.extra = vec!["--launchctl".into(), launchctl.display().to_string()];
+    let port = gateway_port();
+    t.provision(&t.task("nova", port, |_| {})).expect(0);
+    let target = format!("gui/{}/com.openclaw.nova", unsafe { libc::getuid() });
+    assert!(Command::new(&launchctl).args(["bootout", &target]).status().unwrap().success());
+    eventually("the gateway to stop", std::time::Duration::from_secs(10), || get_status(port, "/healthz").is_none());
+    // A plist anyone can write as the user, loaded under the sibling's label.
+    let (evil, ran) = (t.sibling("nova").join("evil.plist"), t.temp.path().join("ran"));
+    let mut dict = plist::Dictionary::new();
+    dict.insert("Label".into(), "com.openclaw.nova".into());
+    let program = ["/bin/sh".to_string(), "-c".into(), format!("echo ran >> '{}'", ran.display())];
+    dict.insert("ProgramArguments".into(), plist::Value::Array(program.into_iter().map(plist::Value::from).collect()));
+    dict.insert("RunAtLoad".into(), true.into());
+    plist::Value::Dictionary(dict).to_file_xml(&evil).unwrap();
+    assert!(Command::new(&launchctl).args(["bootstrap", &format!("gui/{}", unsafe { libc::getuid() })]).arg(&evil).status().unwrap().success());
+    let runs = || std::fs::read_to_string(&ran).unwrap_or_default().lines().count();
+    eventually("the other plist's program to run at load", std::time::Duration::from_secs(10), || runs() == 1);
+
+    let run = t.run(&["--json", "start", "nova"]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains(&format!("was loaded from {}, not from the plist this host wrote", evil.display())), "{message}");
+    assert!(!t.launchctl_calls().iter().any(|c| c.starts_with("kickstart")), "{:?}", t.launchctl_calls());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(runs(), 1, "the other plist's program was not started again");
+}

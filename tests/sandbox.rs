@@ -148,6 +148,8 @@ fn a_hostile_component_is_denied_every_escape() {
         "adoption-migrate-victim",
         "adoption-commit-victim",
         "adoption-abort-victim",
+        "home-remove-unarchived",
+        "home-check-lead",
     ];
     for name in hostile {
         let (allowed, detail) = results.get(name).unwrap_or_else(|| panic!("{name} did not run:\n{}", run.stderr));

@@ -408,3 +408,38 @@ fn adopted_onto_the_hosts_unit(t: &TestHome, manager: &UserManager, sesame: &Ses
     let online = sesame.requests().into_iter().any(|r| r["method"] == "PATCH" && r["body"] == serde_json::json!({"status": "online"}) && r.to_string().contains(&principal(handle)));
     assert!(online, "Sesame was told the member is online");
 }
+
+/// A drop-in anyone can write as the user (`<unit>.d/*.conf`) would change what the
+/// host's unit runs: the host neither starts nor reports such a unit, and names the drop-in.
+/// (The stand-in gateway is enough here: what is tested is systemd's view of the unit.)
+#[test]
+fn a_unit_changed_by_a_drop_in_is_neither_started_nor_reported_healthy() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let mut t = TestHome::new(&sesame.url);
+    let Some(manager) = user_manager(&t.home) else { return };
+    t.backend = "systemd";
+    t.env = manager.env();
+    let port = gateway_port();
+    t.provision(&t.task("nova", port, |_| {})).expect(0);
+    t.run(&["--json", "stop", "nova"]).expect(0);
+    let ran = t.temp.path().join("ran");
+    let evil = unit_file(&t, "nova").with_extension("service.d").join("evil.conf");
+    std::fs::create_dir_all(evil.parent().unwrap()).unwrap();
+    std::fs::write(&evil, format!("[Service]\nExecStart=\nExecStart=/bin/sh -c 'echo ran >> {}; sleep 60'\n", ran.display())).unwrap();
+    assert!(manager.systemctl(&["daemon-reload"]).status.success());
+    assert_eq!(manager.show(&unit("nova"), "DropInPaths"), evil.display().to_string(), "systemd applies it");
+
+    for command in ["start", "restart"] {
+        let run = t.run(&["--json", command, "nova"]);
+        assert_ne!(run.code, 0, "{command}: {}", run.stdout);
+        let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(&format!("drop-ins the host did not write ({})", evil.display())), "{command}: {message}");
+    }
+    assert!(!ran.exists(), "the drop-in's command never ran");
+    assert_eq!(manager.is("is-active", &unit("nova")), "inactive");
+    let health = t.run(&["--json", "health"]).json();
+    assert!(health.to_string().contains("drop-ins the host did not write"), "health names it: {health}");
+    // Deprovision still removes the host's unit (stopping and removing act on no drop-in).
+    t.run(&["--json", "deprovision", "nova"]).expect(0);
+    assert!(!unit_file(&t, "nova").exists() && !ran.exists());
+}

@@ -19,6 +19,9 @@ pub trait Files {
     fn walk_tree(&self, path: &str) -> Result<Vec<String>, FsError>;
     fn remove_tree(&self, path: &str) -> Result<(), FsError>;
     fn archive_tree(&self, source: &str, archive: &str) -> Result<TreeStats, FsError>;
+    /// Has the host walk `source` as `archive_tree` would, writing nothing: what its archive
+    /// would hold, or why it cannot be archived.
+    fn check_archivable(&self, source: &str) -> Result<TreeStats, FsError>;
     fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError>;
     /// Has the host check `archive` and unpack it as the home of `handle`, leaving out
     /// what may run code; nothing is written unless all of it passed.

@@ -4,7 +4,7 @@
 use crate::caps::Caps;
 use crate::lifecycle::{self, Action};
 use crate::wit::{
-    AdoptOutcome, AdoptRequest, AdoptionPlan, CommandError, Context, FamilyMember, HealthReport, HealthRequest, LifecycleOutcome, PortReport, ProvisionOutcome, ProvisionPlan,
+    AdoptOutcome, AdoptRequest, AdoptionPlan, CommandError, Context, DeprovisionRequest, FamilyMember, HealthReport, HealthRequest, LifecycleOutcome, PortReport, ProvisionOutcome, ProvisionPlan,
     ProvisionRequest, RestoreOutcome, RestoreRequest, RollbackOutcome,
 };
 use crate::{family, plan};
@@ -39,9 +39,10 @@ pub fn restart(caps: Caps, ctx: &Context, handle: &str) -> Result<LifecycleOutco
     lifecycle::run(&caps, ctx, Action::Restart, handle)
 }
 
-/// Removes a registered sibling: service, home (archived), registry entry.
-pub fn deprovision(caps: Caps, ctx: &Context, handle: &str) -> Result<LifecycleOutcome, CommandError> {
-    lifecycle::run(&caps, ctx, Action::Deprovision, handle)
+/// Removes a registered sibling: service, home (archived, unless the operator said
+/// otherwise), registry entry.
+pub fn deprovision(caps: Caps, ctx: &Context, request: &DeprovisionRequest) -> Result<LifecycleOutcome, CommandError> {
+    lifecycle::run(&caps, ctx, Action::Deprovision { without_archive: request.without_archive }, &request.handle)
 }
 
 /// Brings a deprovisioned sibling back from its archive, or rolls back completely.

@@ -40,6 +40,9 @@ impl Files for Imports {
     fn archive_tree(&self, source: &str, archive: &str) -> Result<TreeStats, FsError> {
         fs::archive_tree(source, archive)
     }
+    fn check_archivable(&self, source: &str) -> Result<TreeStats, FsError> {
+        fs::check_archivable(source)
+    }
     fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError> {
         fs::list_archive(archive)
     }
@@ -277,8 +280,8 @@ impl wit::Guest for Component {
     fn restart(ctx: wit::Context, handle: String) -> Result<wit::LifecycleOutcome, wit::CommandError> {
         commands::restart(caps(), &ctx, &handle)
     }
-    fn deprovision(ctx: wit::Context, handle: String) -> Result<wit::LifecycleOutcome, wit::CommandError> {
-        commands::deprovision(caps(), &ctx, &handle)
+    fn deprovision(ctx: wit::Context, request: wit::DeprovisionRequest) -> Result<wit::LifecycleOutcome, wit::CommandError> {
+        commands::deprovision(caps(), &ctx, &request)
     }
     fn health(ctx: wit::Context, request: wit::HealthRequest) -> Result<wit::HealthReport, wit::CommandError> {
         commands::health(caps(), &ctx, &request)

@@ -5,9 +5,9 @@
 //! for health without the lock, so provisions and other siblings' restarts go on meanwhile.
 
 use crate::archive::{archive_verified, remove_home};
-use crate::caps::{Caps, Level, RunState, ServiceError};
+use crate::caps::{Caps, EntryKind, EntryMeta, Level, RunState, ServiceError};
 use crate::health;
-use crate::layout::{LeadLayout, SiblingLayout};
+use crate::layout::{LeadLayout, SiblingLayout, archives_dir};
 use crate::member_record;
 use crate::registry::{self, Member, Registry};
 use crate::sesame::{Call, Sesame};
@@ -24,7 +24,8 @@ pub enum Action {
     Start,
     Stop,
     Restart,
-    Deprovision,
+    /// `without_archive`: the operator's `--without-archive` (the home is removed unarchived).
+    Deprovision { without_archive: bool },
 }
 
 impl Action {
@@ -33,7 +34,7 @@ impl Action {
             Action::Start => "start",
             Action::Stop => "stop",
             Action::Restart => "restart",
-            Action::Deprovision => "deprovision",
+            Action::Deprovision { .. } => "deprovision",
         }
     }
 }
@@ -77,7 +78,7 @@ pub fn run(caps: &Caps, ctx: &Context, action: Action, handle: &str) -> Result<L
             stop(caps, &member, "restart")?;
             start(caps, ctx, &member, action)?;
         }
-        Action::Deprovision => return deprovision(caps, ctx, &member, outcome),
+        Action::Deprovision { without_archive } => return deprovision(caps, ctx, &member, without_archive, outcome),
     }
     let status = caps.services.status(label).map_err(|e| failed("status", e.message(), vec![]))?;
     outcome.state = status.state;
@@ -143,12 +144,21 @@ fn set_status(caps: &Caps, ctx: &Context, handle: &str, status: &str) -> Result<
     })
 }
 
-/// Stop; remove the service definition; archive the home, verify the archive, keep the
-/// member record beside it (what `restore` registers again), remove the home; drop the
-/// registry entry; tell Sesame the member is `deprovisioned`.
-fn deprovision(caps: &Caps, ctx: &Context, member: &Member, mut outcome: LifecycleOutcome) -> Result<LifecycleOutcome, CommandError> {
-    let label = &member.label();
-    let home = member.home(&ctx.home);
+/// The registry status of a sibling whose deprovision stopped and removed its service but
+/// could not archive its home (kept): a second `deprovision` finishes it.
+pub const DEPROVISION_INCOMPLETE: &str = "deprovision-incomplete";
+
+/// Checks first, changing nothing: the home can be archived (the host walks it as the
+/// archive will) and the archives directory is a directory. Then: stop; remove the service
+/// definition; archive the home, verify the archive, keep the member record beside it (what
+/// `restore` registers again), remove the home — or, with the operator's `without_archive`,
+/// remove it unarchived; drop the registry entry; tell Sesame the member is `deprovisioned`.
+fn deprovision(caps: &Caps, ctx: &Context, member: &Member, without_archive: bool, mut outcome: LifecycleOutcome) -> Result<LifecycleOutcome, CommandError> {
+    let (label, home) = (&member.label(), member.home(&ctx.home));
+    let present = caps.files.metadata(&home).map_err(|e| CommandError::Refused(format!("{home}: {}; nothing was changed", e.message())))?.is_some();
+    if present && !without_archive {
+        archivable(caps, ctx, member, &home)?;
+    }
     let mut done = Vec::new();
     caps.progress.emit(Level::Step, &format!("stopping and removing {label}"));
     match caps.services.stop(label) {
@@ -160,18 +170,20 @@ fn deprovision(caps: &Caps, ctx: &Context, member: &Member, mut outcome: Lifecyc
         Err(ServiceError::NotInstalled(_)) => outcome.warnings.push(format!("{label} was not installed")),
         Err(e) => return Err(failed("service", format!("{label}: {}", e.message()), done)),
     }
-    match caps.files.metadata(&home) {
-        Ok(Some(_)) => {
-            caps.progress.emit(Level::Step, &format!("archiving {home}"));
-            let archived = archive_verified(caps, &ctx.home, &member.handle, &home)
-                .and_then(|archived| member_record::save(caps.files, &archived.path, member).map(|()| archived))
-                .and_then(|archived| remove_home(caps, &home).map(|()| archived))
-                .map_err(|e| failed("archive", e, done.clone()))?;
-            outcome.archived = Some(archived.stats);
-            outcome.archive = Some(archived.path);
-        }
-        Ok(None) => outcome.warnings.push(format!("the home {home} was already gone")),
-        Err(e) => return Err(failed("archive", e.message(), done)),
+    if !present {
+        outcome.warnings.push(format!("the home {home} was already gone"));
+    } else if without_archive {
+        caps.progress.emit(Level::Step, &format!("removing {home} without an archive (--without-archive)"));
+        remove_home(caps, &home).map_err(|e| failed("remove", e, done.clone()))?;
+        outcome.warnings.push(format!("{home} was removed without an archive, as the operator asked (--without-archive): restore cannot bring it back"));
+    } else {
+        caps.progress.emit(Level::Step, &format!("archiving {home}"));
+        let archived = archive_verified(caps, &ctx.home, &member.handle, &home)
+            .and_then(|archived| member_record::save(caps.files, &archived.path, member).map(|()| archived))
+            .and_then(|archived| remove_home(caps, &home).map(|()| archived))
+            .map_err(|why| incomplete(caps, ctx, member, why, done.clone()))?;
+        outcome.archived = Some(archived.stats);
+        outcome.archive = Some(archived.path);
     }
     registry::update(caps, &LeadLayout::new(&ctx.lead_home), |r| {
         r.remove(&member.handle);
@@ -188,6 +200,56 @@ fn deprovision(caps: &Caps, ctx: &Context, member: &Member, mut outcome: Lifecyc
     }
     outcome.state = RunState::NotInstalled;
     Ok(outcome)
+}
+
+/// The operator's way out of a home that cannot be archived, for messages.
+fn way_out(handle: &str) -> String {
+    format!(
+        "`agent-provisioner deprovision {handle} --without-archive` removes the home without an archive (the operator's decision: its contents are lost and `restore` cannot bring it back)"
+    )
+}
+
+/// Refuses, with nothing changed, a deprovision whose archive step could not succeed.
+fn archivable(caps: &Caps, ctx: &Context, member: &Member, home: &str) -> Result<(), CommandError> {
+    let (handle, label) = (&member.handle, member.label());
+    let refuse = |why: String| {
+        CommandError::Refused(format!(
+            "{why}; nothing was changed ({label} is as it was, {handle} stays registered). Make the home fit and run deprovision again, or: {}",
+            way_out(handle)
+        ))
+    };
+    let archives = archives_dir(&ctx.home);
+    match caps.files.metadata(&archives) {
+        Ok(None) | Ok(Some(EntryMeta { kind: EntryKind::Directory, .. })) => {}
+        Ok(Some(_)) => return Err(refuse(format!("{archives} is not a directory, so no archive can be written there"))),
+        Err(e) => return Err(refuse(format!("{archives}: {}", e.message()))),
+    }
+    caps.progress.emit(Level::Step, &format!("checking that {home} can be archived"));
+    caps.files.check_archivable(home).map(|_| ()).map_err(|e| refuse(format!("{home} cannot be archived: {}", e.message())))
+}
+
+/// The archive step failed after the service was stopped and removed: the home is kept
+/// and the member stays registered, marked [`DEPROVISION_INCOMPLETE`]; the message says how
+/// to finish.
+fn incomplete(caps: &Caps, ctx: &Context, member: &Member, why: String, mut done: Vec<RollbackStep>) -> CommandError {
+    let handle = &member.handle;
+    let marked = registry::update(caps, &LeadLayout::new(&ctx.lead_home), |r| {
+        r.upsert(Member { status: DEPROVISION_INCOMPLETE.into(), ..member.clone() });
+    });
+    done.push(RollbackStep {
+        action: "keep the home, mark the member".into(),
+        ok: marked.is_ok(),
+        detail: match marked {
+            Ok(()) => format!("{} kept; {handle} registered as {DEPROVISION_INCOMPLETE}", member.home(&ctx.home)),
+            Err(e) => format!("{} kept; the registry could not be updated: {e}", member.home(&ctx.home)),
+        },
+    });
+    let message = format!(
+        "{why}. The service {} was stopped and removed, the home was kept and {handle} stays registered ({DEPROVISION_INCOMPLETE}). To finish: `agent-provisioner deprovision {handle}` once the home can be archived, or {}",
+        member.label(),
+        way_out(handle)
+    );
+    failed("archive", message, done)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 mod admission;
 
+use crate::archive::archive_and_remove;
 use crate::caps::{Caps, Level, RestoredTree, ServiceSpec, TreeStats};
 use crate::health::{self, Healthy};
 use crate::journal;
@@ -193,7 +194,7 @@ impl<'a> Run<'a> {
             return CommandError::Refused(format!("the host did not restore the archive: {message}"));
         }
         caps.progress.emit(Level::Warning, &format!("{} failed: {message}; rolling back", step.name()));
-        let rollback = undo(caps, self.ctx, &self.journal.handle);
+        let rollback = undo(caps, self.ctx, &self.journal.handle, true);
         CommandError::Failed(Failure { step: step.name().into(), message, rollback, archive: None })
     }
 
@@ -229,8 +230,10 @@ impl<'a> Run<'a> {
 /// Removes whatever a restore of `handle` made — its service (stopped first), its home,
 /// its registry entry — and then its journal; each action is reported. The archive is
 /// never touched. While a restore journal exists nothing else makes that handle (a
-/// provision of it is refused), so what is found is the restore's.
-fn undo(caps: &Caps, ctx: &Context, handle: &str) -> Vec<RollbackStep> {
+/// provision of it is refused), so what is found is the restore's. A home an earlier
+/// (killed) run restored is archived before it is removed (`made_here` false): the host
+/// removes a home only after this run archived or made it.
+fn undo(caps: &Caps, ctx: &Context, handle: &str, made_here: bool) -> Vec<RollbackStep> {
     let step = |action: &str, result: Result<String, String>| {
         let (ok, detail) = match result {
             Ok(detail) => (true, detail),
@@ -247,8 +250,11 @@ fn undo(caps: &Caps, ctx: &Context, handle: &str) -> Vec<RollbackStep> {
     }
     let home = naming::sibling_home(&ctx.home, handle);
     if matches!(caps.files.metadata(&home), Ok(Some(_))) {
-        let removed = caps.files.remove_tree(&home).map(|()| format!("{home} removed; the archive is as it was"));
-        steps.push(step("remove the home", removed.map_err(|e| e.message())));
+        let removed = match made_here {
+            true => caps.files.remove_tree(&home).map_err(|e| e.message()).map(|()| format!("{home} removed; the archive is as it was")),
+            false => archive_and_remove(caps, &ctx.home, handle, &home).map(|a| format!("{home} archived to {} and removed; the archive is as it was", a.path)),
+        };
+        steps.push(step("remove the home", removed));
     }
     let lead = LeadLayout::new(&ctx.lead_home);
     match Registry::load(caps.files, &lead) {

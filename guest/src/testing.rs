@@ -334,6 +334,13 @@ impl Files for MemFs {
         Ok(stats)
     }
 
+    fn check_archivable(&self, source: &str) -> Result<TreeStats, FsError> {
+        self.check("check-archivable", source)?;
+        self.require_dir(source)?;
+        self.record(format!("check-archivable {source}"));
+        Ok(self.stats(source))
+    }
+
     fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError> {
         let contents = self.read(archive)?;
         Ok(String::from_utf8_lossy(&contents).lines().map(String::from).collect())

@@ -497,6 +497,9 @@ mod native {
         fn archive_tree(&self, source: &str, _: &str) -> Result<TreeStats, FsError> {
             Err(FsError::Denied(source.into()))
         }
+        fn check_archivable(&self, source: &str) -> Result<TreeStats, FsError> {
+            Err(FsError::Denied(source.into()))
+        }
         fn list_archive(&self, archive: &str) -> Result<Vec<String>, FsError> {
             Err(FsError::Denied(archive.into()))
         }

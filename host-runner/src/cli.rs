@@ -37,8 +37,9 @@ pub enum Command {
     Stop(HandleArg),
     /// Stop, wait for the port to close, start, and wait for health.
     Restart(HandleArg),
-    /// Stop and remove a sibling: its service, and its home (archived and verified first).
-    Deprovision(HandleArg),
+    /// Stop and remove a sibling: its service, and its home (archived and verified first;
+    /// refused, changing nothing, when the home cannot be archived).
+    Deprovision(DeprovisionArgs),
     /// Bring a deprovisioned sibling back from its archive (default: the newest of HANDLE).
     Restore(RestoreArgs),
     /// Bring a sibling the original bash skill made under management: its config,
@@ -246,6 +247,16 @@ pub struct RestoreArgs {
 pub struct HandleArg {
     /// The sibling's handle.
     pub handle: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeprovisionArgs {
+    /// The sibling's handle.
+    pub handle: String,
+    /// Remove the home without an archive: for a home deprovision refuses to archive (the
+    /// refusal names this option). Its contents are lost; `restore` cannot bring it back.
+    #[arg(long)]
+    pub without_archive: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,7 +23,8 @@ use cap_fs_ext::DirExt as _;
 use cap_std::fs::OpenOptionsExt as _;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 /// The largest file `read` returns.
 const MAX_READ: u64 = 64 << 20;
@@ -44,6 +45,12 @@ pub struct FsCap {
     /// The sibling an `adopt` run takes over: a home the host did not make, of which the
     /// component may change only `openclaw.json` (the host moves the credentials).
     adopting: Option<String>,
+    /// Sibling homes (by handle) this run archived whole or made: the component may remove
+    /// them. Any other home is removed only at the operator's `without_archive`.
+    removable: Mutex<HashSet<String>>,
+    /// The operator's `deprovision HANDLE --without-archive`: that home may be removed
+    /// without an archive.
+    without_archive: Option<String>,
 }
 
 /// The lead's plugins and skills the host copies into new siblings, and the API URL
@@ -112,7 +119,18 @@ fn rel(r: &Resolved) -> &Path {
 
 impl FsCap {
     pub fn new(grants: Grants, audit: Arc<Audit>, lead_secret: Option<Secret>, plugins: LeadPlugins, lead_keys: LeadKeys) -> Self {
-        Self { grants, audit, lead_secret, plugins, lead_keys, adopting: None }
+        Self { grants, audit, lead_secret, plugins, lead_keys, adopting: None, removable: Mutex::default(), without_archive: None }
+    }
+
+    /// The home of `handle` may be removed without an archive: the operator said so
+    /// (`deprovision HANDLE --without-archive`).
+    pub fn without_archive(self, handle: Option<String>) -> Self {
+        Self { without_archive: handle, ..self }
+    }
+
+    /// The component may remove the home of `handle` (this run archived or made it).
+    fn removable(&self, handle: &str) {
+        self.removable.lock().unwrap_or_else(|e| e.into_inner()).insert(handle.to_string());
     }
 
     /// Narrows the grant on the home of `handle`, which this run adopts: of it the
@@ -231,7 +249,14 @@ impl FsCap {
         }
         self.claim(&r)?;
         let dir = match r.open_root(Some(mode)) {
-            Ok(dir) => dir,
+            Ok(dir) => {
+                if let Kind::SiblingHome(handle) = &r.kind
+                    && r.unclaimed
+                {
+                    self.removable(handle);
+                }
+                dir
+            }
             Err(e) => {
                 if let Kind::SiblingHome(handle) = &r.kind
                     && r.unclaimed
@@ -347,6 +372,7 @@ impl FsCap {
             let Kind::SiblingHome(handle) = &r.kind else {
                 return Err(FsError::Denied(format!("{path}: the root of the {} grant cannot be removed", r.describe())));
             };
+            self.may_remove_home(path, handle)?;
             let parent = r.open_root_parent().map_err(|e| io_error(path, e))?;
             remove(&parent, Path::new(r.root.file_name().expect("named")), path)?;
             return self
@@ -361,22 +387,48 @@ impl FsCap {
         }
     }
 
+    /// A sibling home is removed only when this run archived or made it, or when the
+    /// operator asked for its removal without an archive.
+    fn may_remove_home(&self, path: &str, handle: &str) -> Fs<()> {
+        if self.removable.lock().unwrap_or_else(|e| e.into_inner()).contains(handle) {
+            return Ok(());
+        }
+        if self.without_archive.as_deref() == Some(handle) {
+            self.audit.record("fs", "remove-tree", path, Decision::Allowed, "without an archive: the operator's deprovision --without-archive");
+            return Ok(());
+        }
+        Err(FsError::Denied(format!(
+            "{path}: a sibling home is removed only after this run archived it (fs.archive-tree) or made it, or at the operator's `deprovision {handle} --without-archive`"
+        )))
+    }
+
+    /// The sibling home `source` (or a directory in it) to archive or check, opened.
+    fn archive_source(&self, op: &str, source: &str) -> Fs<(Resolved, Dir)> {
+        let from = self.check(op, source, false)?;
+        only_sibling_source(source, &from)?;
+        let dir = self.existing_root(source, &from)?.open_dir(rel(&from)).map_err(|e| io_error(source, e))?;
+        Ok((from, dir))
+    }
+
+    fn check_archivable_inner(&self, source: &str) -> Fs<TreeStats> {
+        let (_, src) = self.archive_source("check-archivable", source)?;
+        archive::check(&src, &archive_root_name(source)).map_err(|e| io_error(source, e))
+    }
+
     fn archive_tree_inner(&self, source: &str, archive: &str) -> Fs<TreeStats> {
         let target = format!("{source} -> {archive}");
-        let from = self.check("archive-tree", source, false)?;
-        only_sibling_source(source, &from)?;
+        let (from, src) = self.archive_source("archive-tree", source)?;
         let to = self.check("archive-tree", archive, true)?;
         let (dst_parent, name) = match (to.relative.parent(), to.relative.file_name()) {
             (Some(parent), Some(name)) => (parent.to_path_buf(), name.to_string_lossy().into_owned()),
             _ => return Err(FsError::Io(format!("{archive}: not a file path inside a grant"))),
         };
-        let src = self.existing_root(source, &from)?.open_dir(rel(&from)).map_err(|e| io_error(source, e))?;
         let dst_root = self.existing_root(archive, &to)?;
         let dst = if dst_parent.as_os_str().is_empty() { dst_root } else { dst_root.open_dir(&dst_parent).map_err(|e| io_error(archive, e))? };
         if dst.symlink_metadata(&name).is_ok() {
             return Err(FsError::AlreadyExists(archive.to_string()));
         }
-        let root_name = Path::new(source).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
+        let root_name = archive_root_name(source);
         let temp = format!(".{name}.tmp-{}", std::process::id());
         let mut options = OpenOptions::new();
         options.write(true).create_new(true).mode(0o600);
@@ -389,10 +441,16 @@ impl FsCap {
             dst.rename(&temp, &dst, &name)?;
             Ok(stats)
         })();
-        result.map_err(|e| {
+        let stats = result.map_err(|e| {
             let _ = dst.remove_file(&temp);
             io_error(&target, e)
-        })
+        })?;
+        if let Kind::SiblingHome(handle) = &from.kind
+            && from.relative.as_os_str().is_empty()
+        {
+            self.removable(handle);
+        }
+        Ok(stats)
     }
 
     /// Writes the sibling's credential file: the task's key, or the lead's for `provider`.
@@ -479,6 +537,7 @@ impl FsCap {
             restore::Error::Io(why) => FsError::Io(format!("{archive}: {why}; nothing was written")),
         })?;
         let summary = staged.summary.clone();
+        self.removable(handle);
         let state = self.grants.state();
         state.claim_home(handle, self.grants.lead_home()).map_err(|e| FsError::Io(format!("recording the home {home}: {e:#}")))?;
         if let Err(e) = staged.commit() {
@@ -540,6 +599,10 @@ impl fs::Host for FsCap {
         self.audited("archive-tree", &format!("{source} -> {archive}"), &archive, self.archive_tree_inner(&source, &archive))
     }
 
+    fn check_archivable(&mut self, source: String) -> Fs<TreeStats> {
+        self.audited("check-archivable", &source, &source, self.check_archivable_inner(&source))
+    }
+
     fn list_archive(&mut self, archive: String) -> Fs<Vec<String>> {
         self.audited("list-archive", &archive, &archive, self.list_archive_inner(&archive))
     }
@@ -561,6 +624,11 @@ impl fs::Host for FsCap {
         let home = self.grants.sibling_home(&handle).display().to_string();
         self.audited("copy-lead-plugins", &format!("{} -> {home}", self.plugins.paths.join(", ")), &home, self.copy_lead_plugins_inner(&home))
     }
+}
+
+/// The name an archive's entries start with: the source directory's own.
+fn archive_root_name(source: &str) -> String {
+    Path::new(source).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into())
 }
 
 /// Bulk reads take only a sibling home — never the lead's home or the logs; the

@@ -4,7 +4,7 @@
 
 use crate::audit::{Audit, Decision};
 use crate::adopt::{Adoption, LegacyServices};
-use crate::bindings::commands::{self, AdoptRequest, Context, HealthRequest, ProvisionRequest, RestoreRequest, Timing};
+use crate::bindings::commands::{self, AdoptRequest, Context, DeprovisionRequest, HealthRequest, ProvisionRequest, RestoreRequest, Timing};
 use crate::bindings::{CredentialLayout, ServiceBackend, ServiceError};
 use crate::cli::{Cli, Command, Global, Layout, Manager};
 use crate::contract::Output;
@@ -116,7 +116,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     claim_handle(&cli.command, &run.lead_handles, &mut family)?;
     program_ready(&cli.command, &mut services)?;
     let caps = Capabilities {
-        fs: FsCap::new(grants, audit.clone(), lead.config.sesame_key, run.plugins, lead.keys).adopting(adopting(&cli.command)),
+        fs: FsCap::new(grants, audit.clone(), lead.config.sesame_key, run.plugins, lead.keys).adopting(adopting(&cli.command)).without_archive(without_archive(&cli.command)),
         services,
         ports: PortsCap { audit: audit.clone() },
         gate,
@@ -267,7 +267,8 @@ fn print_grants(banner: Vec<String>, as_json: bool) {
 fn claim_handle(command: &Command, lead_handles: &[String], family: &mut FamilyCap) -> Result<(), SetupError> {
     use crate::bindings::openclaw::provisioner::family::Host as _;
     let handle = match command {
-        Command::Start(h) | Command::Stop(h) | Command::Restart(h) | Command::Deprovision(h) | Command::Rollback(h) => &h.handle,
+        Command::Start(h) | Command::Stop(h) | Command::Restart(h) | Command::Rollback(h) => &h.handle,
+        Command::Deprovision(d) => &d.handle,
         Command::Restore(r) => &r.handle,
         Command::Adopt(a) if !a.changes_nothing() => a.handle.as_ref().expect("clap requires it without --scan"),
         _ => return Ok(()),
@@ -305,7 +306,7 @@ fn component_command(command: &Command, homes: &Homes, audit: &Audit, adoption: 
         Command::Start(h) => runtime::Command::Start(h.handle.clone()),
         Command::Stop(h) => runtime::Command::Stop(h.handle.clone()),
         Command::Restart(h) => runtime::Command::Restart(h.handle.clone()),
-        Command::Deprovision(h) => runtime::Command::Deprovision(h.handle.clone()),
+        Command::Deprovision(d) => runtime::Command::Deprovision(DeprovisionRequest { handle: d.handle.clone(), without_archive: d.without_archive }),
         Command::Restore(r) => runtime::Command::Restore(restore_request(r, homes, audit)?),
         Command::Adopt(a) if a.changes_nothing() => runtime::Command::AdoptPlan(adopt_request(a, adoption)),
         Command::Adopt(a) => runtime::Command::Adopt(adopt_request(a, adoption)),
@@ -333,6 +334,14 @@ fn restore_request(args: &crate::cli::RestoreArgs, homes: &Homes, audit: &Audit)
 fn adopting(command: &Command) -> Option<String> {
     match command {
         Command::Adopt(a) if !a.changes_nothing() => a.handle.clone(),
+        _ => None,
+    }
+}
+
+/// The sibling whose home the operator has deprovision remove without an archive.
+fn without_archive(command: &Command) -> Option<String> {
+    match command {
+        Command::Deprovision(d) if d.without_archive => Some(d.handle.clone()),
         _ => None,
     }
 }

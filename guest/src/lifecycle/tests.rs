@@ -73,7 +73,7 @@ fn a_start_that_never_gets_healthy_stops_the_service_again() {
 #[test]
 fn deprovision_removes_the_service_then_archives_the_home_then_tells_sesame() {
     let world = family(sesame_and_gateways(&[], &[]));
-    let outcome = run(&world.caps(), &context(), Action::Deprovision, "nova").unwrap();
+    let outcome = run(&world.caps(), &context(), Action::Deprovision { without_archive: false }, "nova").unwrap();
     assert_eq!(outcome.state, RunState::NotInstalled);
     assert!(outcome.archive.as_deref().is_some_and(|a| a.starts_with("/h/.openclaw-archives/nova-")));
     let t = &world.timeline;
@@ -95,7 +95,7 @@ fn deprovision_removes_the_service_then_archives_the_home_then_tells_sesame() {
 fn a_sibling_another_run_works_on_is_refused_untouched() {
     let world = family(sesame_and_gateways(&[], &[]));
     world.family.held_elsewhere.borrow_mut().insert("nova".into());
-    for action in [Action::Start, Action::Stop, Action::Restart, Action::Deprovision] {
+    for action in [Action::Start, Action::Stop, Action::Restart, Action::Deprovision { without_archive: false }] {
         let Err(CommandError::Refused(why)) = run(&world.caps(), &context(), action, "nova") else { panic!("{action:?}") };
         assert!(why.contains("pid 4711") && why.contains("wait for it to end"), "{why}");
     }
@@ -111,4 +111,70 @@ fn only_registered_siblings_are_touched() {
         assert!(why.contains(expected), "{why}");
     }
     assert!(matches!(run(&world.caps(), &context(), Action::Stop, "../x"), Err(CommandError::InvalidInput(_))));
+}
+
+fn deprovision(world: &World, without_archive: bool) -> Result<crate::wit::LifecycleOutcome, CommandError> {
+    run(&world.caps(), &context(), Action::Deprovision { without_archive }, "nova")
+}
+
+fn service_calls(world: &World) -> Vec<String> {
+    world.timeline.entries().into_iter().filter(|e| e.starts_with("stop") || e.starts_with("uninstall") || e.starts_with("start")).collect()
+}
+
+#[test]
+fn a_home_that_cannot_be_archived_is_refused_before_any_service_call() {
+    let world = family(sesame_and_gateways(&[], &[]));
+    world.fs.fail("check-archivable", ROOT);
+    let Err(CommandError::Refused(why)) = deprovision(&world, false) else { panic!("refused") };
+    assert!(why.starts_with(&format!("{ROOT} cannot be archived: {ROOT}: injected failure; nothing was changed")), "{why}");
+    assert!(why.contains("`agent-provisioner deprovision nova --without-archive`"), "{why}");
+    assert!(service_calls(&world).is_empty(), "{:#?}", world.timeline.entries());
+    assert!(world.services.running.borrow().contains(LABEL));
+    assert!(world.fs.exists(&format!("{ROOT}/openclaw.json")));
+    assert_eq!(status(&world), "online");
+    assert!(world.sesame_calls().is_empty());
+}
+
+#[test]
+fn an_archives_directory_that_is_not_one_is_refused_before_any_service_call() {
+    let world = family(sesame_and_gateways(&[], &[]));
+    world.fs.add_file("/h/.openclaw-archives", "not a directory");
+    let Err(CommandError::Refused(why)) = deprovision(&world, false) else { panic!("refused") };
+    assert!(why.starts_with("/h/.openclaw-archives is not a directory") && why.contains("--without-archive"), "{why}");
+    assert!(service_calls(&world).is_empty() && world.services.running.borrow().contains(LABEL));
+}
+
+#[test]
+fn the_operators_without_archive_removes_the_home_unarchived_and_says_so() {
+    let world = family(sesame_and_gateways(&[], &[]));
+    world.fs.fail("check-archivable", ROOT);
+    let outcome = deprovision(&world, true).unwrap();
+    assert_eq!((outcome.archive.as_deref(), outcome.state), (None, RunState::NotInstalled));
+    assert!(outcome.warnings.iter().any(|w| w.contains("removed without an archive, as the operator asked (--without-archive)")), "{:?}", outcome.warnings);
+    let t = &world.timeline;
+    assert!(!t.has("check-archivable") && !t.has("archive "), "{:#?}", t.entries());
+    assert!(t.position(&format!("uninstall {LABEL}")) < t.position(&format!("remove {ROOT}")));
+    assert!(!world.fs.exists(ROOT));
+    assert!(Registry::load(&world.fs, &LeadLayout::new(LEAD_HOME)).unwrap().siblings.is_empty());
+    assert_eq!(world.sesame_calls()[0].2, serde_json::json!({"status": "deprovisioned"}));
+}
+
+#[test]
+fn an_archive_that_fails_after_the_check_keeps_the_home_and_marks_the_member_until_a_second_run() {
+    let world = family(sesame_and_gateways(&[], &[]));
+    world.fs.fail("archive-tree", ROOT);
+    let Err(CommandError::Failed(failure)) = deprovision(&world, false) else { panic!("fails") };
+    assert_eq!(failure.step, "archive");
+    assert!(failure.message.contains("stopped and removed, the home was kept and nova stays registered (deprovision-incomplete)"), "{}", failure.message);
+    assert!(failure.message.contains("`agent-provisioner deprovision nova` once the home can be archived") && failure.message.contains("--without-archive"));
+    let steps: Vec<(&str, bool)> = failure.rollback.iter().map(|s| (s.action.as_str(), s.ok)).collect();
+    assert_eq!(steps, [("remove the service", true), ("keep the home, mark the member", true)]);
+    assert!(world.fs.exists(&format!("{ROOT}/openclaw.json")) && !world.services.running.borrow().contains(LABEL));
+    assert_eq!(status(&world), super::DEPROVISION_INCOMPLETE);
+    assert!(world.sesame_calls().is_empty());
+
+    world.fs.failing.borrow_mut().clear();
+    let outcome = deprovision(&world, false).unwrap();
+    assert!(outcome.archive.is_some() && outcome.warnings.iter().any(|w| w.contains("was not installed")), "{:?}", outcome.warnings);
+    assert!(!world.fs.exists(ROOT));
 }

@@ -46,7 +46,7 @@ fn undo_interrupted(caps: &Caps, ctx: &Context, handle: &str) -> Result<Vec<Stri
     let Some(journal) = RestoreJournal::load(caps, &lead, handle).map_err(CommandError::Refused)? else { return Ok(Vec::new()) };
     let at = journal.step.name();
     caps.progress.emit(Level::Warning, &format!("a restore of {handle} was interrupted at {at}; undoing what it did first"));
-    let steps = undo(caps, ctx, handle);
+    let steps = undo(caps, ctx, handle, false);
     if steps.iter().any(|s| !s.ok) {
         let message = format!("a restore of {handle} was interrupted at {at}, and undoing what it did failed");
         return Err(CommandError::Failed(Failure { step: "undo".into(), message, rollback: steps, archive: None }));

@@ -28,7 +28,7 @@ fn deprovisioned(http: FakeHttp) -> (World, String, Member) {
     world.fs.add_file(&format!("{ROOT}/workspace/memory/today.md"), "remembered");
     world.fs.add_file(&format!("{ROOT}/extensions/sesame/dist/index.js"), "// planted");
     let member = Registry::load(&world.fs, &lead()).unwrap().find("nova").unwrap().clone();
-    let outcome = run(&world.caps(), &context(), Action::Deprovision, "nova").unwrap();
+    let outcome = run(&world.caps(), &context(), Action::Deprovision { without_archive: false }, "nova").unwrap();
     world.timeline.clear();
     world.http.requests.borrow_mut().clear();
     (world, outcome.archive.unwrap(), member)
@@ -168,7 +168,7 @@ fn what_a_killed_restore_left_blocks_a_provision_and_is_undone_by_the_next_resto
 
     let outcome = restore(&world.caps(), &context(), &request_for(&archive, false)).unwrap();
     let warning = &outcome.warnings[0];
-    assert!(warning.contains("interrupted at service and is undone first") && warning.contains("/h/.openclaw-nova removed"), "{warning}");
+    assert!(warning.contains("interrupted at service and is undone first") && warning.contains("/h/.openclaw-nova archived to /h/.openclaw-archives/nova-"), "{warning}");
     let entry = Registry::load(&world.fs, &lead()).unwrap().find("nova").unwrap().clone();
     assert_eq!((entry.principal_id.as_str(), entry.status.as_str()), (PRINCIPAL, "online"), "the recorded member, not the half-written one");
     assert_eq!(world.services.status(LABEL).unwrap().state, RunState::Running);

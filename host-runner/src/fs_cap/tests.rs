@@ -158,8 +158,13 @@ fn a_symlink_as_the_sibling_home_is_not_followed() {
     denied(f.fs.write_atomic(f.p(".openclaw-trap/x"), b"evil".to_vec(), 0o600), "is a symlink; not following it");
     let m = f.fs.metadata(f.p(".openclaw-trap")).unwrap().unwrap();
     assert_eq!(m.kind, EntryKind::Symlink);
-    f.fs.remove_tree(f.p(".openclaw-trap")).unwrap();
-    assert!(f.outside.join("secret.txt").exists(), "the target survives");
+    // Not archived (it cannot be): the link goes only at the operator's word, never its target.
+    denied(f.fs.remove_tree(f.p(".openclaw-trap")), "only after this run archived it");
+    let (trap, outside) = (f.p(".openclaw-trap"), f.outside.clone());
+    let mut fs = f.fs.without_archive(Some("trap".into()));
+    fs.remove_tree(trap.clone()).unwrap();
+    assert!(std::fs::symlink_metadata(&trap).is_err());
+    assert!(outside.join("secret.txt").exists(), "the target survives");
 }
 
 #[test]
@@ -328,4 +333,42 @@ fn an_escape_is_told_apart_from_the_kernels_and_the_hosts_own_refusals() {
     assert!(!is_escape(&io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error())));
     assert!(!is_escape(&io::Error::new(denied, NotFollowed)));
     assert!(!is_escape(&io::Error::new(denied, RootRefused::LeadHome)));
+}
+
+#[test]
+fn a_sibling_home_is_removed_only_once_this_run_archived_or_made_it_or_at_the_operators_word() {
+    let mut f = Fixture::new();
+    let victim = f.p(".openclaw-victim");
+    // Made for this lead by an earlier run: not removable as it is.
+    denied(f.fs.remove_tree(victim.clone()), "only after this run archived it (fs.archive-tree) or made it, or at the operator's `deprovision victim --without-archive`");
+    // Neither a check nor an archive of a part of it is an archive of it.
+    let checked = f.fs.check_archivable(victim.clone()).unwrap();
+    f.fs.create_dir_all(f.p(".openclaw-archives"), 0o700).unwrap();
+    f.fs.archive_tree(f.p(".openclaw-victim/logs"), f.p(".openclaw-archives/logs.tar.gz")).unwrap();
+    denied(f.fs.remove_tree(victim.clone()), "only after this run archived it");
+    assert!(Path::new(&victim).is_dir());
+    let archived = f.fs.archive_tree(victim.clone(), f.p(".openclaw-archives/victim.tar.gz")).unwrap();
+    assert_eq!((checked.files, checked.directories, checked.bytes), (archived.files, archived.directories, archived.bytes));
+    f.fs.remove_tree(victim.clone()).unwrap();
+    assert!(!Path::new(&victim).exists());
+    // A home this run made may go (a failed provision's), as may the operator's choice.
+    f.fs.create_dir_all(f.p(".openclaw-nova/workspace"), 0o700).unwrap();
+    f.fs.remove_tree(f.p(".openclaw-nova")).unwrap();
+    let f = Fixture::new();
+    let (victim, work) = (f.p(".openclaw-victim"), f.p(".openclaw-work"));
+    let mut fs = f.fs.without_archive(Some("victim".into()));
+    denied(fs.remove_tree(work), "another OpenClaw profile");
+    fs.remove_tree(victim.clone()).unwrap();
+    assert!(!Path::new(&victim).exists());
+}
+
+#[test]
+fn check_archivable_walks_only_sibling_homes_and_names_what_an_archive_refuses() {
+    let mut f = Fixture::new();
+    denied(f.fs.check_archivable(f.p(".openclaw")), "only its workspace notes");
+    denied(f.fs.check_archivable(f.p(".openclaw/agent-provisioner")), "only a sibling home can be walked or archived");
+    denied(f.fs.check_archivable(f.p(".openclaw-work")), "another OpenClaw profile");
+    rustix::fs::mknodat(rustix::fs::CWD, f.home.join(".openclaw-victim/logs/pipe"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+    let err = f.fs.check_archivable(f.p(".openclaw-victim")).unwrap_err();
+    assert!(matches!(&err, FsError::Io(m) if m.ends_with("logs/pipe is a FIFO, which an archive does not hold")), "{err:?}");
 }

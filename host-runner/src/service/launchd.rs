@@ -140,6 +140,25 @@ impl Launchd {
         let plist = self.plist(label);
         if plist.is_file() { Ok(plist) } else { Err(not_installed(label)) }
     }
+
+    /// Refuses a job loaded under `label` from anything but the host's `plist` (a link to
+    /// it included): `launchctl print`'s `path`, as `printed`. Another plist loaded under
+    /// the label (`launchctl bootstrap` of a file anyone can write as the user) runs
+    /// whatever it names.
+    fn loaded_from_ours(&self, label: &str, plist: &Path, printed: &str) -> Result<(), ServiceError> {
+        let is_link = std::fs::symlink_metadata(plist).is_ok_and(|m| m.file_type().is_symlink());
+        let path = loaded_path(printed);
+        match path {
+            Some(path) if !is_link && Path::new(path) == plist => Ok(()),
+            _ => Err(ServiceError::Denied(format!(
+                "launchd's job {} was loaded from {}, not from the plist this host wrote ({}{}); not acting on it",
+                self.target(label),
+                path.unwrap_or("no plist"),
+                plist.display(),
+                if is_link { ", which is a link" } else { "" }
+            ))),
+        }
+    }
 }
 
 impl Backend for Launchd {
@@ -166,10 +185,12 @@ impl Backend for Launchd {
     fn start(&mut self, label: &str) -> Result<(), ServiceError> {
         let plist = self.require_plist(label)?;
         self.must(&["enable", &self.target(label)])?;
-        if self.loaded(label)?.is_some() {
-            self.must(&["kickstart", &self.target(label)])
-        } else {
-            self.bootstrap(&plist)
+        match self.loaded(label)? {
+            Some(printed) => {
+                self.loaded_from_ours(label, &plist, &printed)?;
+                self.must(&["kickstart", &self.target(label)])
+            }
+            None => self.bootstrap(&plist),
         }
     }
 
@@ -193,7 +214,11 @@ impl Backend for Launchd {
         }
         match self.loaded(label)? {
             None => Ok(super::status(RunState::Stopped, "not loaded")),
-            Some(text) => Ok(parse_print(&text)),
+            Some(text) => {
+                // A job from another plist is not reported on: its state is not the host's gateway's.
+                self.loaded_from_ours(label, &self.plist(label), &text)?;
+                Ok(parse_print(&text))
+            }
         }
     }
 
@@ -213,6 +238,12 @@ impl Backend for Launchd {
 fn tearing_down(out: &exec::Output) -> bool {
     let text = format!("{}{}", out.stderr, out.stdout).to_lowercase();
     out.code == Some(5) || text.contains("bootstrap failed: 5:") || text.contains("input/output error")
+}
+
+/// The plist a loaded job came from: the job's own `path = …` line of `launchctl print`
+/// (one tab in; nested blocks are indented further).
+fn loaded_path(printed: &str) -> Option<&str> {
+    printed.lines().find_map(|l| l.strip_prefix("\tpath = ")).map(str::trim_end)
 }
 
 /// The state of a loaded job from `launchctl print`.
@@ -268,7 +299,7 @@ missing() { echo "Could not find service \"$label\" in domain for uid: 501" >&2;
 case "$verb" in
 print)
   [ -f "$loaded" ] || missing
-  printf '%s = {\n\tstate = running\n\tpid = 2147483646\n\truns = 1\n}\n' "$last" ;;
+  printf '%s = {\n\tpath = %s\n\tstate = running\n\tpid = 2147483646\n\truns = 1\n}\n' "$last" "$(cat "$loaded")" ;;
 kickstart) [ -f "$loaded" ] || missing ;;
 bootout)
   [ -f "$loaded" ] || { echo "Boot-out failed: 3: No such process" >&2; exit 3; }
@@ -278,7 +309,7 @@ bootstrap)
     rm "$here/tearing-down"; echo "Bootstrap failed: 5: Input/output error" >&2; exit 5
   fi
   [ -f "$loaded" ] && { echo "Bootstrap failed: 37: Operation already in progress" >&2; exit 37; }
-  : > "$loaded" ;;
+  printf '%s' "$last" > "$loaded" ;;
 esac
 exit 0
 "#;
@@ -387,6 +418,25 @@ exit 0
         let bootstrap = format!("bootstrap gui/501 {plist}");
         assert_eq!(launchd.calls(), ["enable gui/501/com.openclaw.nova", "print gui/501/com.openclaw.nova", &bootstrap, &bootstrap]);
         assert_eq!(b.status("com.openclaw.nova").unwrap().state, RunState::Running);
+    }
+
+    #[test]
+    fn a_job_loaded_from_another_plist_is_not_kickstarted_nor_reported() {
+        let (_t, policy) = fixture();
+        let launchd = LaunchdStandin::new();
+        let mut b = backend(&policy.home, &launchd.tool);
+        b.install(&policy.check(&spec("nova")).unwrap()).unwrap();
+        // Loaded under the label from a plist anyone could write as the user.
+        let other = policy.home.join(".openclaw-nova/evil.plist");
+        let out = std::process::Command::new(&launchd.tool).args(["bootstrap", "gui/501"]).arg(&other).output().unwrap();
+        assert!(out.status.success());
+        std::fs::rename(launchd.dir.path().join("loaded.evil"), launchd.dir.path().join("loaded.com.openclaw.nova")).unwrap();
+        launchd.clear();
+        for result in [b.start("com.openclaw.nova"), b.status("com.openclaw.nova").map(|_| ())] {
+            let named = format!("was loaded from {}, not from the plist this host wrote", other.display());
+            assert!(matches!(&result, Err(ServiceError::Denied(m)) if m.contains(&named)), "{result:?}");
+        }
+        assert!(!launchd.calls().iter().any(|c| c.starts_with("kickstart")), "{:?}", launchd.calls());
     }
 
     #[test]

@@ -147,15 +147,9 @@ impl Systemd {
     /// in a directory it prefers (`user.control`, `transient`), would run something else.
     fn require_loaded_from_ours(&self, label: &str) -> Result<(), ServiceError> {
         let (unit, ours) = (unit_name(label), self.unit_path(label));
-        let shown = self.show(&unit, "LoadState,FragmentPath")?;
-        let fragment = property(&shown, "FragmentPath");
-        let same = |a: &Path, b: &Path| a == b || std::fs::canonicalize(a).ok().is_some_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b));
+        let shown = self.show(&unit, PROOF_PROPS)?;
         match property(&shown, "LoadState") {
-            "loaded" if same(Path::new(fragment), &ours) => Ok(()),
-            "loaded" => Err(ServiceError::Failed(format!(
-                "systemd's user manager loads {unit} from {fragment}, not from the unit this host wrote ({}); not acting on it",
-                ours.display()
-            ))),
+            "loaded" => self.runs_only_ours(label, &shown),
             state => Err(ServiceError::Failed(format!(
                 "systemd's user manager does not load {} (LoadState={state}): it reads no units from {}; --home must be the home of the user whose manager `systemctl --user` reaches, with XDG_CONFIG_HOME unset or <home>/.config",
                 ours.display(),
@@ -163,7 +157,36 @@ impl Systemd {
             ))),
         }
     }
+
+    /// For a loaded unit (`shown` holds [`PROOF_PROPS`]): what the manager runs is the file
+    /// the host wrote and nothing else — that file is no link, the manager loaded it from
+    /// there, and no drop-in (`<unit>.d/*.conf`, `openclaw-sibling-.service.d/`,
+    /// `service.d/`, written by anyone as the user) changes `ExecStart=` or the environment.
+    fn runs_only_ours(&self, label: &str, shown: &str) -> Result<(), ServiceError> {
+        let (unit, ours) = (unit_name(label), self.unit_path(label));
+        if std::fs::symlink_metadata(&ours).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(ServiceError::Denied(format!("{} is a link, not the unit file this host wrote; not acting on {unit}", ours.display())));
+        }
+        let fragment = property(shown, "FragmentPath");
+        let same = |a: &Path, b: &Path| a == b || std::fs::canonicalize(a).ok().is_some_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b));
+        if !same(Path::new(fragment), &ours) {
+            return Err(ServiceError::Failed(format!(
+                "systemd's user manager loads {unit} from {fragment}, not from the unit this host wrote ({}); not acting on it",
+                ours.display()
+            )));
+        }
+        match property(shown, "DropInPaths").split_whitespace().collect::<Vec<_>>() {
+            drop_ins if drop_ins.is_empty() => Ok(()),
+            drop_ins => Err(ServiceError::Denied(format!(
+                "systemd's user manager changes {unit} with drop-ins the host did not write ({}); not acting on it until they are removed",
+                drop_ins.join(", ")
+            ))),
+        }
+    }
 }
+
+/// What proves a unit is the host's: where it is loaded from, and what changes it.
+const PROOF_PROPS: &str = "LoadState,FragmentPath,DropInPaths";
 
 impl Backend for Systemd {
     fn name(&self) -> &'static str {
@@ -218,8 +241,13 @@ impl Backend for Systemd {
         if !self.unit_path(label).is_file() {
             return Ok(super::status(RunState::NotInstalled, "no unit file"));
         }
-        let props = "LoadState,ActiveState,SubState,Result,MainPID,NRestarts,ExecMainCode,ExecMainStatus,ExecMainStartTimestampMonotonic";
-        Ok(parse_show(&self.show(&unit_name(label), props)?, monotonic_micros()))
+        let props = "ActiveState,SubState,Result,MainPID,NRestarts,ExecMainCode,ExecMainStatus,ExecMainStartTimestampMonotonic";
+        let shown = self.show(&unit_name(label), &format!("{PROOF_PROPS},{props}"))?;
+        if property(&shown, "LoadState") == "loaded" {
+            // A unit changed by a drop-in is not reported on: its state is not the host's gateway's.
+            self.runs_only_ours(label, &shown)?;
+        }
+        Ok(parse_show(&shown, monotonic_micros()))
     }
 
     fn installed_ports(&self) -> Vec<u16> {
@@ -319,7 +347,7 @@ pub(crate) mod tests {
             recorder.calls(),
             [
                 "--user daemon-reload",
-                "--user show openclaw-sibling-nova.service -p LoadState,FragmentPath",
+                "--user show openclaw-sibling-nova.service -p LoadState,FragmentPath,DropInPaths",
                 "--user enable openclaw-sibling-nova.service"
             ]
         );
@@ -368,7 +396,7 @@ pub(crate) mod tests {
         assert_eq!(
             recorder.calls(),
             [
-                "--user show openclaw-sibling-nova.service -p LoadState,FragmentPath",
+                "--user show openclaw-sibling-nova.service -p LoadState,FragmentPath,DropInPaths",
                 "--user show openclaw-sibling-nova.service -p ActiveState",
                 "--user start openclaw-sibling-nova.service",
                 "--user stop openclaw-sibling-nova.service",
@@ -412,6 +440,40 @@ pub(crate) mod tests {
         let err = b.activate("com.openclaw.nova").unwrap_err();
         assert!(matches!(&err, ServiceError::Failed(m) if m.contains("--home must be the home of the user")), "{err:?}");
         assert!(!recorder.calls().iter().any(|c| c.contains("enable") || c.contains(" start ")), "{:?}", recorder.calls());
+    }
+
+    #[test]
+    fn a_unit_changed_by_a_drop_in_is_neither_started_nor_reported() {
+        let (_t, policy) = fixture();
+        let recorder = Recorder::new();
+        let mut b = backend(&policy.home, &recorder);
+        let ours = b.install(&policy.check(&spec("nova")).unwrap()).unwrap();
+        let evil = policy.home.join(".config/systemd/user/openclaw-sibling-nova.service.d/evil.conf");
+        let shown = format!("LoadState=loaded\nFragmentPath={}\nDropInPaths={} /etc/x.conf\nActiveState=active\n", ours.display(), evil.display());
+        recorder.answer("--user show", 0, &shown);
+        let results = [b.activate("com.openclaw.nova"), b.start("com.openclaw.nova"), b.status("com.openclaw.nova").map(|_| ())];
+        for result in results {
+            let named = format!("drop-ins the host did not write ({}, /etc/x.conf)", evil.display());
+            assert!(matches!(&result, Err(ServiceError::Denied(m)) if m.contains(&named)), "{result:?}");
+        }
+        assert!(!recorder.calls().iter().any(|c| c.contains("enable") || c.contains(" start ")), "{:?}", recorder.calls());
+        recorder.answer("--user show", 0, &format!("LoadState=loaded\nFragmentPath={}\nDropInPaths=\nActiveState=active\n", ours.display()));
+        assert_eq!(b.status("com.openclaw.nova").unwrap().state, RunState::Running, "without drop-ins it is reported");
+    }
+
+    #[test]
+    fn a_unit_file_that_is_a_link_is_not_started() {
+        let (_t, policy) = fixture();
+        let recorder = Recorder::new();
+        loads_from_home(&recorder, &policy.home, "nova");
+        let mut b = backend(&policy.home, &recorder);
+        let ours = b.install(&policy.check(&spec("nova")).unwrap()).unwrap();
+        let elsewhere = policy.home.join("elsewhere.service");
+        std::fs::rename(&ours, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &ours).unwrap();
+        let err = b.start("com.openclaw.nova").unwrap_err();
+        assert!(matches!(&err, ServiceError::Denied(m) if m.contains("is a link, not the unit file this host wrote")), "{err:?}");
+        assert!(!recorder.calls().iter().any(|c| c.contains(" start ")), "{:?}", recorder.calls());
     }
 
     #[test]
