@@ -65,7 +65,7 @@ mod tests {
         let path = temp.path().join("private");
         // Relative, so that following it would stay inside the parent and succeed.
         std::os::unix::fs::symlink("elsewhere", &path).unwrap();
-        let err = format!("{:#}", open(&path).err().expect("a link is refused"));
+        let err = format!("{:#}", open(&path).expect_err("a link is refused"));
         assert!(err.contains("a link is not followed"), "{err}");
         assert_eq!(mode(&elsewhere), 0o755, "the link's target was not touched");
     }
@@ -78,7 +78,7 @@ mod tests {
         if std::os::unix::fs::chown(&path, Some(65534), None).is_err() {
             return crate::secret::eprint_line("SKIPPED: changing a directory's owner needs root");
         }
-        let err = format!("{:#}", open(&path).err().expect("another user's directory is refused"));
+        let err = format!("{:#}", open(&path).expect_err("another user's directory is refused"));
         assert!(err.contains("belongs to uid 65534"), "{err}");
     }
 }
