@@ -1,6 +1,7 @@
 //! `.tar.gz` archives of directory capabilities (for archiving homes before removal).
 
 use crate::bindings::TreeStats;
+use crate::safe_open::HardLinked;
 use cap_fs_ext::DirExt as _;
 use cap_std::fs::{Dir, MetadataExt as _};
 use flate2::Compression;
@@ -60,8 +61,13 @@ fn append_dir<W: Write>(builder: &mut tar::Builder<W>, dir: &Dir, path: &Path, s
             builder.append_link(&mut h, &child, dir.read_link_contents(&name)?)?;
         } else if kind.is_file() {
             // Opened without following a link or blocking on a FIFO swapped in since the
-            // listing; what is no longer a regular file is left out.
-            let file = match crate::safe_open::open_regular(dir, Path::new(&name)) {
+            // listing; what is no longer a regular file is left out. A file with another
+            // name (a hard link, perhaps to the lead's .env) is refused, naming it.
+            let file = match crate::safe_open::open_sole(dir, Path::new(&name)) {
+                Err(e) if e.get_ref().is_some_and(|r| r.is::<HardLinked>()) => {
+                    let links = e.into_inner().and_then(|r| r.downcast::<HardLinked>().ok()).map_or(2, |h| h.links);
+                    return Err(io::Error::new(io::ErrorKind::PermissionDenied, HardLinked { name: child.display().to_string(), links }));
+                }
                 Err(e) if matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput) => continue,
                 other => other?,
             };
@@ -424,6 +430,17 @@ mod tests {
                 _ => {}
             }
         }
+    }
+
+    #[test]
+    fn a_hard_linked_file_is_refused_naming_it() {
+        let t = tree();
+        std::fs::write(t.path().join("lead.env"), b"ANTHROPIC_API_KEY=sk-lead").unwrap();
+        std::fs::hard_link(t.path().join("lead.env"), t.path().join("home/logs/notes.md")).unwrap();
+        let dir = Dir::open_ambient_dir(t.path().join("home"), ambient_authority()).unwrap();
+        let mut bytes = Vec::new();
+        let err = write(&dir, "home", &mut bytes).unwrap_err();
+        assert!(err.to_string().contains("home/logs/notes.md has 2 hard links"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,13 @@ pub fn scrub(text: &str) -> String {
     all.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "[redacted]"))
 }
 
+/// Whether `bytes` hold any registered secret, whole (the host refuses to hand such a
+/// file to the component, whatever its name).
+pub fn contains_registered(bytes: &[u8]) -> bool {
+    let all = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+    all.iter().any(|s| crate::fs_cap::contains(bytes, s.as_bytes()))
+}
+
 /// [`scrub`]bed text for a terminal: control characters other than newline and tab are
 /// dropped, so nothing a component or a file says can move the cursor or retitle it.
 pub fn for_terminal(text: &str) -> String {
@@ -86,5 +93,13 @@ mod tests {
         register(&Secret::new("abc").unwrap());
         assert_eq!(scrub("a sk-registered-42-longer b sk-registered-42 abc"), "a [redacted] b [redacted] abc");
         assert_eq!(for_terminal("x\u{1b}]0;title\u{7}y\tz\n\rsk-registered-42"), "x]0;titley\tz\n[redacted]");
+    }
+
+    #[test]
+    fn a_file_holding_a_registered_secret_is_found_whole_only() {
+        register(&Secret::new("sk-held-in-a-file-7").unwrap());
+        assert!(contains_registered(b"notes\nKEY=sk-held-in-a-file-7\n"));
+        assert!(!contains_registered(b"KEY=sk-held-in-a-file-"), "a part of a key is not the key");
+        assert!(!contains_registered(b""));
     }
 }
