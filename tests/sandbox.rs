@@ -351,7 +351,7 @@ fn the_grants_command_shows_every_grant() {
     for line in [
         format!("files: {home}/.openclaw/{{workspace/IDENTITY.md,workspace/USER.md,workspace/MEMORY.md,workspace/HEARTBEAT.md,workspace/TOOLS.md}} (the lead's workspace notes, read-only)"),
         format!("files: {home}/.openclaw/agent-provisioner (provisioner state, read-write)"),
-        format!("files: {home}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; the component creates only: openclaw.json, workspace/, workspace/AGENTS.md"),
+        format!("files: {home}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; the component creates only: openclaw.json, workspace/, workspace/*.md, workspace/memory/"),
         "code: the host copies extensions/sesame".to_string(),
         format!("files: {home}/.openclaw-archives (archives, read-write; of them only member records are read back)"),
         "http: https://api.sesame.space:443/api/v1/*".to_string(),

@@ -20,7 +20,8 @@ use std::path::{Component, Path, PathBuf};
 pub enum Place {
     /// A directory: the workspace and the agent directories OpenClaw needs.
     Dir,
-    /// A workspace note the provisioner renders from its templates.
+    /// A workspace note: the provisioner renders them from its templates, the agent
+    /// keeps its own beside them.
     Note,
     /// Anything below the workspace's memory directory, file or directory.
     Memory,
@@ -42,20 +43,14 @@ impl Place {
 }
 
 /// Everything that may be created in a sibling home (relative paths; `*` is any one plain
-/// name, `**` anything below; names starting with a dot never match either): the config,
-/// the workspace notes the guest renders (`templates/`) and its memory, the agent
-/// directories, and the credential files the host writes.
+/// name, `*.md` any one ending so, `**` anything below; names starting with a dot never
+/// match these): the config, the workspace's notes (the guest renders them from
+/// `templates/`; OpenClaw loads no code from a Markdown file there) and its memory, the
+/// agent directories, and the credential files the host writes.
 pub const LIST: &[(&str, Place)] = &[
     ("openclaw.json", Place::Config),
     ("workspace", Place::Dir),
-    ("workspace/AGENTS.md", Place::Note),
-    ("workspace/BOOTSTRAP.md", Place::Note),
-    ("workspace/HEARTBEAT.md", Place::Note),
-    ("workspace/IDENTITY.md", Place::Note),
-    ("workspace/MEMORY.md", Place::Note),
-    ("workspace/SOUL.md", Place::Note),
-    ("workspace/TOOLS.md", Place::Note),
-    ("workspace/USER.md", Place::Note),
+    ("workspace/*.md", Place::Note),
     ("workspace/memory", Place::Dir),
     ("workspace/memory/**", Place::Memory),
     ("agents", Place::Dir),
@@ -130,8 +125,14 @@ fn matches(pattern: &str, parts: &[&str], same: impl Fn(&str, &str) -> bool) -> 
     for (i, want) in wanted.iter().enumerate() {
         match (*want, parts.get(i)) {
             ("**", Some(_)) => return parts[i..].iter().all(wild),
-            ("*", Some(name)) if wild(name) => {}
-            (fixed, Some(name)) if fixed != "*" && fixed != "**" && same(name, fixed) => {}
+            (pattern, Some(name)) if pattern.starts_with('*') && pattern != "**" => {
+                let suffix = &pattern[1..];
+                let ends = name.len() > suffix.len() && same(&name[name.len() - suffix.len()..], suffix);
+                if !(wild(name) && ends) {
+                    return false;
+                }
+            }
+            (fixed, Some(name)) if !fixed.starts_with('*') && same(name, fixed) => {}
             _ => return false,
         }
     }
@@ -337,7 +338,9 @@ mod tests {
             "agents/main/agent/models.json",
             "state/openclaw.sqlite",
             "notes.txt",
-            "workspace/NOTE.md",
+            "workspace/run.sh",
+            "workspace/.md",
+            "workspace/sub/NOTE.md",
             "workspace/memory/.openclaw/x",
         ] {
             let err = check_write(Path::new(path), b"", &rules()).unwrap_err().to_string();
@@ -351,7 +354,7 @@ mod tests {
 
     #[test]
     fn names_are_plain_ascii_and_exact() {
-        for (path, listed) in [(".ENV", ".env"), ("OPENCLAW.JSON", "openclaw.json"), ("Workspace/USER.md", "workspace/USER.md"), ("workspace/user.md", "workspace/USER.md")] {
+        for (path, listed) in [(".ENV", ".env"), ("OPENCLAW.JSON", "openclaw.json"), ("Workspace/USER.md", "workspace/*.md"), ("workspace/USER.MD", "workspace/*.md")] {
             let err = check_write(Path::new(path), b"{}", &rules()).unwrap_err().to_string();
             assert!(err.contains("only in case") && err.contains(listed), "{path}: {err}");
         }
@@ -365,13 +368,12 @@ mod tests {
     }
 
     #[test]
-    fn the_listed_notes_are_the_templates_the_guest_renders() {
+    fn every_template_the_guest_renders_is_a_listed_note() {
         let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
-        let mut rendered: Vec<String> = std::fs::read_dir(templates).unwrap().map(|e| format!("workspace/{}", e.unwrap().file_name().to_string_lossy())).collect();
-        rendered.sort();
-        let mut listed: Vec<String> = LIST.iter().filter(|(_, p)| *p == Place::Note).map(|(n, _)| n.to_string()).collect();
-        listed.sort();
-        assert_eq!(rendered, listed);
+        for entry in std::fs::read_dir(templates).unwrap() {
+            let rendered = Path::new("workspace").join(entry.unwrap().file_name());
+            assert_eq!(place(&rendered).unwrap().1, Place::Note, "{}", rendered.display());
+        }
     }
 
     #[test]
