@@ -481,6 +481,9 @@ fn assert_nowhere(t: &TestHome, run: &Run, secrets: &[&str]) {
     }
 }
 
+/// A token of the lead's that the host never registers (it reads no `credentials/`).
+const OAUTH_TOKEN: &str = "lead-oauth-refresh-token-0001";
+
 /// A `.tar.gz` of `home` as `.openclaw-<handle>/` (as deprovision writes it).
 fn archive_of(home: &std::path::Path, handle: &str) -> Vec<u8> {
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
@@ -504,6 +507,10 @@ fn inherited_sibling(t: &TestHome) -> std::path::PathBuf {
     std::fs::create_dir_all(t.home.join(".openclaw-archives")).unwrap();
     std::fs::write(t.home.join(".openclaw-archives/inherit-1.tar.gz"), archive_of(&home, "inherit")).unwrap();
     std::fs::hard_link(t.lead().join(".env"), home.join("workspace/USER.md")).unwrap();
+    // A lead file holding no registered key: only its link count gives it away.
+    std::fs::create_dir_all(t.lead().join("credentials")).unwrap();
+    std::fs::write(t.lead().join("credentials/oauth.json"), format!("{{\"refresh\": \"{OAUTH_TOKEN}\"}}")).unwrap();
+    std::fs::hard_link(t.lead().join("credentials/oauth.json"), home.join("workspace/memory/linked.md")).unwrap();
     t.register_sibling("inherit");
     home
 }
@@ -524,6 +531,7 @@ fn no_key_the_host_put_anywhere_is_read_and_writes_follow_the_list() {
         ("keys-read-inherited-env-case", false, "a .env file holds keys"),
         ("keys-read-archive", false, "reads only member records"),
         ("keys-read-hard-link", false, "workspace/USER.md has 2 hard links"),
+        ("keys-read-hard-link-unregistered", false, "workspace/memory/linked.md has 2 hard links"),
         ("keys-read-innocent-name", false, "holds a key the host registered"),
         ("keys-read-registered-secret", false, "holds a key the host registered"),
         ("keys-archive-hard-link", false, ".openclaw-inherit/workspace/USER.md has 2 hard links"),
@@ -555,7 +563,7 @@ fn no_key_the_host_put_anywhere_is_read_and_writes_follow_the_list() {
     written.sort();
     assert_eq!(written, [".env", "workspace/", "workspace/memory/", "workspace/memory/notes.md"]);
     assert!(std::fs::read_to_string(own.join(".env")).unwrap().contains(LEAD_LLM_KEY), "the run's own sibling inherits the key");
-    assert_nowhere(&t, &run, &[LEAD_LLM_KEY, LEAD_KEY, DB_SECRET]);
+    assert_nowhere(&t, &run, &[LEAD_LLM_KEY, LEAD_KEY, DB_SECRET, OAUTH_TOKEN]);
 
     // Every refusal is audited, naming its rule.
     let audit: Vec<Value> = std::fs::read_to_string(t.audit_log()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -366,11 +366,14 @@ fn no_key_is_read_from_any_grant_wherever_the_host_put_it() {
     std::fs::write(victim.join("agents/main/agent/auth-profiles.json"), "{\"key\": \"sk-sibling-own-2\"}").unwrap();
     std::fs::write(victim.join("credentials/oauth.json"), "{}").unwrap();
     std::fs::write(victim.join("workspace/memory/innocent.md"), format!("see {LEAD_LLM_KEY}\n")).unwrap();
+    crate::secret::register(&Secret::new("a-registered-db-password-0001").unwrap());
+    std::fs::write(victim.join("workspace/memory/db.md"), "postgres: a-registered-db-password-0001\n").unwrap();
     for (path, rule) in [
         (".openclaw-victim/.env", "a .env file holds keys"),
         (".openclaw-victim/agents/main/agent/auth-profiles.json", "auth*.json holds keys"),
         (".openclaw-victim/credentials/oauth.json", "credentials/ holds keys"),
         (".openclaw-victim/workspace/memory/innocent.md", "holds a key the host registered"),
+        (".openclaw-victim/workspace/memory/db.md", "holds a key the host registered"),
     ] {
         denied(f.fs.read(f.p(path)), rule);
     }
