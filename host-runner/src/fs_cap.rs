@@ -55,7 +55,7 @@ pub struct FsCap {
 /// The run's command and the handle it claimed: `write-credentials` writes only into the
 /// home of that handle, and only in `provision` and `restore`.
 #[derive(Clone, Default)]
-pub struct CredentialsFor {
+struct CredentialsFor {
     command: &'static str,
     claimed: Claimed,
 }
