@@ -1,8 +1,9 @@
 //! End to end: `restore` brings a deprovisioned sibling back — the same home (code paths
 //! copied from the lead again), healthy, registered, reported online — picks an older
 //! archive when named, refuses a home that exists or a port that is taken (and moves it
-//! with --auto-port), recovers from a restore killed part-way, and refuses every hostile
-//! archive with nothing written.
+//! with --auto-port), recovers from a restore killed part-way, refuses every hostile
+//! archive with nothing written, and leaves out (and reports) what a sibling home may not
+//! hold.
 
 mod support;
 
@@ -226,7 +227,7 @@ fn hostile_archives_are_refused_naming_the_problem_with_nothing_written() {
     let cases: [(Vec<u8>, &str); 8] = [
         (archive_with(T::Regular, ".openclaw-nova/../.bashrc"), "entry \".openclaw-nova/../.bashrc\" has a `..` component"),
         (archive_with(T::Regular, "/tmp/agent-provisioner-evil"), "entry \"/tmp/agent-provisioner-evil\" is an absolute path"),
-        (archive_with(T::Symlink, ".openclaw-nova/workspace/passwd"), "entry \".openclaw-nova/workspace/passwd\" is a symbolic link"),
+        (archive_with(T::Symlink, ".openclaw-nova/workspace/USER.md"), "entry \".openclaw-nova/workspace/USER.md\" is a symbolic link"),
         (archive_with(T::Link, ".openclaw-nova/workspace/hard"), "entry \".openclaw-nova/workspace/hard\" is a hard link"),
         (archive_with(T::Char, ".openclaw-nova/workspace/null"), "entry \".openclaw-nova/workspace/null\" is a device file"),
         (archive_with(T::Fifo, ".openclaw-nova/workspace/pipe"), "entry \".openclaw-nova/workspace/pipe\" is a FIFO"),
@@ -249,4 +250,38 @@ fn hostile_archives_are_refused_naming_the_problem_with_nothing_written() {
         std::fs::remove_file(&archive).unwrap();
     }
     assert!(member(&t, "nova").is_none() && sesame.requests().is_empty(), "nothing registered, nothing reported");
+}
+
+#[test]
+fn what_a_sibling_home_may_not_hold_is_left_out_of_a_restore_and_reported() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    provision(&t, "nova", gateway_port());
+    let home = t.sibling("nova");
+    let planted = [
+        "node-host/bundle.js",
+        "skill-library/x/revisions/1/SKILL.md",
+        "projects/p/.openclaw/worktree-setup.sh",
+        "worktree-sources/x/run.sh",
+        ".ENV",
+        "agents/main/agent/models.json",
+    ];
+    for relative in planted {
+        std::fs::create_dir_all(home.join(relative).parent().unwrap()).unwrap();
+        std::fs::write(home.join(relative), "NODE_OPTIONS=--require /tmp/evil.js\n").unwrap();
+    }
+    let before = files_under(&home);
+    deprovision(&t, "nova");
+
+    let outcome = restore(&t, "nova", &[]).expect(0).json()["outcome"].clone();
+    let left_out: Vec<&str> = outcome["left_out"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    for place in [".ENV (1 entry)", "agents/main/agent/models.json (1 entry)", "node-host/ (2 entries)", "projects/ (4 entries)", "skill-library/ (5 entries)", "worktree-sources/ (3 entries)"] {
+        assert!(left_out.contains(&place), "{place} not in {left_out:?}");
+    }
+    let mut expected = before;
+    let left_out_roots = ["node-host", "skill-library", "projects", "worktree-sources", ".ENV", "agents/main/agent/models.json"];
+    expected.retain(|path, _| !left_out_roots.iter().any(|root| path.starts_with(root)));
+    assert_eq!(files_under(&home), expected, "all but what the list leaves out came back");
+    let audit = std::fs::read_to_string(t.audit_log()).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"op\":\"restore-archive\"") && l.contains("node-host/ (2 entries)")), "the restore's decisions are audited");
 }

@@ -175,7 +175,7 @@ fn a_hostile_component_is_denied_every_escape() {
         assert!(!t.sibling("victim").join(gone).exists(), "{gone} was written");
     }
     assert!(!t.sibling("dev").exists() && !t.home.join(".openclaw-archives/lead.tar.gz").exists());
-    assert_eq!(std::fs::read_to_string(t.sibling("victim").join("notes.txt")).unwrap(), "hello");
+    assert_eq!(std::fs::read_to_string(t.sibling("victim").join("workspace/memory/notes.md")).unwrap(), "hello");
 
     // Every denial is audited and shown, naming a grant or rule.
     let audit: Vec<Value> = std::fs::read_to_string(t.audit_log()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -353,9 +353,9 @@ fn the_grants_command_shows_every_grant() {
     for line in [
         format!("files: {home}/.openclaw/{{workspace/IDENTITY.md,workspace/USER.md,workspace/MEMORY.md,workspace/HEARTBEAT.md,workspace/TOOLS.md}} (the lead's workspace notes, read-only)"),
         format!("files: {home}/.openclaw/agent-provisioner (provisioner state, read-write)"),
-        format!("files: {home}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; read-write, no code: extensions"),
+        format!("files: {home}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; the component creates only: openclaw.json, workspace/, workspace/*.md, workspace/memory/"),
         "code: the host copies extensions/sesame".to_string(),
-        format!("files: {home}/.openclaw-archives (archives, read-write)"),
+        format!("files: {home}/.openclaw-archives (archives, read-write; of them only member records are read back)"),
         "http: https://api.sesame.space:443/api/v1/*".to_string(),
         "lead Sesame key: held by the host".to_string(),
         "lead provider keys: held by the host, passed on only to a sibling that inherits one (anthropic from ANTHROPIC_API_KEY from".to_string(),
@@ -502,3 +502,164 @@ fn a_component_planted_in_the_cache_is_compiled_over_never_run() {
     assert_eq!(mode(&cache), 0o700);
 }
 
+/// The results of a hostile run named `keys-*`, each checked: denied (with `rule` in its
+/// detail) or allowed.
+fn check_keys_results(run: &Run, expected: &[(&str, bool, &str)]) {
+    let results = results(&run.stderr);
+    for (name, allowed, says) in expected {
+        let (was_allowed, detail) = results.get(*name).unwrap_or_else(|| panic!("{name} did not run:\n{}", run.stderr));
+        assert_eq!(was_allowed, allowed, "{name}: {detail}");
+        assert!(detail.contains(says), "{name}: no {says:?} in {detail}");
+    }
+}
+
+/// No secret of `secrets` in the run's output or the audit log.
+fn assert_nowhere(t: &TestHome, run: &Run, secrets: &[&str]) {
+    let audit = std::fs::read_to_string(t.audit_log()).unwrap();
+    for text in [&run.stdout, &run.stderr, &audit] {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} leaked");
+        }
+    }
+}
+
+/// A token of the lead's that the host never registers (it reads no `credentials/`).
+const OAUTH_TOKEN: &str = "lead-oauth-refresh-token-0001";
+
+/// A `.tar.gz` of `home` as `.openclaw-<handle>/` (as deprovision writes it).
+fn archive_of(home: &std::path::Path, handle: &str) -> Vec<u8> {
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    tar.append_dir_all(format!(".openclaw-{handle}"), home).unwrap();
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// `~/.openclaw-inherit`: a sibling the host made that inherited the lead's provider key,
+/// holds it again under an innocent name, and has the lead's `.env` hard-linked as a
+/// workspace note; its archive (with its `.env`) among the archives.
+fn inherited_sibling(t: &TestHome) -> std::path::PathBuf {
+    let home = t.sibling("inherit");
+    std::fs::create_dir_all(home.join("workspace/memory")).unwrap();
+    std::fs::write(home.join(".env"), format!("ANTHROPIC_API_KEY=\"{LEAD_LLM_KEY}\"\n")).unwrap();
+    std::fs::write(home.join("workspace/memory/innocent.md"), format!("a note\n{LEAD_LLM_KEY}\n")).unwrap();
+    // A secret of the lead's `.env` that is no provider key: registered all the same.
+    let mut env = std::fs::read_to_string(t.lead().join(".env")).unwrap();
+    env.push_str(&format!("DATABASE_URL={DB_SECRET}\n"));
+    std::fs::write(t.lead().join(".env"), env).unwrap();
+    std::fs::write(home.join("workspace/memory/db.md"), format!("postgres: {DB_SECRET}\n")).unwrap();
+    std::fs::create_dir_all(t.home.join(".openclaw-archives")).unwrap();
+    std::fs::write(t.home.join(".openclaw-archives/inherit-1.tar.gz"), archive_of(&home, "inherit")).unwrap();
+    std::fs::hard_link(t.lead().join(".env"), home.join("workspace/USER.md")).unwrap();
+    // A lead file holding no registered key: only its link count gives it away.
+    std::fs::create_dir_all(t.lead().join("credentials")).unwrap();
+    std::fs::write(t.lead().join("credentials/oauth.json"), format!("{{\"refresh\": \"{OAUTH_TOKEN}\"}}")).unwrap();
+    std::fs::hard_link(t.lead().join("credentials/oauth.json"), home.join("workspace/memory/linked.md")).unwrap();
+    t.register_sibling("inherit");
+    home
+}
+
+#[test]
+fn no_key_the_host_put_anywhere_is_read_and_writes_follow_the_list() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let inherit = inherited_sibling(&t);
+    let before = (files_under(&inherit), files_under(&t.home.join(".openclaw-archives")), files_under(&t.lead().join("workspace")));
+
+    let task = t.task("keys", gateway_port(), |_| {});
+    let run = t.run(&["--component", env!("HOSTILE_GUEST_WASM"), "provision", "--task", task.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "the fixture ends with a refusal\n{}", run.stderr);
+    let listed = "not on the list of what a component may create";
+    check_keys_results(&run, &[
+        ("keys-read-inherited-env", false, "a .env file holds keys"),
+        ("keys-read-inherited-env-case", false, "a .env file holds keys"),
+        ("keys-read-archive", false, "reads only member records"),
+        ("keys-read-hard-link", false, "workspace/USER.md has 2 hard links"),
+        ("keys-read-hard-link-unregistered", false, "workspace/memory/linked.md has 2 hard links"),
+        ("keys-read-innocent-name", false, "holds a key the host registered"),
+        ("keys-read-registered-secret", false, "holds a key the host registered"),
+        ("keys-archive-hard-link", false, ".openclaw-inherit/workspace/USER.md has 2 hard links"),
+        ("keys-archive-readable", false, "only as *.tar.gz in the archives grant"),
+        ("keys-credentials-unclaimed", false, "this run has claimed no sibling"),
+        ("keys-claim", true, "claimed"),
+        ("keys-credentials-archives", false, "is not a sibling handle: credentials go only into a sibling's own home, not the archives"),
+        ("keys-credentials-other-handle", false, "this run works on keys"),
+        ("keys-own-home", true, "ok"),
+        ("keys-credentials-own", true, "ok"),
+        ("keys-read-back-own", false, "a .env file holds keys"),
+        ("keys-write-env-case", false, "differs from .env only in case"),
+        ("keys-write-extensions-case", false, listed),
+        ("keys-write-config-case", false, "differs from openclaw.json only in case"),
+        ("keys-write-node-host", false, listed),
+        ("keys-write-skill-library", false, listed),
+        ("keys-write-worktree-setup", false, listed),
+        ("keys-write-worktree-sources", false, listed),
+        ("keys-mkdir-extensions-case", false, listed),
+        ("keys-write-memory", true, "ok"),
+    ]);
+
+    // The disk: nothing of the inherited sibling, the archives or the lead changed; of
+    // the run's own home only what the list allows was written.
+    let after = (files_under(&inherit), files_under(&t.home.join(".openclaw-archives")), files_under(&t.lead().join("workspace")));
+    assert_eq!(before, after);
+    let own = t.sibling("keys");
+    let mut written: Vec<String> = files_under(&own).into_keys().collect();
+    written.sort();
+    assert_eq!(written, [".env", "workspace/", "workspace/memory/", "workspace/memory/notes.md"]);
+    assert!(std::fs::read_to_string(own.join(".env")).unwrap().contains(LEAD_LLM_KEY), "the run's own sibling inherits the key");
+    assert_nowhere(&t, &run, &[LEAD_LLM_KEY, LEAD_KEY, DB_SECRET, OAUTH_TOKEN]);
+
+    // Every refusal is audited, naming its rule.
+    let audit: Vec<Value> = std::fs::read_to_string(t.audit_log()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (op, target, rule) in [
+        ("read", ".openclaw-inherit/.env", "credential files are read only by the host"),
+        ("read", "inherit-1.tar.gz", "reads only member records"),
+        ("read", ".openclaw-inherit/workspace/USER.md", "hard links"),
+        ("read", "innocent.md", "holds a key the host registered"),
+        ("archive-tree", "inherit-2.tar.gz", "hard links"),
+        ("write-credentials", ".openclaw-archives", "not a sibling handle"),
+        ("write-credentials", ".openclaw-inherit", "this run works on keys"),
+        ("write-atomic", ".openclaw-keys/node-host/x.js", "not on the list"),
+    ] {
+        let found = audit.iter().any(|e| {
+            e["decision"] == "denied" && e["op"] == op && e["target"].as_str().unwrap().contains(target) && e["rule"].as_str().unwrap().contains(rule)
+        });
+        assert!(found, "no audited denial of {op} {target} for {rule:?}");
+    }
+}
+
+#[test]
+fn a_command_other_than_provision_or_restore_writes_no_credentials() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let inherit = inherited_sibling(&t);
+    let before = files_under(&inherit);
+    let run = t.run(&["--component", env!("HOSTILE_GUEST_WASM"), "list"]);
+    assert_eq!(run.code, 2, "the fixture ends with a refusal\n{}", run.stderr);
+    check_keys_results(&run, &[
+        ("keys-list-credentials", false, "write-credentials is granted only in provision and restore, not in `list`"),
+        ("keys-list-read-env", false, "a .env file holds keys"),
+    ]);
+    assert_eq!(files_under(&inherit), before);
+    assert_nowhere(&t, &run, &[LEAD_LLM_KEY, LEAD_KEY]);
+    let audit = std::fs::read_to_string(t.audit_log()).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"denied\"") && l.contains("write-credentials") && l.contains("not in `list`")), "audited");
+}
+
+#[test]
+fn an_adopted_homes_copied_credentials_are_never_read() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    let home = bash_era_home(&t, "nova", gateway_port());
+    std::fs::write(home.join(".env"), format!("OPENAI_API_KEY=\"{}\"\n", legacy_key("openai"))).unwrap();
+    let run = t.run(&["--component", env!("HOSTILE_GUEST_WASM"), "adopt", "nova", "--principal-id", &principal("nova"), "--family-id", &principal("family")]);
+    assert_eq!(run.code, 2, "the fixture ends with a refusal\n{}", run.stderr);
+    check_keys_results(&run, &[
+        ("adoption-begin-named", true, ".openclaw-nova"),
+        ("keys-adopt-auth-profiles-before", false, "auth*.json holds keys"),
+        ("keys-adopt-auth-before", false, "auth*.json holds keys"),
+        ("keys-adopt-env-before", false, "a .env file holds keys"),
+        ("adoption-migrate-named", true, "moved from agents/main/agent/auth.json to .env"),
+        ("keys-adopt-auth-profiles-after", false, "auth*.json holds keys"),
+        ("keys-adopt-env-after", false, "a .env file holds keys"),
+    ]);
+    assert_nowhere(&t, &run, &[LEAD_PROFILE_KEY, &legacy_key("nova"), &legacy_key("openai")]);
+}

@@ -386,6 +386,17 @@ mod tests {
     }
 
     #[test]
+    fn a_hard_linked_file_is_refused_naming_it() {
+        let t = tree();
+        std::fs::write(t.path().join("lead.env"), b"ANTHROPIC_API_KEY=sk-lead").unwrap();
+        std::fs::hard_link(t.path().join("lead.env"), t.path().join("home/logs/notes.md")).unwrap();
+        let dir = Dir::open_ambient_dir(t.path().join("home"), ambient_authority()).unwrap();
+        let mut bytes = Vec::new();
+        let err = write(&dir, "home", &mut bytes).unwrap_err();
+        assert!(err.to_string().contains("home/logs/notes.md has 2 hard links"), "{err}");
+    }
+
+    #[test]
     fn a_truncated_archive_is_an_error() {
         let t = tree();
         let dir = Dir::open_ambient_dir(t.path().join("home"), ambient_authority()).unwrap();

@@ -26,7 +26,7 @@ use std::fs::File;
 use std::io::{Seek as _, Write as _};
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How a command holds the family lock.
@@ -45,6 +45,22 @@ pub enum LockScope {
 /// handle holds it for seconds at least.
 const CLAIM_WAIT: Duration = Duration::from_millis(300);
 
+/// The handle a run claimed, shared with the capabilities that act only on it (the
+/// credentials `fs.write-credentials` writes).
+#[derive(Clone, Default)]
+pub struct Claimed(Arc<Mutex<Option<String>>>);
+
+impl Claimed {
+    /// The handle claimed, while the run holds the claim.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, handle: Option<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = handle;
+    }
+}
+
 /// The family lock and claims of one command's run.
 pub struct FamilyCap {
     lead_home: PathBuf,
@@ -59,6 +75,8 @@ pub struct FamilyCap {
     depth: u64,
     /// The handle this run claimed, and its locked file.
     claim: Option<(String, File)>,
+    /// The claimed handle, as the other capabilities see it.
+    claimed: Claimed,
     lead_handles: Vec<String>,
     audit: Arc<Audit>,
 }
@@ -67,7 +85,7 @@ impl FamilyCap {
     /// The capability of `command` for the lead at `lead_home`; `held` is the lock a
     /// `Whole` command took before the run.
     pub fn new(lead_home: &Path, scope: LockScope, command: &'static str, timeout: Duration, held: Option<HostLock>, lead_handles: Vec<String>, audit: Arc<Audit>) -> Self {
-        Self { lead_home: lead_home.to_path_buf(), scope, command, timeout, held, depth: 0, claim: None, lead_handles, audit }
+        Self { lead_home: lead_home.to_path_buf(), scope, command, timeout, held, depth: 0, claim: None, claimed: Claimed::default(), lead_handles, audit }
     }
 
     /// Releases the lock and the claim: the component's run is over. Audited when the
@@ -80,6 +98,12 @@ impl FamilyCap {
         self.depth = 0;
         self.held = None;
         self.claim = None;
+        self.claimed.set(None);
+    }
+
+    /// The handle this run claims, as it changes.
+    pub fn claimed(&self) -> Claimed {
+        self.claimed.clone()
     }
 
     fn lock_path(&self) -> String {
@@ -134,6 +158,7 @@ impl FamilyCap {
         let noted = file.set_len(0).and_then(|()| file.rewind()).and_then(|_| write!(file, "pid {} ({})", std::process::id(), self.command));
         noted.map_err(|e| format!("{}: {e}", path.display()))?;
         self.claim = Some((handle.to_string(), file));
+        self.claimed.set(Some(handle.to_string()));
         Ok(())
     }
 }

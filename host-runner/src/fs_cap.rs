@@ -2,10 +2,13 @@
 //!
 //! Each call resolves its path to a grant (or is denied, naming the grants), checks the
 //! grant allows the operation, and then works only through a directory capability opened
-//! at the grant's root. Every decision is audited once. Reads from the lead's home never
-//! return, and copies never carry, a file holding the lead's Sesame key. What goes into a
-//! sibling home is checked by [`crate::sibling_files`] (no code, checked config and
-//! `.env`, safe modes); the lead's plugins and skills are copied by the host itself.
+//! at the grant's root. Every decision is audited once. No read returns, and no copy
+//! carries, a key: credential files and archives are never read ([`crate::key_files`]),
+//! nor a hard-linked file, nor one holding a registered secret. What goes into a sibling
+//! home is a short list ([`crate::sibling_files`]: the checked config, the workspace's
+//! notes and memory, the agent directories, safe modes); the lead's plugins and skills are
+//! copied by the host itself, and credentials written by it only for the sibling this run
+//! works on, in `provision` and `restore`.
 
 use crate::archive;
 use crate::atomic;
@@ -13,10 +16,11 @@ use crate::audit::{Audit, Decision};
 use crate::bindings::openclaw::provisioner::fs;
 use crate::bindings::{CredentialLayout, EntryKind, EntryMeta, FsError, RestoredTree, TreeStats};
 use crate::credentials::{self, LeadKeys};
+use crate::family::Claimed;
 use crate::restore::{self, RestoreCaps};
 use crate::grants::{Grants, Kind, Resolved, RootRefused, create_dir_exact};
 use crate::safe_open::{self, NotFollowed};
-use crate::secret::Secret;
+use crate::secret::{self, Secret};
 use crate::sibling_files::{self, Refused, SiblingRules};
 use cap_std::fs::{Dir, FileType, Metadata, OpenOptions, PermissionsExt as _};
 use cap_fs_ext::DirExt as _;
@@ -51,7 +55,20 @@ pub struct FsCap {
     /// The operator's `deprovision HANDLE --without-archive`: that home may be removed
     /// without an archive.
     without_archive: Option<String>,
+    /// Whose credentials this run may write ([`FsCap::writing_credentials`]).
+    credentials: CredentialsFor,
 }
+
+/// The run's command and the handle it claimed: `write-credentials` writes only into the
+/// home of that handle, and only in `provision` and `restore`.
+#[derive(Clone, Default)]
+struct CredentialsFor {
+    command: &'static str,
+    claimed: Claimed,
+}
+
+/// The commands that write a sibling's credentials.
+const WRITES_CREDENTIALS: &[&str] = &["provision", "restore"];
 
 /// The lead's plugins and skills the host copies into new siblings, and the API URL
 /// their config must name.
@@ -81,6 +98,7 @@ fn io_error(path: &str, e: io::Error) -> FsError {
     match e.kind() {
         io::ErrorKind::NotFound => FsError::NotFound(path.to_string()),
         io::ErrorKind::AlreadyExists => FsError::AlreadyExists(path.to_string()),
+        _ if e.get_ref().is_some_and(|reason| reason.is::<safe_open::HardLinked>()) => FsError::Denied(format!("{path}: {e}")),
         _ if is_escape(&e) => FsError::Denied(format!("{path}: a symlink or `..` leads outside the grant")),
         _ => FsError::Io(format!("{path}: {e}")),
     }
@@ -91,7 +109,7 @@ fn io_error(path: &str, e: io::Error) -> FsError {
 /// or its own path walk); a refusal from the kernel carries its errno, and the host's own
 /// refusals carry their typed reason.
 fn is_escape(e: &io::Error) -> bool {
-    let hosts_own = e.get_ref().is_some_and(|reason| reason.is::<NotFollowed>() || reason.is::<RootRefused>());
+    let hosts_own = e.get_ref().is_some_and(|reason| reason.is::<NotFollowed>() || reason.is::<RootRefused>() || reason.is::<safe_open::HardLinked>());
     e.kind() == io::ErrorKind::PermissionDenied && e.raw_os_error().is_none() && !hosts_own
 }
 
@@ -119,7 +137,7 @@ fn rel(r: &Resolved) -> &Path {
 
 impl FsCap {
     pub fn new(grants: Grants, audit: Arc<Audit>, lead_secret: Option<Secret>, plugins: LeadPlugins, lead_keys: LeadKeys) -> Self {
-        Self { grants, audit, lead_secret, plugins, lead_keys, adopting: None, removable: Mutex::default(), without_archive: None }
+        Self { grants, audit, lead_secret, plugins, lead_keys, adopting: None, removable: Mutex::default(), without_archive: None, credentials: CredentialsFor::default() }
     }
 
     /// The home of `handle` may be removed without an archive: the operator said so
@@ -131,6 +149,12 @@ impl FsCap {
     /// The component may remove the home of `handle` (this run archived or made it).
     fn removable(&self, handle: &str) {
         self.removable.lock().unwrap_or_else(|e| e.into_inner()).insert(handle.to_string());
+    }
+
+    /// Lets `write-credentials` write, in `command` (`provision` or `restore` only), into
+    /// the home of the handle the run claims through the `family` capability.
+    pub fn writing_credentials(self, command: &'static str, claimed: Claimed) -> Self {
+        Self { credentials: CredentialsFor { command, claimed }, ..self }
     }
 
     /// Narrows the grant on the home of `handle`, which this run adopts: of it the
@@ -188,17 +212,20 @@ impl FsCap {
         result
     }
 
-    /// The lead's key must not leave the host through `bytes` read from `r`.
-    fn guard(&self, path: &str, r: &Resolved, bytes: &[u8]) -> Fs<()> {
-        if r.kind == Kind::LeadHome && self.holds_lead_key(bytes) {
-            return Err(FsError::Denied(format!("{path} holds one of the lead's keys, which only the host may read")));
+    /// No key leaves the host through `bytes`, read from `path` in any grant.
+    fn guard(&self, path: &str, bytes: &[u8]) -> Fs<()> {
+        if self.holds_key(bytes) {
+            return Err(FsError::Denied(format!(
+                "{path} holds a key the host registered (the lead's, or one of this run's), which only the host may read"
+            )));
         }
         Ok(())
     }
 
-    /// Whether `bytes` contain the lead's Sesame key or one of its provider keys.
-    fn holds_lead_key(&self, bytes: &[u8]) -> bool {
-        self.lead_secret.iter().chain(self.lead_keys.secrets()).any(|s| contains(bytes, s.expose().as_bytes()))
+    /// Whether `bytes` contain the lead's Sesame key, one of its provider keys, or any
+    /// other registered secret ([`secret::contains_registered`]).
+    fn holds_key(&self, bytes: &[u8]) -> bool {
+        self.lead_secret.iter().chain(self.lead_keys.secrets()).any(|s| contains(bytes, s.expose().as_bytes())) || secret::contains_registered(bytes)
     }
 
     /// The root of `r`'s grant; `None` when a creatable root does not exist yet.
@@ -222,9 +249,10 @@ impl FsCap {
 
     fn read_inner(&self, path: &str) -> Fs<Vec<u8>> {
         let r = self.check("read", path, false)?;
+        crate::key_files::check_read(&r).map_err(FsError::Denied)?;
         let dir = self.existing_root(path, &r)?;
-        let bytes = safe_open::read_regular(&dir, rel(&r), MAX_READ).map_err(|e| io_error(path, e))?;
-        self.guard(path, &r, &bytes)?;
+        let bytes = safe_open::read_sole(&dir, rel(&r), MAX_READ).map_err(|e| io_error(path, e))?;
+        self.guard(path, &bytes)?;
         Ok(bytes)
     }
 
@@ -245,7 +273,7 @@ impl FsCap {
         let mut current = PathBuf::new();
         for component in r.relative.components() {
             current.push(component);
-            self.sibling_rules(&r, |_| sibling_files::check_entry(&current))?;
+            self.sibling_rules(&r, |_| sibling_files::check_dir(&current))?;
         }
         self.claim(&r)?;
         let dir = match r.open_root(Some(mode)) {
@@ -352,9 +380,7 @@ impl FsCap {
                 }
                 other => other.map_err(fail)?,
             };
-            if self.holds_lead_key(&bytes) {
-                return Err(FsError::Denied(format!("{} holds one of the lead's keys, which only the host may read", shown.display())));
-            }
+            self.guard(&shown.display().to_string(), &bytes)?;
             let mut options = OpenOptions::new();
             options.write(true).create_new(true).mode(mode);
             let mut file = dst.open_with(name, &options).map_err(fail)?;
@@ -423,6 +449,11 @@ impl FsCap {
             (Some(parent), Some(name)) => (parent.to_path_buf(), name.to_string_lossy().into_owned()),
             _ => return Err(FsError::Io(format!("{archive}: not a file path inside a grant"))),
         };
+        if to.kind != Kind::Archives || !name.ends_with(".tar.gz") {
+            return Err(FsError::Denied(format!(
+                "{archive}: archives are written only as *.tar.gz in the archives grant, whose archives the component cannot read back"
+            )));
+        }
         let dst_root = self.existing_root(archive, &to)?;
         let dst = if dst_parent.as_os_str().is_empty() { dst_root } else { dst_root.open_dir(&dst_parent).map_err(|e| io_error(archive, e))? };
         if dst.symlink_metadata(&name).is_ok() {
@@ -453,9 +484,11 @@ impl FsCap {
         Ok(stats)
     }
 
-    /// Writes the sibling's credential file: the task's key, or the lead's for `provider`.
-    fn write_credentials_inner(&self, home: &str, provider: &str, layout: CredentialLayout, key: Option<String>) -> Fs<String> {
-        let r = self.check("write-credentials", home, true)?;
+    /// Writes the sibling's credential file: the task's key, or the lead's for `provider`;
+    /// only into the home of `handle`, a sibling this run claimed, in `provision` or
+    /// `restore` ([`FsCap::credentials_target`]).
+    fn write_credentials_inner(&self, handle: &str, home: &str, provider: &str, layout: CredentialLayout, key: Option<String>) -> Fs<String> {
+        let r = self.credentials_target(handle, home)?;
         let denied = |why: &dyn std::fmt::Display| FsError::Denied(format!("{home}: {why}"));
         let key = match key {
             Some(given) => Secret::new(given).ok_or_else(|| denied(&"the task's key is empty"))?,
@@ -471,9 +504,36 @@ impl FsCap {
             },
         };
         let (relative, contents) = credentials::render(provider, &key, layout).map_err(|e| denied(&e))?;
+        self.claimed_by_this_run(handle, home)?;
         let dir = self.existing_root(home, &r)?;
         atomic::write(&dir, Path::new(relative), &contents, 0o600).map_err(|e| io_error(&format!("{home}/{relative}"), e))?;
         Ok(format!("{home}/{relative}"))
+    }
+
+    /// The home `write-credentials` may write into: that of a sibling handle (the
+    /// archives, reserved and lead handles are not), in a command that writes credentials.
+    fn credentials_target(&self, handle: &str, home: &str) -> Fs<Resolved> {
+        let command = self.credentials.command;
+        if !WRITES_CREDENTIALS.contains(&command) {
+            return Err(FsError::Denied(format!(
+                "{home}: write-credentials is granted only in {}, not in `{command}`",
+                WRITES_CREDENTIALS.join(" and ")
+            )));
+        }
+        let r = self.check("write-credentials", home, true)?;
+        if r.kind != Kind::SiblingHome(handle.to_string()) || !r.relative.as_os_str().is_empty() {
+            return Err(FsError::Denied(format!("{handle:?} is not a sibling handle: credentials go only into a sibling's own home, not the {}", r.describe())));
+        }
+        Ok(r)
+    }
+
+    /// Refuses a handle other than the one this run claimed (`family.claim`).
+    fn claimed_by_this_run(&self, handle: &str, home: &str) -> Fs<()> {
+        match self.credentials.claimed.get() {
+            Some(claimed) if claimed == handle => Ok(()),
+            Some(claimed) => Err(FsError::Denied(format!("{home}: this run works on {claimed}; credentials go only into the home of the sibling it claimed"))),
+            None => Err(FsError::Denied(format!("{home}: this run has claimed no sibling (family.claim); credentials go only into the home of the sibling it works on"))),
+        }
     }
 
     /// Copies each allowlisted lead plugin and skill into the sibling home, replacing an
@@ -508,7 +568,7 @@ impl FsCap {
         if r.kind != Kind::Archives {
             return Err(FsError::Denied(format!("{archive}: only archives in the archives grant can be listed, not the {}", r.describe())));
         }
-        let file = safe_open::open_regular(&self.existing_root(archive, &r)?, rel(&r)).map_err(|e| io_error(archive, e))?;
+        let file = safe_open::open_sole(&self.existing_root(archive, &r)?, rel(&r)).map_err(|e| io_error(archive, e))?;
         let names = archive::list(io::BufReader::new(file)).map_err(|e| FsError::Io(format!("{archive}: not a readable .tar.gz ({e})")))?;
         Ok(names)
     }
@@ -528,7 +588,7 @@ impl FsCap {
         if to.kind != Kind::SiblingHome(handle.to_string()) || !to.relative.as_os_str().is_empty() {
             return Err(FsError::Denied(format!("{handle:?} is not a sibling handle")));
         }
-        let file = safe_open::open_regular(&self.existing_root(archive, &from)?, rel(&from)).map_err(|e| io_error(archive, e))?;
+        let file = safe_open::open_sole(&self.existing_root(archive, &from)?, rel(&from)).map_err(|e| io_error(archive, e))?;
         let parent = to.open_root_parent().map_err(|e| io_error(home, e))?;
         let rules = SiblingRules { home: &to.root, api_url: &self.plugins.api_url, plugins: &self.plugins.plugin_names };
         let staged = restore::stage(&parent, handle, io::BufReader::new(file), &rules, &RestoreCaps::DEFAULT).map_err(|e| match e {
@@ -556,7 +616,7 @@ impl FsCap {
 fn restore_decisions(s: &restore::Summary) -> String {
     let list = |items: &[String]| if items.is_empty() { "nothing".to_string() } else { items.join(", ") };
     let mut text = format!(
-        "restored {} files, {} directories, {} bytes; left out (code is the host's, tmp/ is scratch): {}; made 0600: {}",
+        "restored {} files, {} directories, {} bytes; left out (not what a sibling home may hold; code is the host's to copy): {}; made 0600: {}",
         s.files,
         s.directories,
         s.bytes,
@@ -617,7 +677,7 @@ impl fs::Host for FsCap {
         let home = self.grants.sibling_home(&handle).display().to_string();
         let from = if key.is_some() { "the task's key" } else { "the lead's key" };
         let target = format!("{provider} credential ({from}) -> {home}");
-        self.audited("write-credentials", &target, &home, self.write_credentials_inner(&home, &provider, layout, key))
+        self.audited("write-credentials", &target, &home, self.write_credentials_inner(&handle, &home, &provider, layout, key))
     }
 
     fn copy_lead_plugins(&mut self, handle: String) -> Fs<Vec<String>> {

@@ -11,7 +11,8 @@
 //!    it created for this lead, or that do not exist yet (creating one records it); any
 //!    other existing `~/.openclaw-*` (another OpenClaw profile) is refused, as is a home
 //!    that turns out to be the lead's own directory;
-//! 4. `<home>/.openclaw-archives`: read-write;
+//! 4. `<home>/.openclaw-archives`: read-write (of it the component reads only member
+//!    records, [`crate::key_files`]);
 //! 5. the gateways' logs, `<home>/.local/state/agent-provisioner/logs/`: read-only.
 
 use crate::host_state::HostState;
@@ -223,11 +224,11 @@ impl Grants {
             format!("files: {}/{{{}}} (the lead's workspace notes, read-only)", self.lead_home.display(), LEAD_READABLE.join(",")),
             format!("files: {} (provisioner state, read-write)", self.provisioner.display()),
             format!(
-                "files: {}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; read-write, no code: {})",
+                "files: {}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; the component creates only: {}; credential files, archives and hard-linked files are never read)",
                 self.home.display(),
-                crate::sibling_files::CODE_PATHS.join(", ")
+                crate::sibling_files::described()
             ),
-            format!("files: {} (archives, read-write)", self.archives.display()),
+            format!("files: {} (archives, read-write; of them only member records are read back)", self.archives.display()),
             format!("files: {} (gateway logs, read-only)", self.logs.display()),
         ]
     }

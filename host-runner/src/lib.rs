@@ -26,6 +26,7 @@ mod gzip_bomb;
 pub mod grants;
 pub mod host_state;
 pub mod http_gate;
+pub mod key_files;
 pub mod lead_config;
 pub mod lead_env;
 pub mod limits;

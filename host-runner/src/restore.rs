@@ -4,11 +4,13 @@
 //! it is written ([`entries`]: names under `.openclaw-<handle>/`, no links, devices or
 //! FIFOs, no pax headers, no duplicates, modes at most 0777), within caps on entries,
 //! decompressed size and compression ratio ([`RestoreCaps`]). What passes is unpacked into
-//! a temporary directory next to the home ([`unpack`]), except the places OpenClaw loads
-//! code from and its scratch directory, which are left out (the host copies the lead's
+//! a temporary directory next to the home ([`unpack`]) when it is on the list of what a
+//! sibling home may hold ([`crate::sibling_files::LIST`]: the config, the workspace's notes
+//! and memory, the agent directories, the credential files); everything else is left out
+//! and reported (OpenClaw's code, caches and scratch among it; the host copies the lead's
 //! plugins and skills instead). The tree is then checked as the file system sees it
-//! ([`tree`]: no code path after all, `openclaw.json` in the provisioner's shape, `.env`
-//! with provider keys only, credential files 0600), finished (modes, times, fsync) and
+//! ([`tree`]: `openclaw.json` in the provisioner's shape, `.env` with provider keys only,
+//! credential files 0600), finished (modes, times, fsync) and
 //! renamed into place without replacing anything. On any error the temporary directory
 //! is removed: nothing is written.
 
@@ -24,7 +26,6 @@ use cap_fs_ext::DirExt as _;
 use cap_std::fs::Dir;
 use std::io::{self, Read};
 
-pub use entries::SCRATCH;
 
 /// What a restore reads at most.
 #[derive(Clone, Copy, Debug)]
@@ -83,7 +84,7 @@ pub struct Summary {
     pub files: u32,
     pub directories: u32,
     pub bytes: u64,
-    /// `extensions/ (12 entries)`, ...
+    /// `node-host/ (12 entries)`, ...: what was not on the list, by place.
     pub left_out: Vec<String>,
     /// Credential files and `openclaw.json`, set to 0600.
     pub private: Vec<String>,

@@ -57,10 +57,42 @@ pub fn open_regular(dir: &Dir, relative: &Path) -> io::Result<File> {
     open_checked(dir, relative, OpenOptions::new().read(true))
 }
 
+/// The host's refusal of a regular file with more than one hard link: a sibling (the
+/// same Unix user) can give the lead's `.env` a second name inside its own home.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} has {links} hard links, and another of its names may be a file outside this home (such as the lead's .env); the host neither reads nor archives it for the component")]
+pub struct HardLinked {
+    /// The file, as the caller names it.
+    pub name: String,
+    pub links: u64,
+}
+
+/// Opens `relative` in `dir` as [`open_regular`] does, and refuses a file with more
+/// than one hard link ([`HardLinked`], as `PermissionDenied`); checked on the open
+/// descriptor.
+pub fn open_sole(dir: &Dir, relative: &Path) -> io::Result<File> {
+    use cap_std::fs::MetadataExt as _;
+    let file = open_regular(dir, relative)?;
+    match file.metadata()?.nlink() {
+        1 => Ok(file),
+        links => Err(io::Error::new(io::ErrorKind::PermissionDenied, HardLinked { name: relative.display().to_string(), links })),
+    }
+}
+
 /// Reads a whole regular file of at most `max` bytes (a file that grows past it while
 /// being read is refused as well).
 pub fn read_regular(dir: &Dir, relative: &Path, max: u64) -> io::Result<Vec<u8>> {
-    let file = open_regular(dir, relative)?;
+    read_open(open_regular(dir, relative)?, max)
+}
+
+/// Reads `relative` as [`read_regular`] does, refusing a hard-linked file as
+/// [`open_sole`] does.
+pub fn read_sole(dir: &Dir, relative: &Path, max: u64) -> io::Result<Vec<u8>> {
+    read_open(open_sole(dir, relative)?, max)
+}
+
+/// Reads all of the open `file`, at most `max` bytes.
+fn read_open(file: File, max: u64) -> io::Result<Vec<u8>> {
     let len = file.metadata()?.len();
     if len > max {
         return Err(too_big(len, max));
@@ -132,5 +164,18 @@ mod tests {
         assert!(err.contains("99-byte limit"), "{err}");
         assert_eq!(read_path(&temp.path().join("ok"), 4).unwrap().unwrap(), b"fine");
         assert!(read_path(&temp.path().join("missing"), 4).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_hard_linked_file_is_refused_by_the_sole_reads() {
+        let temp = tempfile::tempdir().unwrap();
+        std::fs::write(temp.path().join("lead.env"), b"KEY=x").unwrap();
+        std::fs::hard_link(temp.path().join("lead.env"), temp.path().join("notes.md")).unwrap();
+        let dir = Dir::open_ambient_dir(temp.path(), ambient_authority()).unwrap();
+        let err = read_sole(&dir, Path::new("notes.md"), 100).unwrap_err();
+        assert!(err.get_ref().is_some_and(|e| e.is::<HardLinked>()) && err.to_string().contains("notes.md has 2 hard links"), "{err}");
+        assert_eq!(read_regular(&dir, Path::new("notes.md"), 100).unwrap(), b"KEY=x", "plain reads are the host's own");
+        std::fs::remove_file(temp.path().join("lead.env")).unwrap();
+        assert_eq!(read_sole(&dir, Path::new("notes.md"), 100).unwrap(), b"KEY=x");
     }
 }

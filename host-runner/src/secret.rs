@@ -101,6 +101,13 @@ pub fn scrub_json(value: &mut serde_json::Value) {
     }
 }
 
+/// Whether `bytes` hold any registered secret, whole (the host refuses to hand such a
+/// file to the component, whatever its name).
+pub fn contains_registered(bytes: &[u8]) -> bool {
+    let all = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+    all.iter().any(|s| crate::fs_cap::contains(bytes, s.as_bytes()))
+}
+
 /// `value` serialised as one line of JSON, scrubbed value by value ([`scrub_json`]).
 pub fn scrubbed_json(value: &impl serde::Serialize) -> String {
     let mut value = serde_json::to_value(value).expect("host documents serialize");
@@ -184,5 +191,13 @@ mod tests {
         let mut doc = serde_json::json!({"exit_code_secret": 2, "message": "has exit_code_secret\u{7} in it", "list": ["exit_code_secret"]});
         scrub_json(&mut doc);
         assert_eq!(doc, serde_json::json!({"exit_code_secret": 2, "message": "has [redacted] in it", "list": ["[redacted]"]}));
+    }
+
+    #[test]
+    fn a_file_holding_a_registered_secret_is_found_whole_only() {
+        register(&Secret::new("sk-held-in-a-file-7").unwrap());
+        assert!(contains_registered(b"notes\nKEY=sk-held-in-a-file-7\n"));
+        assert!(!contains_registered(b"KEY=sk-held-in-a-file-"), "a part of a key is not the key");
+        assert!(!contains_registered(b""));
     }
 }

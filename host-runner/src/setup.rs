@@ -115,8 +115,9 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     let mut family = FamilyCap::new(&homes.lead_home, scope, cli.command.name(), timeout, lock, run.lead_handles.clone(), audit.clone());
     claim_handle(&cli.command, &run.lead_handles, &mut family)?;
     program_ready(&cli.command, &mut services)?;
+    let fs = FsCap::new(grants, audit.clone(), lead.config.sesame_key, run.plugins, lead.keys).adopting(adopting(&cli.command));
     let caps = Capabilities {
-        fs: FsCap::new(grants, audit.clone(), lead.config.sesame_key, run.plugins, lead.keys).adopting(adopting(&cli.command)).without_archive(without_archive(&cli.command)),
+        fs: fs.without_archive(without_archive(&cli.command)).writing_credentials(cli.command.name(), family.claimed()),
         services,
         ports: PortsCap { audit: audit.clone() },
         gate,

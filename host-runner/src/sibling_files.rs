@@ -1,52 +1,80 @@
-//! What a component may write into a sibling home. OpenClaw runs code from some places
-//! of its state directory and runs commands named in its config; the host, not the
-//! component, decides those:
-//! - no component write (file, directory, or copy entry) under a [`CODE_PATHS`] entry:
-//!   the host copies the lead's allowlisted plugins and skills itself;
+//! What a component may create in a sibling home: a short positive list ([`LIST`]), not
+//! a list of the places OpenClaw loads code from (OpenClaw's next code root then needs no
+//! change here). A restore writes back the same list ([`crate::restore`]).
+//! - names are plain ASCII (`[A-Za-z0-9._-]`) and must match a listed name exactly: one
+//!   that differs only in case (`.ENV`, `Workspace`, `OPENCLAW.JSON`) is refused, since a
+//!   case-insensitive file system (macOS's default) takes it for the listed file, and a
+//!   non-ASCII name may be folded or normalised onto any name;
 //! - `openclaw.json` must have exactly the shape the provisioner writes ([`check_write`]):
 //!   no key that loads code or runs a command, plugin entries only for the plugins the
 //!   host copied, the API URL and workspace pinned, no `${…}` substitution, no `$include`;
 //! - credential files (`.env`, `agents/*/agent/auth*.json`) are written by the host only
-//!   ([`CREDENTIAL_FILES`], `fs.write-credentials`), never by the component;
+//!   (`fs.write-credentials`, a restore), never by the component;
 //! - modes: no group/other write, no setuid/setgid/sticky ([`check_mode`]).
 
 use serde_json::Value;
 use std::path::{Component, Path, PathBuf};
 
-/// Places in a sibling home (relative paths, `*` for any one name) from which OpenClaw
-/// 2026.9 loads code or commands: plugins (`extensions`, managed installs in `npm` and
-/// `git`), skills, hooks, shell snapshots sourced before exec (`cache`), the service
-/// wrappers' environments (`service-env`, `gateway.systemd.env`), downloaded helpers and
-/// runtimes (`tools`, `node-runtime`), the database holding cron jobs and exec approvals
-/// (`state`) and its legacy sources, and the workspace's own plugins, hooks and skills.
-pub const CODE_PATHS: &[&str] = &[
-    "extensions",
-    "npm",
-    "git",
-    "plugins",
-    "node_modules",
-    "skills",
-    "plugin-skills",
-    "hooks",
-    "cache",
-    "service-env",
-    "gateway.systemd.env",
-    "tools",
-    "node-runtime",
-    "state",
-    "cron",
-    "exec-approvals.json",
-    "agents/*/workshop-skills",
-    "workspace/.openclaw",
-    "workspace/.agents",
-    "workspace/skills",
-    "workspace/hooks",
+/// What a listed place is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// A directory: the workspace and the agent directories OpenClaw needs.
+    Dir,
+    /// A workspace note: the provisioner renders them from its templates, the agent
+    /// keeps its own beside them.
+    Note,
+    /// Anything below the workspace's memory directory, file or directory.
+    Memory,
+    /// `openclaw.json`, written whole by `write-atomic` and checked.
+    Config,
+    /// A credential file, which only the host writes.
+    Credential,
+}
+
+impl Place {
+    /// Whether the place is a directory (`true`) or a file of this kind.
+    pub fn holds(self, directory: bool) -> bool {
+        match self {
+            Place::Dir => directory,
+            Place::Memory => true,
+            Place::Note | Place::Config | Place::Credential => !directory,
+        }
+    }
+}
+
+/// Everything that may be created in a sibling home (relative paths; `*` is any one plain
+/// name, `*.md` any one ending so, `**` anything below; names starting with a dot never
+/// match these): the config, the workspace's notes (the guest renders them from
+/// `templates/`; OpenClaw loads no code from a Markdown file there) and its memory, the
+/// agent directories, and the credential files the host writes.
+pub const LIST: &[(&str, Place)] = &[
+    ("openclaw.json", Place::Config),
+    ("workspace", Place::Dir),
+    ("workspace/*.md", Place::Note),
+    ("workspace/memory", Place::Dir),
+    ("workspace/memory/**", Place::Memory),
+    ("agents", Place::Dir),
+    ("agents/*", Place::Dir),
+    ("agents/*/agent", Place::Dir),
+    ("agents/*/sessions", Place::Dir),
+    (".env", Place::Credential),
+    ("agents/*/agent/auth.json", Place::Credential),
+    ("agents/*/agent/auth-profiles.json", Place::Credential),
+    ("agents/*/agent/auth-state.json", Place::Credential),
 ];
 
-/// Credential files in a sibling home (`*` for any one name), which only the host writes:
-/// `.env` is loaded into the gateway's environment unfiltered (`NODE_OPTIONS` there runs
-/// code), and the auth files hold keys.
-pub const CREDENTIAL_FILES: &[&str] = &[".env", "agents/*/agent/auth.json", "agents/*/agent/auth-profiles.json"];
+/// The credential files of [`LIST`], which only the host writes.
+pub fn credential_files() -> impl Iterator<Item = &'static str> {
+    LIST.iter().filter(|(_, place)| *place == Place::Credential).map(|(pattern, _)| *pattern)
+}
+
+/// The listed places in words, for messages and the banner.
+pub fn described() -> String {
+    LIST.iter().filter(|(_, place)| *place != Place::Credential).map(|(pattern, place)| match place {
+        Place::Dir => format!("{pattern}/"),
+        _ => pattern.to_string(),
+    }).collect::<Vec<_>>().join(", ")
+}
 
 /// The mode bits the component may give what it creates.
 pub const ALLOWED_MODE: u32 = 0o755;
@@ -56,8 +84,14 @@ pub const ALLOWED_MODE: u32 = 0o755;
 pub enum Refused {
     #[error("mode {mode:04o} has bits {extra:04o} (group/other write, setuid, setgid or sticky); at most {ALLOWED_MODE:04o} is allowed")]
     Mode { mode: u32, extra: u32 },
-    #[error("{}: OpenClaw loads code from {code}/ in a sibling home; only the host copies plugins and skills there", path.display())]
-    Code { path: PathBuf, code: &'static str },
+    #[error("{}: {name:?} is not a plain ASCII name ([A-Za-z0-9._-]); a file system may fold or normalise it onto another name", path.display())]
+    NotPlain { path: PathBuf, name: String },
+    #[error("{}: differs from {listed} only in case, and a case-insensitive file system (macOS's default) takes it for that; names must match exactly", path.display())]
+    Case { path: PathBuf, listed: &'static str },
+    #[error("{}: not on the list of what a component may create in a sibling home ({})", path.display(), described())]
+    NotListed { path: PathBuf },
+    #[error("{}: {listed} is listed as a {}", path.display(), if *directory { "file, not a directory" } else { "directory, not a file" })]
+    Kind { path: PathBuf, listed: &'static str, directory: bool },
     #[error("{}: written only by write-atomic, where its contents are checked", .0.display())]
     ConfigNotByWrite(PathBuf),
     #[error("{}: credential files ({file}) are written by the host (fs.write-credentials), never by the component", path.display())]
@@ -79,17 +113,51 @@ pub struct SiblingRules<'a> {
     pub plugins: &'a [String],
 }
 
-/// The pattern of `patterns` that `relative` is, or lies under.
-fn matching(patterns: &[&'static str], relative: &Path) -> Option<&'static str> {
-    patterns.iter().copied().find(|pattern| {
-        let mut inner = relative.components().filter(|c| matches!(c, Component::Normal(_)));
-        pattern.split('/').all(|part| inner.next().is_some_and(|c| part == "*" || c.as_os_str() == part))
-    })
+/// A name of `[A-Za-z0-9._-]`, 1 to 255 bytes.
+pub fn is_plain(name: &str) -> bool {
+    (1..=255).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// The code path `relative` falls under, if any.
-pub fn code_path(relative: &Path) -> Option<&'static str> {
-    matching(CODE_PATHS, relative)
+/// Whether `parts` is `pattern`, fixed names compared with `same`.
+fn matches(pattern: &str, parts: &[&str], same: impl Fn(&str, &str) -> bool) -> bool {
+    let wanted: Vec<&str> = pattern.split('/').collect();
+    let wild = |name: &&str| !name.starts_with('.');
+    for (i, want) in wanted.iter().enumerate() {
+        match (*want, parts.get(i)) {
+            ("**", Some(_)) => return parts[i..].iter().all(wild),
+            (pattern, Some(name)) if pattern.starts_with('*') && pattern != "**" => {
+                let suffix = &pattern[1..];
+                let ends = name.len() > suffix.len() && same(&name[name.len() - suffix.len()..], suffix);
+                if !(wild(name) && ends) {
+                    return false;
+                }
+            }
+            (fixed, Some(name)) if !fixed.starts_with('*') && same(name, fixed) => {}
+            _ => return false,
+        }
+    }
+    parts.len() == wanted.len()
+}
+
+/// Where `relative` is on [`LIST`] (the home itself is a directory), or why it is not.
+pub fn place(relative: &Path) -> Result<(&'static str, Place), Refused> {
+    let mut parts = Vec::new();
+    for component in relative.components().filter(|c| matches!(c, Component::Normal(_))) {
+        let name = component.as_os_str().to_str().filter(|n| is_plain(n));
+        let refused = || Refused::NotPlain { path: relative.to_path_buf(), name: component.as_os_str().to_string_lossy().into_owned() };
+        parts.push(name.ok_or_else(refused)?);
+    }
+    if parts.is_empty() {
+        return Ok(("", Place::Dir));
+    }
+    let find = |same: fn(&str, &str) -> bool| LIST.iter().copied().find(|(pattern, _)| matches(pattern, &parts, same));
+    if let Some(found) = find(|a, b| a == b) {
+        return Ok(found);
+    }
+    match find(|a, b| a.eq_ignore_ascii_case(b)) {
+        Some((listed, _)) => Err(Refused::Case { path: relative.to_path_buf(), listed }),
+        None => Err(Refused::NotListed { path: relative.to_path_buf() }),
+    }
 }
 
 /// Refuses a mode with bits outside [`ALLOWED_MODE`].
@@ -100,40 +168,31 @@ pub fn check_mode(mode: u32) -> Result<(), Refused> {
     }
 }
 
-/// Refuses `relative` when OpenClaw loads code from there.
-fn check_code(relative: &Path) -> Result<(), Refused> {
-    match code_path(relative) {
-        Some(code) => Err(Refused::Code { path: relative.to_path_buf(), code }),
-        None => Ok(()),
+/// Where `relative` is on [`LIST`] as what the component creates (a directory or a file):
+/// never a credential file, and the config only through `write-atomic`.
+fn component_place(relative: &Path, directory: bool) -> Result<Place, Refused> {
+    let (listed, place) = place(relative)?;
+    let path = relative.to_path_buf();
+    match place {
+        Place::Credential => Err(Refused::Credential { path, file: listed }),
+        Place::Config if directory => Err(Refused::ConfigNotByWrite(path)),
+        place if place.holds(directory) => Ok(place),
+        _ => Err(Refused::Kind { path, listed, directory }),
     }
 }
 
-/// Refuses creating `relative` (a directory or a copied entry) when OpenClaw loads code
-/// from there, or when it is one of the checked files (which only `write-atomic` writes).
-pub fn check_entry(relative: &Path) -> Result<(), Refused> {
-    check_code(relative)?;
-    if relative == Path::new("openclaw.json") {
-        return Err(Refused::ConfigNotByWrite(relative.to_path_buf()));
-    }
-    check_credential(relative)
-}
-
-/// Refuses `relative` when it is a credential file, which only the host writes.
-fn check_credential(relative: &Path) -> Result<(), Refused> {
-    match matching(CREDENTIAL_FILES, relative) {
-        Some(file) => Err(Refused::Credential { path: relative.to_path_buf(), file }),
-        None => Ok(()),
-    }
+/// Refuses creating the directory `relative` unless it is a listed directory.
+pub fn check_dir(relative: &Path) -> Result<(), Refused> {
+    component_place(relative, true).map(drop)
 }
 
 /// Checks a whole-file write of `contents` to `relative` in a sibling home.
 pub fn check_write(relative: &Path, contents: &[u8], rules: &SiblingRules) -> Result<(), Refused> {
-    check_code(relative)?;
-    if relative == Path::new("openclaw.json") {
+    if component_place(relative, false)? == Place::Config {
         let config: Value = serde_json::from_slice(contents).map_err(Refused::ConfigNotJson)?;
         return check_config(&config, rules).map_err(Refused::Config);
     }
-    check_credential(relative)
+    Ok(())
 }
 
 /// The exact shape of the sibling's `openclaw.json`: a local gateway on loopback with a
@@ -258,26 +317,67 @@ mod tests {
     }
 
     #[test]
-    fn code_paths_and_modes() {
+    fn only_listed_places_can_be_created() {
+        for path in ["workspace", "workspace/memory", "workspace/memory/2026", "agents", "agents/main", "agents/main/agent", "agents/ops/sessions"] {
+            assert!(check_dir(Path::new(path)).is_ok(), "{path}");
+        }
+        for path in ["workspace/AGENTS.md", "workspace/USER.md", "workspace/memory/2026-01-05.md", "workspace/memory/2026/notes.md"] {
+            assert!(check_write(Path::new(path), b"notes", &rules()).is_ok(), "{path}");
+        }
+        // Code roots OpenClaw has, whether an earlier list named them or not.
         for path in [
             "extensions/evil/index.js",
             "skills/x/SKILL.md",
-            "hooks",
+            "node-host/x.js",
+            "skill-library/x/revisions/1",
+            "worktree-sources/x",
+            "projects/p/.openclaw/worktree-setup.sh",
             "workspace/skills/a",
-            "node_modules/x",
-            "cache/shell-snapshots/x.sh",
-            "service-env/x.env",
-            "agents/main/workshop-skills/x",
             "workspace/.openclaw/extensions/x",
+            "agents/main/workshop-skills/x",
+            "agents/main/agent/models.json",
             "state/openclaw.sqlite",
+            "notes.txt",
+            "workspace/run.sh",
+            "workspace/.md",
+            "workspace/sub/NOTE.md",
+            "workspace/memory/.openclaw/x",
         ] {
-            assert!(check_entry(Path::new(path)).is_err(), "{path}");
-            assert!(check_write(Path::new(path), b"", &rules()).is_err(), "{path}");
+            let err = check_write(Path::new(path), b"", &rules()).unwrap_err().to_string();
+            assert!(err.contains("not on the list"), "{path}: {err}");
+            assert!(check_dir(Path::new(path)).is_err(), "{path}");
         }
-        for path in ["workspace/AGENTS.md", "workspace/memory", "agents/main/agent", "extensions-notes.md"] {
-            assert!(check_entry(Path::new(path)).is_ok(), "{path}");
+        assert!(check_dir(Path::new("openclaw.json")).unwrap_err().to_string().contains("only by write-atomic"));
+        assert!(check_dir(Path::new("workspace/USER.md")).unwrap_err().to_string().contains("listed as a file, not a directory"));
+        assert!(check_write(Path::new("workspace/memory"), b"", &rules()).unwrap_err().to_string().contains("listed as a directory"));
+    }
+
+    #[test]
+    fn names_are_plain_ascii_and_exact() {
+        for (path, listed) in [(".ENV", ".env"), ("OPENCLAW.JSON", "openclaw.json"), ("Workspace/USER.md", "workspace/*.md"), ("workspace/USER.MD", "workspace/*.md")] {
+            let err = check_write(Path::new(path), b"{}", &rules()).unwrap_err().to_string();
+            assert!(err.contains("only in case") && err.contains(listed), "{path}: {err}");
         }
-        assert!(check_entry(Path::new("openclaw.json")).is_err(), "copies cannot bypass the config check");
+        assert!(check_dir(Path::new("Agents/main")).unwrap_err().to_string().contains("only in case"));
+        assert!(check_dir(Path::new("Extensions/x")).unwrap_err().to_string().contains("not on the list"));
+        // The Kelvin sign folds onto `K`; a fullwidth E, a combining accent: not ASCII.
+        for path in ["wor\u{212a}space/skills", "workspace/memory/\u{ff25}.md", "workspace/memory/e\u{301}.md", "workspace/memory/a b.md"] {
+            let err = check_write(Path::new(path), b"", &rules()).unwrap_err().to_string();
+            assert!(err.contains("not a plain ASCII name"), "{path}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_template_the_guest_renders_is_a_listed_note() {
+        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
+        for entry in std::fs::read_dir(templates).unwrap() {
+            let rendered = Path::new("workspace").join(entry.unwrap().file_name());
+            assert_eq!(place(&rendered).unwrap().1, Place::Note, "{}", rendered.display());
+        }
+    }
+
+    #[test]
+    fn modes() {
         assert!(check_mode(0o700).is_ok());
         assert!(check_mode(0o644).is_ok());
         for bad in [0o4777, 0o2755, 0o1755, 0o775, 0o646] {
@@ -287,11 +387,11 @@ mod tests {
 
     #[test]
     fn credential_files_are_the_hosts() {
-        for path in [".env", "agents/main/agent/auth.json", "agents/other/agent/auth-profiles.json"] {
+        for path in [".env", "agents/main/agent/auth.json", "agents/other/agent/auth-profiles.json", "agents/main/agent/auth-state.json"] {
             let err = check_write(Path::new(path), b"NODE_OPTIONS=x", &rules()).unwrap_err().to_string();
             assert!(err.contains("written by the host"), "{path}: {err}");
-            assert!(check_entry(Path::new(path)).is_err(), "{path}");
+            assert!(check_dir(Path::new(path)).is_err(), "{path}");
         }
-        assert!(check_write(Path::new("agents/main/agent/notes.md"), b"x", &rules()).is_ok());
+        assert_eq!(credential_files().count(), 4);
     }
 }

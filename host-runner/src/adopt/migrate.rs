@@ -4,7 +4,8 @@
 //! `auth.json`, and the copy of the lead's `auth-profiles.json` the original skill made,
 //! which holds the lead's profiles and blocks the providers it names until migrated.
 //! The snapshot keeps both until the adoption commits. Keys are registered for
-//! scrubbing and never appear in what is returned.
+//! scrubbing and never appear in what is returned. A hard-linked file (another name of it
+//! may be the lead's) is refused, naming it.
 
 use super::survey::LEGACY_PROFILES;
 use crate::credentials::{LEGACY_AUTH, PROVIDERS, check_env, env_line};
@@ -17,7 +18,7 @@ const MAX_FILE: u64 = 1 << 20;
 
 /// Migrates the credentials of the home `dir` (shown as `shown`); returns what was done.
 pub fn migrate(dir: &Dir, shown: &str) -> Result<Vec<String>, String> {
-    let read = |relative: &str| match crate::safe_open::read_regular(dir, Path::new(relative), MAX_FILE) {
+    let read = |relative: &str| match crate::safe_open::read_sole(dir, Path::new(relative), MAX_FILE) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{shown}/{relative} cannot be read safely: {e}")),
@@ -100,6 +101,17 @@ mod tests {
         std::fs::write(temp.path().join(LEGACY_AUTH), br#"{"anthropic": {"key": "sk\"\nNODE_OPTIONS=--require=/tmp/x"}}"#).unwrap();
         let err = migrate(&dir, "h").unwrap_err();
         assert!(err.contains("not a plain key") && !err.contains("NODE_OPTIONS"), "{err}");
+        assert!(!temp.path().join(".env").exists() && temp.path().join(LEGACY_AUTH).exists(), "nothing changed");
+    }
+
+    #[test]
+    fn a_hard_linked_legacy_file_is_refused_and_nothing_changes() {
+        let (temp, dir) = home();
+        let lead = tempfile::tempdir().unwrap();
+        std::fs::write(lead.path().join("auth.json"), br#"{"anthropic": {"key": "sk-ant-lead-own"}}"#).unwrap();
+        std::fs::hard_link(lead.path().join("auth.json"), temp.path().join(LEGACY_AUTH)).unwrap();
+        let err = migrate(&dir, "h").unwrap_err();
+        assert!(err.contains("auth.json has 2 hard links") && !err.contains("sk-ant"), "{err}");
         assert!(!temp.path().join(".env").exists() && temp.path().join(LEGACY_AUTH).exists(), "nothing changed");
     }
 }

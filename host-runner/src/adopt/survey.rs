@@ -23,6 +23,38 @@ pub const LEGACY_PROFILES: &str = "agents/main/agent/auth-profiles.json";
 /// OpenClaw's legacy OAuth store: only `openclaw doctor --fix` migrates it.
 const LEGACY_OAUTH: &str = "credentials/oauth.json";
 
+/// The top-level places of a home from which OpenClaw 2026.9 loads code or commands
+/// (`docs/openclaw-2026.9.6.md`), for the plan to say what an adoption keeps as it is.
+/// What a component may write is a positive list ([`crate::sibling_files::LIST`]); this
+/// one only reports.
+const CODE_ROOTS: &[&str] = &[
+    "extensions",
+    "npm",
+    "git",
+    "plugins",
+    "mpm",
+    "node_modules",
+    "skills",
+    "plugin-skills",
+    "skill-library",
+    "hooks",
+    "cache",
+    "service-env",
+    "gateway.systemd.env",
+    "tools",
+    "node-runtime",
+    "node-host",
+    "projects",
+    "worktree-sources",
+    "state",
+    "cron",
+    "exec-approvals.json",
+    "workspace/.openclaw",
+    "workspace/.agents",
+    "workspace/skills",
+    "workspace/hooks",
+];
+
 /// The largest config or credential file read.
 const MAX_FILE: u64 = 1 << 20;
 
@@ -186,9 +218,9 @@ impl Survey<'_> {
             Ok(None) => {}
             Err(why) => s.refusals.push(why),
         }
-        s.code_paths = crate::sibling_files::CODE_PATHS
+        s.code_paths = CODE_ROOTS
             .iter()
-            .filter(|p| !p.contains('*') && dir.symlink_metadata(p).is_ok())
+            .filter(|p| dir.symlink_metadata(p).is_ok())
             .map(|p| format!("{p}/"))
             .collect();
     }

@@ -9,6 +9,7 @@
 
 use super::{ListCaps, MAX_ENTRY_NAME_BYTES, header};
 use crate::bindings::TreeStats;
+use crate::safe_open::HardLinked;
 use crate::fs_cap::{MAX_WALK_DEPTH, MAX_WALK_ENTRIES};
 use cap_fs_ext::{DirExt as _, FileTypeExt as _};
 use cap_std::fs::{Dir, FileType, MetadataExt as _};
@@ -211,10 +212,15 @@ impl<W: Write> Walk<W> {
     }
 
     /// A regular file, opened without following a link or blocking on a FIFO swapped in
-    /// since the listing; one that cannot be opened so is refused, naming it.
+    /// since the listing; one that cannot be opened so is refused, naming it, and so is a
+    /// file with another name (a hard link, perhaps to the lead's `.env`).
     fn file(&mut self, dir: &Dir, name: &std::ffi::OsStr, path: &Path) -> io::Result<()> {
         self.admit(path, 0)?;
-        let file = match crate::safe_open::open_regular(dir, Path::new(name)) {
+        let file = match crate::safe_open::open_sole(dir, Path::new(name)) {
+            Err(e) if e.get_ref().is_some_and(|r| r.is::<HardLinked>()) => {
+                let links = e.into_inner().and_then(|r| r.downcast::<HardLinked>().ok()).map_or(2, |h| h.links);
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, HardLinked { name: shown(path), links }));
+            }
             Err(e) if matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput) => {
                 return Err(refused(path, &format!("a file that cannot be opened for reading ({e})")));
             }

@@ -15,10 +15,17 @@ struct Fixture {
     home: PathBuf,
     outside: PathBuf,
     fs: FsCap,
+    /// The run's claims, which `write-credentials` follows.
+    family: crate::family::FamilyCap,
 }
 
 impl Fixture {
     fn new() -> Self {
+        Self::running("provision")
+    }
+
+    /// The capability of a run of `command`.
+    fn running(command: &'static str) -> Self {
         let temp = tempfile::tempdir().unwrap();
         let home = temp.path().join("home");
         let outside = temp.path().join("outside");
@@ -52,11 +59,18 @@ impl Fixture {
         })
         .unwrap();
         let audit = Arc::new(Audit::stderr_only());
+        let scope = crate::family::LockScope::OnDemand;
+        let family = crate::family::FamilyCap::new(&home.join(".openclaw"), scope, command, std::time::Duration::ZERO, None, vec!["chief".into()], audit.clone());
         let plugins = LeadPlugins::found(&home.join(".openclaw"), &["sesame".into()], &["sesame".into()], "https://api.sesame.space");
         let lead_env = crate::lead_env::LeadEnv::read(&home.join(".openclaw"), []).unwrap();
         let keys = LeadKeys::find(&home.join(".openclaw"), &lead_env).unwrap();
-        let fs = FsCap::new(grants, audit, Secret::new(LEAD_KEY), plugins, keys);
-        Self { _temp: temp, home, outside, fs }
+        let fs = FsCap::new(grants, audit, Secret::new(LEAD_KEY), plugins, keys).writing_credentials(command, family.claimed());
+        Self { _temp: temp, home, outside, fs, family }
+    }
+
+    /// Claims `handle` for the run, as the component does through `family.claim`.
+    fn claim(&mut self, handle: &str) {
+        crate::bindings::openclaw::provisioner::family::Host::claim(&mut self.family, handle.into()).unwrap();
     }
 
     fn p(&self, rel: &str) -> String {
@@ -110,7 +124,10 @@ fn hostile_writes_are_denied_and_change_nothing() {
     denied(f.fs.write_atomic(f.p(".openclaw-victim/../.ssh/authorized_keys"), b"evil".to_vec(), 0o600), "`..`");
     denied(f.fs.write_atomic(f.p(".openclaw-victim/./x"), b"evil".to_vec(), 0o600), "`.`");
     denied(f.fs.write_atomic(".openclaw-victim/x".into(), b"evil".to_vec(), 0o600), "absolute");
-    denied(f.fs.write_atomic(f.p(".openclaw-victim/escape/pwned"), b"evil".to_vec(), 0o644), "outside the grant");
+    denied(f.fs.write_atomic(f.p(".openclaw-victim/escape/pwned"), b"evil".to_vec(), 0o644), "not on the list");
+    symlink(&f.outside, f.home.join(".openclaw-victim/workspace")).unwrap();
+    denied(f.fs.write_atomic(f.p(".openclaw-victim/workspace/AGENTS.md"), b"evil".to_vec(), 0o644), "outside the grant");
+    std::fs::remove_file(f.home.join(".openclaw-victim/workspace")).unwrap();
     denied(f.fs.write_atomic(f.p(".config/systemd/user/openclaw-victim.service"), b"evil".to_vec(), 0o644), "outside every grant");
     denied(f.fs.write_atomic(f.p(".openclaw-UPPER/x"), b"evil".to_vec(), 0o644), "not a sibling handle");
     denied(f.fs.write_atomic(f.p(".openclaw-work/openclaw.json"), b"{}".to_vec(), 0o600), "another OpenClaw profile");
@@ -155,7 +172,7 @@ fn a_symlink_as_the_sibling_home_is_not_followed() {
     // A sibling the host made that turns its home into a link.
     f.fs.grants.state().claim_home("trap", &f.home.join(".openclaw")).unwrap();
     denied(f.fs.read(f.p(".openclaw-trap/secret.txt")), "is a symlink; not following it");
-    denied(f.fs.write_atomic(f.p(".openclaw-trap/x"), b"evil".to_vec(), 0o600), "is a symlink; not following it");
+    denied(f.fs.write_atomic(f.p(".openclaw-trap/workspace/AGENTS.md"), b"evil".to_vec(), 0o600), "is a symlink; not following it");
     let m = f.fs.metadata(f.p(".openclaw-trap")).unwrap().unwrap();
     assert_eq!(m.kind, EntryKind::Symlink);
     // Not archived (it cannot be): the link goes only at the operator's word, never its target.
@@ -177,20 +194,24 @@ fn the_leads_key_never_leaves_through_files() {
     assert_eq!(f.fs.read(f.p(".openclaw/workspace/USER.md")).unwrap(), b"Alex\n");
     for key in [LEAD_KEY, LEAD_LLM_KEY] {
         std::fs::write(f.home.join(".openclaw/workspace/TOOLS.md"), format!("key: {key}\n")).unwrap();
-        denied(f.fs.read(f.p(".openclaw/workspace/TOOLS.md")), "one of the lead's keys");
+        denied(f.fs.read(f.p(".openclaw/workspace/TOOLS.md")), "holds a key the host registered");
         std::fs::write(f.home.join(".openclaw/skills/sesame/config.txt"), key).unwrap();
-        denied(f.fs.copy_lead_plugins("victim".into()), "one of the lead's keys");
+        denied(f.fs.copy_lead_plugins("victim".into()), "holds a key the host registered");
         assert!(!Path::new(&f.p(".openclaw-victim/skills/sesame")).exists(), "a refused copy leaves nothing behind");
     }
 }
 
 #[test]
-fn no_code_and_no_unchecked_config_goes_into_a_sibling_home() {
+fn only_listed_places_and_a_checked_config_go_into_a_sibling_home() {
     let mut f = Fixture::new();
     let before = f.snapshot();
-    denied(f.fs.create_dir_all(f.p(".openclaw-victim/extensions/evil"), 0o700), "loads code from extensions/");
-    denied(f.fs.create_dir_all(f.p(".openclaw-victim/workspace/skills"), 0o700), "loads code from workspace/skills/");
-    denied(f.fs.write_atomic(f.p(".openclaw-victim/hooks"), b"x".to_vec(), 0o600), "loads code from hooks/");
+    denied(f.fs.create_dir_all(f.p(".openclaw-victim/extensions/evil"), 0o700), "not on the list");
+    denied(f.fs.create_dir_all(f.p(".openclaw-victim/workspace/skills"), 0o700), "not on the list");
+    denied(f.fs.write_atomic(f.p(".openclaw-victim/hooks"), b"x".to_vec(), 0o600), "not on the list");
+    denied(f.fs.write_atomic(f.p(".openclaw-victim/node-host/x.js"), b"x".to_vec(), 0o600), "not on the list");
+    denied(f.fs.create_dir_all(f.p(".openclaw-victim/Extensions/x"), 0o700), "not on the list");
+    denied(f.fs.write_atomic(f.p(".openclaw-victim/.ENV"), b"NODE_OPTIONS=x".to_vec(), 0o600), "only in case");
+    denied(f.fs.write_atomic(f.p(".openclaw-victim/OPENCLAW.JSON"), b"{}".to_vec(), 0o600), "only in case");
     denied(f.fs.write_atomic(f.p(".openclaw-victim/openclaw.json"), br#"{"plugins":{"load":{"paths":["/tmp"]}}}"#.to_vec(), 0o600), "openclaw.json");
     denied(f.fs.write_atomic(f.p(".openclaw-victim/.env"), b"NODE_OPTIONS=\"--require /tmp/x.js\"\n".to_vec(), 0o600), "written by the host");
     denied(f.fs.create_dir_all(f.p(".openclaw-victim/agents/main/agent/auth.json"), 0o700), "written by the host");
@@ -225,15 +246,17 @@ fn a_sibling_home_round_trip_with_modes() {
     for dir in [".openclaw-nova", ".openclaw-nova/agents", ".openclaw-nova/agents/main/agent"] {
         assert_eq!(mode(&f.p(dir)), 0o700, "{dir}");
     }
-    f.fs.write_atomic(f.p(".openclaw-nova/notes.txt"), b"ANTHROPIC_API_KEY=x\n".to_vec(), 0o600).unwrap();
+    f.fs.create_dir_all(f.p(".openclaw-nova/workspace/memory"), 0o700).unwrap();
+    f.fs.write_atomic(f.p(".openclaw-nova/workspace/memory/notes.md"), b"ANTHROPIC_API_KEY=x\n".to_vec(), 0o600).unwrap();
     assert!(f.fs.grants.state().sibling("nova", &f.home.join(".openclaw")).is_some(), "creating the home recorded it");
-    f.fs.write_atomic(f.p(".openclaw-nova/README"), b"hi".to_vec(), 0o644).unwrap();
-    assert_eq!(mode(&f.p(".openclaw-nova/notes.txt")), 0o600);
-    assert_eq!(mode(&f.p(".openclaw-nova/README")), 0o644);
-    assert_eq!(f.fs.read(f.p(".openclaw-nova/notes.txt")).unwrap(), b"ANTHROPIC_API_KEY=x\n");
-    let m = f.fs.metadata(f.p(".openclaw-nova/notes.txt")).unwrap().unwrap();
+    f.fs.write_atomic(f.p(".openclaw-nova/workspace/AGENTS.md"), b"hi".to_vec(), 0o644).unwrap();
+    assert_eq!(mode(&f.p(".openclaw-nova/workspace/memory/notes.md")), 0o600);
+    assert_eq!(mode(&f.p(".openclaw-nova/workspace/AGENTS.md")), 0o644);
+    assert_eq!(f.fs.read(f.p(".openclaw-nova/workspace/memory/notes.md")).unwrap(), b"ANTHROPIC_API_KEY=x\n");
+    let m = f.fs.metadata(f.p(".openclaw-nova/workspace/memory/notes.md")).unwrap().unwrap();
     assert_eq!((m.kind, m.size, m.mode), (EntryKind::File, 20, 0o600));
-    assert_eq!(f.fs.walk_tree(root.to_owned()).unwrap(), ["README", "agents/", "agents/main/", "agents/main/agent/", "notes.txt"]);
+    let tree = ["agents/", "agents/main/", "agents/main/agent/", "workspace/", "workspace/AGENTS.md", "workspace/memory/", "workspace/memory/notes.md"];
+    assert_eq!(f.fs.walk_tree(root.to_owned()).unwrap(), tree);
     f.fs.create_dir_all(root.to_owned(), 0o755).unwrap();
     assert_eq!(mode(&root), 0o700, "an existing directory keeps its mode");
     f.fs.remove_tree(root.to_owned()).unwrap();
@@ -245,14 +268,14 @@ fn a_sibling_home_round_trip_with_modes() {
 #[test]
 fn archives_round_trip_and_are_verifiable() {
     let mut f = Fixture::new();
-    f.fs.create_dir_all(f.p(".openclaw-nova/logs"), 0o700).unwrap();
-    f.fs.write_atomic(f.p(".openclaw-nova/logs/stdout.log"), b"up\n".to_vec(), 0o600).unwrap();
+    f.fs.create_dir_all(f.p(".openclaw-nova/workspace"), 0o700).unwrap();
+    f.fs.write_atomic(f.p(".openclaw-nova/workspace/USER.md"), b"up\n".to_vec(), 0o600).unwrap();
     f.fs.create_dir_all(f.p(".openclaw-archives"), 0o700).unwrap();
     let archive = f.p(".openclaw-archives/nova-20261125-102030.tar.gz");
     let stats = f.fs.archive_tree(f.p(".openclaw-nova"), archive.to_owned()).unwrap();
     assert_eq!((stats.files, stats.directories, stats.bytes), (1, 2, 3));
     assert_eq!(mode(&archive), 0o600);
-    assert_eq!(f.fs.list_archive(archive.to_owned()).unwrap(), [".openclaw-nova/", ".openclaw-nova/logs/", ".openclaw-nova/logs/stdout.log"]);
+    assert_eq!(f.fs.list_archive(archive.to_owned()).unwrap(), [".openclaw-nova/", ".openclaw-nova/workspace/", ".openclaw-nova/workspace/USER.md"]);
     assert!(matches!(f.fs.archive_tree(f.p(".openclaw-nova"), archive.to_owned()), Err(FsError::AlreadyExists(_))));
     let names: Vec<String> = std::fs::read_dir(f.home.join(".openclaw-archives")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, ["nova-20261125-102030.tar.gz"], "no temporary file is left");
@@ -275,13 +298,14 @@ fn missing_things_are_reported_as_such() {
     assert!(matches!(f.fs.read(f.p(".openclaw/workspace/TOOLS.md")), Err(FsError::NotFound(_))));
     assert!(matches!(f.fs.read(f.p(".openclaw-ghost/x")), Err(FsError::NotFound(_))));
     assert_eq!(f.fs.metadata(f.p(".openclaw-ghost/x")).unwrap(), None);
-    assert!(matches!(f.fs.write_atomic(f.p(".openclaw-victim/no/such/dir"), b"x".to_vec(), 0o600), Err(FsError::NotFound(_))));
+    assert!(matches!(f.fs.write_atomic(f.p(".openclaw-victim/workspace/memory/no/such.md"), b"x".to_vec(), 0o600), Err(FsError::NotFound(_))));
     assert!(matches!(f.fs.read(f.p(".openclaw-victim/logs")), Err(FsError::Io(_))), "a directory is not a file");
 }
 
 #[test]
 fn credentials_are_written_by_the_host_with_the_leads_key_for_one_provider_only() {
     let mut f = Fixture::new();
+    f.claim("nova");
     f.fs.create_dir_all(f.p(".openclaw-nova/agents/main/agent"), 0o700).unwrap();
     let written = f.fs.write_credentials("nova".into(), "anthropic".into(), CredentialLayout::EnvFile, None).unwrap();
     assert_eq!(written, f.p(".openclaw-nova/.env"));
@@ -371,4 +395,74 @@ fn check_archivable_walks_only_sibling_homes_and_names_what_an_archive_refuses()
     rustix::fs::mknodat(rustix::fs::CWD, f.home.join(".openclaw-victim/logs/pipe"), rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
     let err = f.fs.check_archivable(f.p(".openclaw-victim")).unwrap_err();
     assert!(matches!(&err, FsError::Io(m) if m.ends_with("logs/pipe is a FIFO, which an archive does not hold")), "{err:?}");
+}
+
+#[test]
+fn no_key_is_read_from_any_grant_wherever_the_host_put_it() {
+    let mut f = Fixture::new();
+    crate::secret::register(&Secret::new(LEAD_LLM_KEY).unwrap());
+    let victim = f.home.join(".openclaw-victim");
+    std::fs::create_dir_all(victim.join("agents/main/agent")).unwrap();
+    std::fs::create_dir_all(victim.join("credentials")).unwrap();
+    std::fs::create_dir_all(victim.join("workspace/memory")).unwrap();
+    std::fs::write(victim.join(".env"), "OPENAI_API_KEY=sk-sibling-own-1\n").unwrap();
+    std::fs::write(victim.join("agents/main/agent/auth-profiles.json"), "{\"key\": \"sk-sibling-own-2\"}").unwrap();
+    std::fs::write(victim.join("credentials/oauth.json"), "{}").unwrap();
+    std::fs::write(victim.join("workspace/memory/innocent.md"), format!("see {LEAD_LLM_KEY}\n")).unwrap();
+    crate::secret::register(&Secret::new("a-registered-db-password-0001").unwrap());
+    std::fs::write(victim.join("workspace/memory/db.md"), "postgres: a-registered-db-password-0001\n").unwrap();
+    for (path, rule) in [
+        (".openclaw-victim/.env", "a .env file holds keys"),
+        (".openclaw-victim/agents/main/agent/auth-profiles.json", "auth*.json holds keys"),
+        (".openclaw-victim/credentials/oauth.json", "credentials/ holds keys"),
+        (".openclaw-victim/workspace/memory/innocent.md", "holds a key the host registered"),
+        (".openclaw-victim/workspace/memory/db.md", "holds a key the host registered"),
+    ] {
+        denied(f.fs.read(f.p(path)), rule);
+    }
+    std::fs::create_dir_all(f.home.join(".openclaw-archives")).unwrap();
+    std::fs::write(f.home.join(".openclaw-archives/victim-1.tar.gz"), b"\x1f\x8b").unwrap();
+    std::fs::write(f.home.join(".openclaw-archives/victim-1.member.json"), b"{}").unwrap();
+    denied(f.fs.read(f.p(".openclaw-archives/victim-1.tar.gz")), "reads only member records");
+    assert_eq!(f.fs.read(f.p(".openclaw-archives/victim-1.member.json")).unwrap(), b"{}");
+    // An archive written where the component can read it back.
+    for to in [".openclaw/agent-provisioner/victim.member.json", ".openclaw-archives/victim.member.json", ".openclaw-victim/workspace/memory/a.tar.gz"] {
+        std::fs::create_dir_all(f.home.join(".openclaw/agent-provisioner")).unwrap();
+        denied(f.fs.archive_tree(f.p(".openclaw-victim"), f.p(to)), "only as *.tar.gz in the archives grant");
+    }
+}
+
+#[test]
+fn a_hard_link_in_a_sibling_home_is_neither_read_nor_archived() {
+    let mut f = Fixture::new();
+    std::fs::create_dir_all(f.home.join(".openclaw-victim/workspace")).unwrap();
+    std::fs::hard_link(f.home.join(".openclaw/.env"), f.home.join(".openclaw-victim/workspace/USER.md")).unwrap();
+    std::fs::hard_link(f.home.join(".openclaw/workspace/USER.md"), f.home.join(".openclaw-victim/workspace/TOOLS.md")).unwrap();
+    denied(f.fs.read(f.p(".openclaw-victim/workspace/USER.md")), "has 2 hard links");
+    denied(f.fs.read(f.p(".openclaw-victim/workspace/TOOLS.md")), "has 2 hard links");
+    std::fs::create_dir_all(f.home.join(".openclaw-archives")).unwrap();
+    let archive = f.p(".openclaw-archives/victim-1.tar.gz");
+    denied(f.fs.archive_tree(f.p(".openclaw-victim"), archive.clone()), ".openclaw-victim/workspace/TOOLS.md has 2 hard links");
+    assert!(!Path::new(&archive).exists());
+    assert_eq!(std::fs::read_dir(f.home.join(".openclaw-archives")).unwrap().count(), 0, "no temporary file is left");
+}
+
+#[test]
+fn credentials_go_only_into_the_home_of_the_sibling_the_run_claimed() {
+    let mut f = Fixture::new();
+    f.fs.create_dir_all(f.p(".openclaw-nova"), 0o700).unwrap();
+    denied(f.fs.write_credentials("nova".into(), "anthropic".into(), CredentialLayout::EnvFile, None), "this run has claimed no sibling");
+    f.claim("nova");
+    denied(f.fs.write_credentials("victim".into(), "anthropic".into(), CredentialLayout::EnvFile, None), "this run works on nova");
+    std::fs::create_dir_all(f.home.join(".openclaw-archives")).unwrap();
+    denied(f.fs.write_credentials("archives".into(), "anthropic".into(), CredentialLayout::EnvFile, None), "\"archives\" is not a sibling handle");
+    denied(f.fs.write_credentials("nova/workspace".into(), "anthropic".into(), CredentialLayout::EnvFile, None), "not a sibling handle");
+    assert!(!f.home.join(".openclaw-victim/.env").exists() && !f.home.join(".openclaw-archives/.env").exists());
+    f.fs.write_credentials("nova".into(), "anthropic".into(), CredentialLayout::EnvFile, None).unwrap();
+    for command in ["list", "health", "deprovision", "adopt", "plan"] {
+        let mut f = Fixture::running(command);
+        f.claim("victim");
+        denied(f.fs.write_credentials("victim".into(), "anthropic".into(), CredentialLayout::EnvFile, None), "only in provision and restore");
+        assert!(!f.home.join(".openclaw-victim/.env").exists(), "{command}");
+    }
 }

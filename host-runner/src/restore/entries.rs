@@ -2,14 +2,13 @@
 //! `.openclaw-<handle>/`, no `..`, `.`, empty or absolute part, no NUL, not too deep), its
 //! place (its parent an earlier directory entry, no duplicate), its type (a directory or a
 //! regular file; a symlink only where nothing is written) and its mode (at most 0777).
+//! What is written is what a component may create in a sibling home, and the credential
+//! files ([`sibling_files::LIST`]); the rest is left out, named by the first place on its
+//! path that is not on the list.
 
 use crate::sibling_files;
 use std::collections::HashMap;
-use std::path::PathBuf;
-
-/// The top-level directory of a sibling home that is OpenClaw's scratch space (the old
-/// process's locks, plugin build captures that link into the OpenClaw install): left out.
-pub const SCRATCH: &str = "tmp";
+use std::path::{Path, PathBuf};
 
 /// What to do with one checked entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,8 +17,8 @@ pub enum Planned {
     Dir { relative: PathBuf, mode: u32, mtime: u64 },
     /// A regular file of `size` bytes.
     File { relative: PathBuf, mode: u32, mtime: u64, size: u64 },
-    /// Not written: it lies under `root`, a code path or the scratch directory.
-    LeftOut { root: &'static str },
+    /// Not written: `place` (the entry or a directory above it) is not on the list.
+    LeftOut { place: String },
 }
 
 /// Checks the entries of one archive in order, remembering what came before.
@@ -62,8 +61,8 @@ impl Verifier {
         if relative.is_empty() && !kind.is_dir() {
             return Err(refuse("is the home itself, and not a directory".into()));
         }
-        let left_out = left_out_root(&relative);
-        match (entry_kind(kind, header), left_out) {
+        let left_out = left_out_place(&relative, kind.is_dir());
+        match (entry_kind(kind, header), &left_out) {
             (Err(why), Some(_)) if !kind.is_symlink() => return Err(refuse(why)),
             (Err(why), None) => return Err(refuse(why)),
             _ => {}
@@ -75,7 +74,7 @@ impl Verifier {
         self.seen.insert(relative.clone(), kind.is_dir());
         let mtime = header.mtime().unwrap_or(0);
         Ok(match left_out {
-            Some(root) => Planned::LeftOut { root },
+            Some(place) => Planned::LeftOut { place },
             None if kind.is_dir() => Planned::Dir { relative: relative.into(), mode, mtime },
             None => Planned::File { relative: relative.into(), mode, mtime, size: header.size().unwrap_or(0) },
         })
@@ -146,11 +145,20 @@ fn entry_kind(kind: tar::EntryType, header: &tar::Header) -> Result<(), String> 
     }
 }
 
-/// The left-out place `relative` lies in: a code path (the host copies the lead's plugins
-/// and skills instead) or the scratch directory.
-pub fn left_out_root(relative: &str) -> Option<&'static str> {
-    let relative = std::path::Path::new(relative);
-    sibling_files::code_path(relative).or_else(|| relative.starts_with(SCRATCH).then_some(SCRATCH))
+/// The first place on the path of `relative` (a directory when `directory`) that is not on
+/// [`sibling_files::LIST`], shown as the entry's name is (`node-host/`, `.ENV`); `None` when
+/// the entry is listed.
+pub fn left_out_place(relative: &str, directory: bool) -> Option<String> {
+    let parts: Vec<&str> = relative.split('/').filter(|p| !p.is_empty()).collect();
+    (1..=parts.len()).find_map(|n| {
+        let is_dir = directory || n < parts.len();
+        let listed = sibling_files::place(Path::new(&parts[..n].join("/"))).is_ok_and(|(_, place)| place.holds(is_dir));
+        (!listed).then(|| {
+            let shown = parts[..n].join("/");
+            let shown = if shown.split('/').all(sibling_files::is_plain) { shown } else { format!("{shown:?}") };
+            if is_dir { format!("{shown}/") } else { shown }
+        })
+    })
 }
 
 #[cfg(test)]
@@ -182,22 +190,21 @@ mod tests {
     }
 
     #[test]
-    fn the_entries_deprovision_writes_pass() {
+    fn the_entries_deprovision_writes_pass_and_the_rest_is_left_out() {
         let mut v = started();
         assert_eq!(
             v.check(b".openclaw-nova/workspace/AGENTS.md", &file()).unwrap(),
             Planned::File { relative: "workspace/AGENTS.md".into(), mode: 0o600, mtime: 0, size: 5 }
         );
-        assert_eq!(v.check(b".openclaw-nova/extensions", &dir()).unwrap(), Planned::LeftOut { root: "extensions" });
+        let left_out = |place: &str| Planned::LeftOut { place: place.into() };
+        assert_eq!(v.check(b".openclaw-nova/extensions", &dir()).unwrap(), left_out("extensions/"));
         let link = header(tar::EntryType::Symlink, 0o777, 0);
-        assert_eq!(v.check(b".openclaw-nova/extensions/.bin", &link).unwrap(), Planned::LeftOut { root: "extensions" });
-        assert_eq!(v.check(b".openclaw-nova/tmp/", &dir()).unwrap(), Planned::LeftOut { root: "tmp" });
-        assert_eq!(v.check(b".openclaw-nova/tmp-notes.md", &file()).unwrap(), Planned::File {
-            relative: "tmp-notes.md".into(),
-            mode: 0o600,
-            mtime: 0,
-            size: 5
-        });
+        assert_eq!(v.check(b".openclaw-nova/extensions/.bin", &link).unwrap(), left_out("extensions/"));
+        assert_eq!(v.check(b".openclaw-nova/tmp/", &dir()).unwrap(), left_out("tmp/"));
+        assert_eq!(v.check(b".openclaw-nova/tmp-notes.md", &file()).unwrap(), left_out("tmp-notes.md"));
+        assert_eq!(v.check(b".openclaw-nova/.ENV", &file()).unwrap(), left_out(".ENV"));
+        assert_eq!(v.check(b".openclaw-nova/workspace/\xc3\xa9", &file()).unwrap(), left_out("\"workspace/\u{e9}\""));
+        assert_eq!(v.check(b".openclaw-nova/.env", &file()).unwrap(), Planned::File { relative: ".env".into(), mode: 0o600, mtime: 0, size: 5 });
     }
 
     #[test]
@@ -235,7 +242,7 @@ mod tests {
             (T::Continuous, "contiguous"),
             (T::new(b'X'), "entry type 'X'"),
         ] {
-            let err = started().check(b".openclaw-nova/workspace/x", &header(kind, 0o600, 0)).unwrap_err();
+            let err = started().check(b".openclaw-nova/workspace/AGENTS.md", &header(kind, 0o600, 0)).unwrap_err();
             assert!(err.contains(why), "{kind:?}: {err}");
         }
         // Only symlinks are tolerated where nothing is written.

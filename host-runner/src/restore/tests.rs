@@ -1,5 +1,5 @@
-//! The host's restore of an archive: a home deprovision archived comes back (code paths
-//! and scratch left out, credentials private), and every hostile archive is refused with
+//! The host's restore of an archive: a home deprovision archived comes back (what a
+//! sibling home may not hold left out, credentials private), and every hostile archive is refused with
 //! nothing written.
 
 use super::*;
@@ -94,14 +94,20 @@ fn deprovision_archive(place: &Place) -> Vec<u8> {
     write(".env", "# Written by agent-provisioner.\nANTHROPIC_API_KEY=\"sk-ant-1\"\n", 0o644);
     write("workspace/AGENTS.md", "# Agents\n", 0o644);
     write("workspace/memory/2026-11-25.md", "remembered\n", 0o600);
-    write("workspace/run.sh", "#!/bin/sh\n", 0o777);
+    write("workspace/run.sh", "#!/bin/sh\n", 0o755);
+    write("workspace/memory/notes.md", "shared\n", 0o777);
+    write(".ENV", "NODE_OPTIONS=--require /tmp/evil.js\n", 0o600);
+    write("node-host/bundle.js", "// code\n", 0o644);
+    write("skill-library/x/SKILL.md", "# run me\n", 0o644);
+    write("projects/p/.openclaw/worktree-setup.sh", "#!/bin/sh\n", 0o755);
+    write("agents/main/agent/models.json", "{\"providers\": {}}", 0o600);
     write("agents/main/agent/auth.json", "{}", 0o644);
     write("extensions/sesame/index.js", "// planted before deprovision\n", 0o644);
     write("state/openclaw.sqlite", "cron jobs", 0o600);
     write("tmp/openclaw-0/gateway.lock", "123", 0o600);
     std::os::unix::fs::symlink("/usr/lib/node_modules/openclaw", home.join("extensions/sesame/openclaw")).unwrap();
     std::fs::create_dir_all(home.join("media/outbound")).unwrap();
-    std::fs::set_permissions(home.join("media"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::set_permissions(home.join("workspace/memory"), std::fs::Permissions::from_mode(0o750)).unwrap();
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
     let dir = Dir::open_ambient_dir(&home, ambient_authority()).unwrap();
     let mut bytes = Vec::new();
@@ -110,7 +116,7 @@ fn deprovision_archive(place: &Place) -> Vec<u8> {
 }
 
 #[test]
-fn a_deprovisioned_home_comes_back_without_code_or_scratch_and_with_private_credentials() {
+fn a_deprovisioned_home_comes_back_with_only_what_a_home_may_hold_and_private_credentials() {
     let place = Place::new();
     let summary = place.restore(&deprovision_archive(&place), &RestoreCaps::DEFAULT).unwrap();
     let home = place.home();
@@ -121,17 +127,28 @@ fn a_deprovisioned_home_comes_back_without_code_or_scratch_and_with_private_cred
         (".env", 0o600),
         ("agents/main/agent/auth.json", 0o600),
         ("workspace/AGENTS.md", 0o644),
-        ("workspace/run.sh", 0o755),
-        ("media", 0o750),
+        ("workspace/memory/notes.md", 0o755),
+        ("workspace/memory", 0o750),
         ("", 0o700),
     ] {
         assert_eq!(mode(&home.join(path)), expected, "{path}");
     }
-    for gone in ["extensions", "state", "tmp"] {
+    for gone in ["extensions", "state", "tmp", "media", ".ENV", "node-host", "skill-library", "projects", "workspace/run.sh", "agents/main/agent/models.json"] {
         assert!(!home.join(gone).exists(), "{gone} was restored");
     }
-    assert_eq!(summary.left_out, ["extensions/ (4 entries)", "state/ (2 entries)", "tmp/ (3 entries)"]);
-    assert_eq!((summary.files, summary.directories), (6, 8));
+    assert_eq!(summary.left_out, [
+        ".ENV (1 entry)",
+        "agents/main/agent/models.json (1 entry)",
+        "extensions/ (4 entries)",
+        "media/ (2 entries)",
+        "node-host/ (2 entries)",
+        "projects/ (4 entries)",
+        "skill-library/ (3 entries)",
+        "state/ (2 entries)",
+        "tmp/ (3 entries)",
+        "workspace/run.sh (1 entry)",
+    ]);
+    assert_eq!((summary.files, summary.directories), (6, 6));
     assert_eq!(summary.private, ["openclaw.json", ".env", "agents/main/agent/auth.json"]);
     assert!(place.listing().iter().all(|p| p.starts_with(".openclaw-nova")), "no temporary directory is left: {:?}", place.listing());
 }
@@ -188,7 +205,7 @@ fn hostile_entries_are_refused_naming_them_and_nothing_is_written() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (archive_with(&place, entry(T::Regular, ".openclaw-nova/../.ssh/authorized_keys")), "\".openclaw-nova/../.ssh/authorized_keys\" has a `..` component"),
         (archive_with(&place, entry(T::Regular, "/etc/cron.d/evil")), "\"/etc/cron.d/evil\" is an absolute path"),
-        (archive_with(&place, entry(T::Symlink, ".openclaw-nova/workspace/link")), "\".openclaw-nova/workspace/link\" is a symbolic link"),
+        (archive_with(&place, entry(T::Symlink, ".openclaw-nova/workspace/AGENTS.md")), "\".openclaw-nova/workspace/AGENTS.md\" is a symbolic link"),
         (archive_with(&place, entry(T::Link, ".openclaw-nova/workspace/hard")), "\".openclaw-nova/workspace/hard\" is a hard link"),
         (archive_with(&place, entry(T::Char, ".openclaw-nova/workspace/null")), "\".openclaw-nova/workspace/null\" is a device file"),
         (archive_with(&place, entry(T::Fifo, ".openclaw-nova/workspace/fifo")), "\".openclaw-nova/workspace/fifo\" is a FIFO"),

@@ -1,11 +1,11 @@
 //! The unpacked tree, checked as the file system sees it before it becomes a home: the
 //! names looked up here resolve as OpenClaw's will (on a case-insensitive file system
-//! `Extensions` is `extensions`), so what the entry names alone cannot show is caught.
+//! `.ENV` is `.env`), so what the entry names alone cannot show is caught.
 
 use super::Error;
 use crate::credentials;
 use crate::safe_open;
-use crate::sibling_files::{self, CODE_PATHS, CREDENTIAL_FILES, SiblingRules};
+use crate::sibling_files::{self, SiblingRules};
 use cap_std::fs::{Dir, Permissions, PermissionsExt as _};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -56,26 +56,18 @@ fn io_error(what: &Path, e: io::Error) -> Error {
     Error::Io(format!("checking {}: {e}", what.display()))
 }
 
-/// Checks the tree in `dir` against `rules`: nothing at a code path, `openclaw.json` of
-/// the provisioner's shape, `.env` with provider keys only, credential files regular;
-/// makes `openclaw.json` and the credential files 0600 and returns their paths.
+/// Checks the tree in `dir` against `rules`: `openclaw.json` of the provisioner's shape,
+/// `.env` with provider keys only, credential files regular; makes `openclaw.json` and the
+/// credential files 0600 and returns their paths. (Only listed names were written.)
 pub fn check(dir: &Dir, rules: &SiblingRules) -> Result<Vec<String>, Error> {
-    for pattern in CODE_PATHS {
-        if let Some(path) = existing(dir, pattern).map_err(|e| io_error(Path::new(pattern), e))?.first() {
-            return Err(Error::Refused(format!(
-                "an entry lands on {} on this file system (its name differs only in case or form), where OpenClaw loads code from; code is the host's to copy",
-                path.display()
-            )));
-        }
-    }
     let config = Path::new("openclaw.json");
     let bytes = read(dir, config, MAX_CONFIG)?;
     sibling_files::check_write(config, &bytes, rules)
         .map_err(|why| Error::Refused(format!("{why}; restoring it would let the archive decide what OpenClaw loads or where keys go")))?;
     let mut private = vec![config.to_path_buf()];
-    for pattern in CREDENTIAL_FILES {
+    for pattern in sibling_files::credential_files() {
         for path in existing(dir, pattern).map_err(|e| io_error(Path::new(pattern), e))? {
-            if *pattern == ".env" {
+            if pattern == ".env" {
                 credentials::check_env(&read(dir, &path, MAX_ENV)?).map_err(|why| Error::Refused(format!(".env: {why}")))?;
             } else if !dir.symlink_metadata(&path).map_err(|e| io_error(&path, e))?.is_file() {
                 return Err(Error::Refused(format!("{} is not a regular file", path.display())));

@@ -22,8 +22,8 @@ pub struct Unpacked {
     /// Every directory (the home first, as `""`), with its mode and time, in archive
     /// order: parents before their children.
     dirs: Vec<(PathBuf, u32, u64)>,
-    /// Entries left out, by the code path or scratch directory they lie in.
-    left_out: BTreeMap<&'static str, usize>,
+    /// Entries left out, by the first place on their path that is not on the list.
+    left_out: BTreeMap<String, usize>,
 }
 
 impl Unpacked {
@@ -33,10 +33,25 @@ impl Unpacked {
             files: self.files,
             directories: self.dirs.len() as u32,
             bytes: self.bytes,
-            left_out: self.left_out.iter().map(|(root, n)| format!("{root}/ ({n} {})", if *n == 1 { "entry" } else { "entries" })).collect(),
+            left_out: left_out(&self.left_out),
             ..Summary::default()
         }
     }
+}
+
+/// The places shown in a summary at most; the rest are counted in one line.
+const MAX_LEFT_OUT_SHOWN: usize = 50;
+
+/// `node-host/ (12 entries)`, ... for each left-out place, at most
+/// [`MAX_LEFT_OUT_SHOWN`] of them.
+fn left_out(places: &BTreeMap<String, usize>) -> Vec<String> {
+    let entries = |n: usize| format!("{n} {}", if n == 1 { "entry" } else { "entries" });
+    let mut shown: Vec<String> = places.iter().take(MAX_LEFT_OUT_SHOWN).map(|(place, n)| format!("{place} ({})", entries(*n))).collect();
+    if places.len() > MAX_LEFT_OUT_SHOWN {
+        let rest: usize = places.values().skip(MAX_LEFT_OUT_SHOWN).sum();
+        shown.push(format!("{} other places ({})", places.len() - MAX_LEFT_OUT_SHOWN, entries(rest)));
+    }
+    shown
 }
 
 /// Reads `archive` as a stream within `caps` and writes each entry into `dir` as soon as
@@ -63,7 +78,7 @@ pub fn unpack(dir: &Dir, handle: &str, archive: impl Read, caps: &RestoreCaps) -
                 unpacked.bytes += write_file(dir, &relative, (mode, mtime), entry, &mut buffer)?;
                 unpacked.files += 1;
             }
-            Planned::LeftOut { root } => *unpacked.left_out.entry(root).or_default() += 1,
+            Planned::LeftOut { place } => *unpacked.left_out.entry(place).or_default() += 1,
         }
         Ok(())
     })?;
