@@ -30,6 +30,19 @@ pub fn scrub(text: &str) -> String {
     all.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "[redacted]"))
 }
 
+/// Whether `text` holds a registered secret: as it is, or once whitespace, control and
+/// invisible formatting characters are taken out (`sk-\u{200b}live…` is still the key).
+pub fn held_in(text: &str) -> bool {
+    let all = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+    let squeezed: String = text.chars().filter(|c| !c.is_whitespace() && !c.is_control() && !is_invisible(*c)).collect();
+    all.iter().any(|s| text.contains(s.as_str()) || squeezed.contains(s.as_str()))
+}
+
+/// Zero-width and other formatting characters that render as nothing.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{034f}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+}
+
 /// [`scrub`]bed text for a terminal: control characters other than newline and tab are
 /// dropped, so nothing a component or a file says can move the cursor or retitle it.
 pub fn for_terminal(text: &str) -> String {
@@ -86,5 +99,13 @@ mod tests {
         register(&Secret::new("abc").unwrap());
         assert_eq!(scrub("a sk-registered-42-longer b sk-registered-42 abc"), "a [redacted] b [redacted] abc");
         assert_eq!(for_terminal("x\u{1b}]0;title\u{7}y\tz\n\rsk-registered-42"), "x]0;titley\tz\n[redacted]");
+    }
+
+    #[test]
+    fn a_secret_is_found_also_when_split_by_invisible_characters() {
+        register(&Secret::new("sk-held-in-77").unwrap());
+        assert!(held_in("stolen: sk-held-in-77!"));
+        assert!(held_in("sk-held-\u{200b}in-77") && held_in("sk-held-\nin-77") && held_in("sk -held-in-\u{7}77"));
+        assert!(!held_in("sk-held-in-7") && !held_in("nothing here"));
     }
 }
