@@ -40,7 +40,7 @@ fn for_command(command: &Command, family: &Family, lead_home: &Path) -> (RunIds,
     let nothing = |why: &str| RunIds { source: why.into(), ..RunIds::default() };
     match command {
         Command::Plan(r) => (nothing("a plan, which sends nothing"), task_ids(&r.task_json).port.into_iter().collect(), window(r)),
-        Command::Provision(r) => provision(r, lead_home),
+        Command::Provision(r) => provision(r),
         Command::Deprovision(h) => (family.reports_on(h), vec![], None),
         Command::Rollback(h) => (journal(lead_home, h).map(|j| j.ids(&format!("the journal of {h}"))).unwrap_or_else(|| nothing("no journal")), vec![], None),
         Command::Restore(r) => restore(r),
@@ -52,15 +52,13 @@ fn for_command(command: &Command, family: &Family, lead_home: &Path) -> (RunIds,
     }
 }
 
-/// `provision`: the task's ids; on `--resume`, the vault its journal recorded.
-fn provision(request: &ProvisionRequest, lead_home: &Path) -> (RunIds, Vec<u16>, Option<u16>) {
+/// `provision`: the task's ids. The vault is only ever one this run created: a resumed
+/// provision whose vault step was done adds no member any more (the step creates the vault
+/// and adds its members at once), so the vault id its journal — a file the component may
+/// write — names is never trusted.
+fn provision(request: &ProvisionRequest) -> (RunIds, Vec<u16>, Option<u16>) {
     let task = task_ids(&request.task_json);
-    let mut ids = from_task(&task);
-    let resumed = request.resume.then(|| task.handle.as_deref().and_then(|h| journal(lead_home, h))).flatten();
-    if let Some(vault) = resumed.and_then(|j| j.vault_id).filter(|v| crate::http_gate::is_id_segment(v)) {
-        ids.learned_vault(vault);
-    }
-    (ids, task.port.into_iter().collect(), window(request))
+    (from_task(&task), task.port.into_iter().collect(), window(request))
 }
 
 /// The ids a provision of `task` may name.
@@ -152,7 +150,6 @@ struct Record {
     port: Option<u16>,
     task_id: Option<String>,
     onboarding_channel_id: Option<String>,
-    vault_id: Option<String>,
 }
 
 impl Record {
@@ -165,7 +162,6 @@ impl Record {
             port: value.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()),
             task_id: text("taskId"),
             onboarding_channel_id: text("onboardingChannelId"),
-            vault_id: text("vaultId"),
         }
     }
 
@@ -232,7 +228,7 @@ mod tests {
     }
 
     #[test]
-    fn a_provision_names_its_tasks_ids_and_on_resume_its_journals_vault() {
+    fn a_provision_names_its_tasks_ids_and_never_its_journals_vault() {
         let lead = lead_with(serde_json::json!({"version": 1, "siblings": []}), &[("nova", serde_json::json!({"handle": "nova", "port": 18930, "vaultId": "v-9"}))]);
         let task = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/task.json")).unwrap();
         let request = |resume| ProvisionRequest { task_json: task.clone(), auto_port: false, port_range_start: 18790, resume };
@@ -242,7 +238,7 @@ mod tests {
         assert_eq!(ids.channels.len(), 2, "onboarding and dm");
         assert_eq!(ids.tasks, ["task-0001".into()].into());
         let resumed = read(&Command::Provision(request(true)), lead.path()).ids;
-        assert!(!resumed.creates_vault && resumed.vaults.contains("v-9"));
+        assert!(resumed.creates_vault && resumed.vaults.is_empty(), "a journal the component may write names no vault of the run's");
         assert!(read(&Command::Plan(request(false)), lead.path()).ids.members.is_empty(), "a plan sends nothing");
     }
 }

@@ -6,8 +6,7 @@
 //! it read itself (family, principal, the human, task, channels), or from the registry
 //! entry, journal, archived member record or operator flags of the sibling the command
 //! names. The vault is the one this run created: the gate reads its id from Sesame's
-//! answer to the run's own `POST /vault/vaults` (or from the interrupted provision's
-//! journal on `--resume`).
+//! answer to the run's own `POST /vault/vaults`.
 
 use crate::secret;
 use serde_json::Value;
@@ -37,7 +36,7 @@ pub struct RunIds {
     pub vault_principals: BTreeSet<String>,
     pub tasks: BTreeSet<String>,
     pub channels: BTreeSet<String>,
-    /// The run's vault: learned from the answer to its create, or from its journal.
+    /// The run's vault: learned from Sesame's answer to its create.
     pub vaults: BTreeSet<String>,
     /// Whether the run may create a vault: a provision that has none yet, until Sesame
     /// answers its create with one.
