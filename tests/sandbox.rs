@@ -564,7 +564,7 @@ fn a_provision_against_an_unreachable_sesame_ends_at_once_with_one_sentence_and_
     let task = t.task("nova", gateway_port(), |_| {});
     let before = files_under(&t.home);
     let sentence = format!(
-        "cannot reach the Sesame API at {api} (--api-url {api}): connection refused; nothing was changed — check --api-url and the network, then run the provision again"
+        "cannot reach the Sesame API at {api} (--api-url {api}): connection refused — check --api-url and the network, then run the provision again"
     );
     let started = std::time::Instant::now();
     let run = t.run(&["provision", "--task", task.to_str().unwrap()]).expect(2);

@@ -40,7 +40,7 @@ pub fn check(origin: &Origin, api_url: &str) -> Result<(), String> {
         Err(_) => format!("no answer within {} s", TIMEOUT.as_secs_f32()),
     };
     Err(format!(
-        "cannot reach the Sesame API at {} (--api-url {api_url}): {why}; nothing was changed — check --api-url and the network, then run the provision again",
+        "cannot reach the Sesame API at {} (--api-url {api_url}): {why} — check --api-url and the network, then run the provision again",
         origin.url()
     ))
 }
@@ -78,7 +78,7 @@ mod tests {
         let started = Instant::now();
         let err = check(&Origin::parse(&url).unwrap(), &url).unwrap_err();
         assert!(started.elapsed() < TIMEOUT, "a refused connection is known at once");
-        assert_eq!(err, format!("cannot reach the Sesame API at {url} (--api-url {url}): connection refused; nothing was changed — check --api-url and the network, then run the provision again"));
+        assert_eq!(err, format!("cannot reach the Sesame API at {url} (--api-url {url}): connection refused — check --api-url and the network, then run the provision again"));
     }
 
     #[test]
