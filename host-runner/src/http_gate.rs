@@ -45,7 +45,13 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_SESAME_BODY: u64 = 256 * 1024;
 /// The largest answer to `POST /vault/vaults` the gate reads for the vault's id.
 const MAX_VAULT_ANSWER: usize = 64 * 1024;
-/// The only loopback host a gateway is asked on: the address the port proof binds.
+/// The only loopback host a gateway is asked on. The proof that a port is a sibling
+/// gateway's (an install is refused on a port that already listens; `ports.taken`) binds
+/// and connects on 127.0.0.1, the sibling's config binds its gateway to loopback, and the
+/// guest's health probes use 127.0.0.1. `localhost` resolves to `::1` first on macOS and
+/// Debian's defaults, where another process may hold the same port number unproven (and
+/// `localhost.`, `[::1]`, `127.1` name other lookups), so the gate takes 127.0.0.1 only
+/// instead of widening the proof to every address a name may resolve to.
 pub const GATEWAY_HOST: &str = "127.0.0.1";
 
 /// One Sesame endpoint the gate lets through: a method and a path template under
