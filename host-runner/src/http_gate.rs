@@ -24,7 +24,7 @@ use crate::audit::{Audit, Decision};
 use crate::secret::Secret;
 use crate::sesame_ids::{Binds, RunIds};
 use exchange::{Exchange, IoFuture};
-use http::header::{AUTHORIZATION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHORIZATION};
+use http::header::{AUTHORIZATION, COOKIE, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHORIZATION};
 use http::{Method, Uri};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

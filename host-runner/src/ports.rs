@@ -78,8 +78,13 @@ pub struct PortsCap {
 
 impl ports::Host for PortsCap {
     fn taken(&mut self, ports: Vec<u16>) -> Vec<u16> {
-        taken_by(&ports, &self.audit, &mut self.scope, in_use)
+        taken(&ports, &self.audit, &mut self.scope)
     }
+}
+
+/// Which of `ports` are taken on 127.0.0.1, as the capability answers within `scope`.
+pub fn taken(ports: &[u16], audit: &Audit, scope: &mut PortScope) -> Vec<u16> {
+    taken_by(ports, audit, scope, in_use)
 }
 
 /// Which of `ports` are taken on 127.0.0.1 (in the order given), recorded as one audit
