@@ -176,7 +176,9 @@ fn killed_while_installing_the_service() {
 
 #[test]
 fn rollback_without_a_journal_is_refused() {
-    let t = TestHome::new("http://127.0.0.1:9");
+    // A Sesame that answers: a provision (also --resume) is refused at once without one.
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
     let run = t.run(&["--json", "rollback", "ghost"]).expect(2);
     assert!(run.json()["error"]["message"].as_str().unwrap().contains("no interrupted provision of ghost"));
     let task = t.task("ghost", gateway_port(), |_| {});

@@ -216,7 +216,7 @@ fn a_hostile_component_is_denied_every_escape() {
     // The allowed Sesame request arrived with the lead's key, which appears nowhere else.
     let requests = sesame.requests();
     assert_eq!(requests.len(), 1, "only the allowed request reached Sesame: {requests:?}");
-    assert_eq!(requests[0]["path"], "/api/v1/tasks/t-1/activity");
+    assert_eq!(requests[0]["path"], "/api/v1/tasks/task-0001/activity");
     assert_eq!(requests[0]["auth"], "ok");
     let audit_text = std::fs::read_to_string(t.audit_log()).unwrap();
     for text in [&run.stdout, &run.stderr, &audit_text] {
@@ -245,8 +245,8 @@ fn a_hostile_component_is_denied_every_escape() {
         ("/api/v1/vault/vaults", "takes POST only"),
         ("/api/v1/vault/vaults/v-1", "is not one of the spec's Sesame endpoints"),
         ("..%2F..%2Fadmin", "is not an id"),
-        ("/api/v1/tasks/t-1/activity", "no Sesame endpoint of the spec takes a query string"),
-        ("/api/v1/tasks/t-1/activity", "a body but no Content-Length"),
+        ("/api/v1/tasks/task-0001/activity", "no Sesame endpoint of the spec takes a query string"),
+        ("/api/v1/tasks/task-0001/activity", "a body but no Content-Length"),
         ("com.openclaw.squat", "is already listening on 127.0.0.1"),
         ("com.openclaw.work", "not a sibling home this host created"),
         (unstarted.as_str(), "is not a sibling gateway port"),
@@ -662,4 +662,122 @@ fn an_adopted_homes_copied_credentials_are_never_read() {
         ("keys-adopt-env-after", false, "a .env file holds keys"),
     ]);
     assert_nowhere(&t, &run, &[LEAD_PROFILE_KEY, &legacy_key("nova"), &legacy_key("openai")]);
+}
+
+/// Someone else's vault on the stand-in (`vault-0001`), made with the lead's key before the run.
+fn foreign_vault(sesame: &SesameStandin) {
+    ureq::post(&format!("{}/api/v1/vault/vaults", sesame.url))
+        .header("Authorization", &format!("Bearer {LEAD_KEY}"))
+        .header("Content-Type", "application/json")
+        .send(r#"{"name": "someone-elses", "description": "not the run's"}"#)
+        .unwrap();
+}
+
+#[test]
+fn a_hostile_component_reaches_sesame_only_with_its_runs_ids_and_probes_only_its_ports() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    foreign_vault(&sesame);
+    let port = gateway_port();
+    let task = t.task("gatecheck", port, |_| {});
+    let run = t.run(&["--component", env!("HOSTILE_GUEST_WASM"), "provision", "--task", task.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "the fixture ends with a refusal\n{}", run.stderr);
+    let results = results(&run.stderr);
+    let allowed = ["gate-create-vault", "gate-member-own", "gate-task-own", "gate-channel-own", "gate-ports-own"];
+    let denied = [
+        "gate-member-before-vault",
+        "gate-create-second-vault",
+        "gate-member-foreign-vault",
+        "gate-member-foreign-principal",
+        "gate-member-duplicate-key",
+        "gate-task-foreign",
+        "gate-family-foreign-member",
+        "gate-channel-foreign",
+        "gate-method-override",
+        "gate-method-header",
+        "gate-forwarded-for",
+        "gate-body-stolen-key-0",
+        "gate-body-stolen-key-1",
+        "gate-body-escaped-key",
+        "gate-loopback-localhost",
+        "gate-loopback-ipv6",
+        "gate-loopback-ipv4",
+        "gate-ports-scan",
+    ];
+    for (names, expected) in [(&allowed[..], true), (&denied[..], false)] {
+        for name in names {
+            let (was, detail) = results.get(*name).unwrap_or_else(|| panic!("{name} did not run:\n{}", run.stderr));
+            assert_eq!(*was, expected, "{name}: {detail}");
+        }
+    }
+    assert_eq!(results.len(), allowed.len() + denied.len());
+
+    // Each denial is audited, naming the id (or header, host, port) that is not the run's.
+    let audit: Vec<Value> = std::fs::read_to_string(t.audit_log()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let stranger = "99999999-aaaa-4bbb-8ccc-000000000001";
+    for (cap, target, rule) in [
+        ("http", "/vault/vaults/vault-0001/members", "the vault id \"vault-0001\" is not this run's"),
+        ("http", "/api/v1/vault/vaults", "this run has its vault already (vault-0002)"),
+        ("http", "/vault/vaults/vault-0002/members", &format!("the principalId \"{stranger}\" of the vault member is not this run's")),
+        ("http", "/tasks/task-9999", "the task id \"task-9999\" is not this run's (it has task-0001; from the task)"),
+        ("http", &format!("/members/{stranger}"), "the principal id"),
+        ("http", &format!("/channels/{stranger}/messages"), "the channel id"),
+        ("http", "/messages", "may not set the x-http-method-override header"),
+        ("http", "/messages", "may not set the x-http-method header"),
+        ("http", "/messages", "may not set the x-forwarded-for header"),
+        ("http", "/messages", "the body holds a key the host holds"),
+        ("http", &format!("localhost:{port}/healthz"), "sibling gateways are asked on http://127.0.0.1 only"),
+        ("http", &format!("[::1]:{port}/healthz"), "sibling gateways are asked on http://127.0.0.1 only"),
+        ("http", &format!("127.0.0.1:{port}/healthz"), "is not a sibling gateway port"),
+        ("ports", "5432,6379,27017", "not in the claimed ranges of this run's plan"),
+        ("ports", "22", "only ports 1024..65535"),
+    ] {
+        let found = audit.iter().any(|e| {
+            e["decision"] == "denied" && e["cap"] == cap && e["target"].as_str().unwrap().contains(target) && e["rule"].as_str().unwrap().contains(rule)
+        });
+        assert!(found, "no audited denial of {cap} {target} for {rule:?}");
+    }
+    let body_denials = audit.iter().filter(|e| e["decision"] == "denied" && e["rule"].as_str().unwrap().contains("holds a key the host holds")).count();
+    assert_eq!(body_denials, 3, "the two stolen keys and the escaped one");
+
+    // The stand-in saw the test's own vault, then exactly the run's own calls.
+    let requests = sesame.requests();
+    let channel = "6f7a8b9c-0d1e-4f2a-b3c4-d5e6f7a8b9c0";
+    assert_eq!(
+        sesame.lines(),
+        [
+            "POST /api/v1/vault/vaults".to_string(),
+            "POST /api/v1/vault/vaults".to_string(),
+            "POST /api/v1/vault/vaults/vault-0002/members".to_string(),
+            "PATCH /api/v1/tasks/task-0001".to_string(),
+            format!("POST /api/v1/channels/{channel}/messages"),
+        ]
+    );
+    let recorded = serde_json::to_string(&requests).unwrap();
+    for absent in [stranger, LEAD_LLM_KEY, LEAD_KEY, "exfiltrated", "DELETE"] {
+        assert!(!recorded.contains(absent), "{absent} reached Sesame: {recorded}");
+    }
+    assert_eq!(requests[2]["body"]["principalId"], principal("gatecheck"));
+}
+
+#[test]
+fn a_provision_against_an_unreachable_sesame_ends_at_once_with_one_sentence_and_nothing_written() {
+    let closed = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
+    let api = format!("http://127.0.0.1:{closed}");
+    let t = TestHome::new(&api);
+    let task = t.task("nova", gateway_port(), |_| {});
+    let before = files_under(&t.home);
+    let sentence = format!(
+        "cannot reach the Sesame API at {api} (--api-url {api}): connection refused — check --api-url and the network, then run the provision again"
+    );
+    let started = std::time::Instant::now();
+    let run = t.run(&["provision", "--task", task.to_str().unwrap()]).expect(2);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "it took {:?}", started.elapsed());
+    assert!(run.stdout.contains(&sentence), "{}", run.stdout);
+    assert!(!format!("{}{}", run.stdout, run.stderr).contains("StreamError"), "{}{}", run.stdout, run.stderr);
+    let json = t.provision(&task).expect(2).json();
+    assert_eq!((json["error"]["kind"].as_str(), json["error"]["message"].as_str()), (Some("refused"), Some(sentence.as_str())));
+    assert_eq!(files_under(&t.home), before, "no home, archive, journal, claim or log was written");
+    // The check is the host's, before the component: a plan needs no Sesame.
+    t.run(&["provision", "--plan", "--task", task.to_str().unwrap()]).expect(0);
 }

@@ -11,6 +11,7 @@ use waki::bindings::wasi::http::types::{
     OutgoingRequest, RequestOptions, Scheme,
 };
 use waki::bindings::wasi::io::poll;
+use waki::bindings::wasi::io::streams::StreamError;
 
 struct Component;
 crate::bindings::export!(Component with_types_in crate::bindings);
@@ -188,8 +189,18 @@ fn start_request(request: &HttpRequest) -> Result<FutureIncomingResponse, HttpEr
     };
     let body = outgoing.body().map_err(|()| bad("body"))?;
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(map_error)?;
-    write_body(body, json)?;
-    Ok(future)
+    match write_body(body, json) {
+        Ok(()) => Ok(future),
+        // The body stream closes when the request itself failed (a refused connection, a
+        // denial): that failure is the one to tell.
+        Err(error) => {
+            future.subscribe().block();
+            Err(match future.get() {
+                Some(Ok(Err(code))) => map_error(code),
+                _ => error,
+            })
+        }
+    }
 }
 
 /// Writes all of `bytes` into `body` and finishes it.
@@ -198,7 +209,10 @@ fn write_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), HttpError> {
     for chunk in bytes.chunks(4096) {
         stream
             .blocking_write_and_flush(chunk)
-            .map_err(|e| HttpError::Other(format!("sending body: {e:?}")))?;
+            .map_err(|e| HttpError::Other(match e {
+                StreamError::Closed => "the connection closed while the request body was being sent".into(),
+                StreamError::LastOperationFailed(e) => format!("sending the request body failed: {}", e.to_debug_string()),
+            }))?;
     }
     drop(stream);
     OutgoingBody::finish(body, None).map_err(map_error)
@@ -228,7 +242,15 @@ fn map_error(code: ErrorCode) -> HttpError {
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
         | ErrorCode::HttpResponseTimeout => HttpError::Timeout,
-        other => HttpError::Other(format!("{other:?}")),
+        ErrorCode::DnsTimeout | ErrorCode::DnsError(_) => HttpError::Other("the host name did not resolve".into()),
+        ErrorCode::DestinationNotFound | ErrorCode::DestinationUnavailable | ErrorCode::DestinationIpUnroutable => {
+            HttpError::Other("the destination cannot be reached".into())
+        }
+        ErrorCode::ConnectionTerminated => HttpError::Other("the connection was closed before an answer came".into()),
+        ErrorCode::TlsProtocolError | ErrorCode::TlsCertificateError | ErrorCode::TlsAlertReceived(_) => {
+            HttpError::Other("the TLS handshake with the server failed".into())
+        }
+        other => HttpError::Other(format!("the request failed ({other:?})")),
     }
 }
 

@@ -7,16 +7,24 @@
 //!   path template, ids of a plain character set, no query), with the lead's key added as
 //!   `Authorization: Bearer`; a body must be declared with `Content-Length`, as the
 //!   original skill's curl did (an empty one is sent as no body);
-//! - `GET /healthz` (and `GET /`, the older gateways' web UI) to `http://127.0.0.1` or
-//!   `http://localhost` on a port the service capability proved is a sibling gateway's
-//!   (a definition the host wrote, or a service installed in this run), without a body.
+//! - and of those, only calls whose ids are this run's ([`RunIds`]: the vault it created,
+//!   the task, family, principals and channels the host read before the component ran);
+//!   a body must be one JSON object without a key the host holds, and the host sends its
+//!   own serialisation of it (what was checked is what goes out: no duplicate key, no
+//!   escape hides anything);
+//! - `GET /healthz` (and `GET /`, the older gateways' web UI) to `http://127.0.0.1` on a
+//!   port the service capability proved is a sibling gateway's (a definition the host
+//!   wrote, or a service installed in this run), without a body.
 //!
 //! Everything else is refused with `HttpRequestDenied`. The guest may not set
-//! `Authorization` (or other credential headers) itself. Every decision is audited.
+//! `Authorization` (or other credential headers), a method override or a hop-by-hop or
+//! forwarding header itself. Every decision is audited.
 
 use crate::audit::{Audit, Decision};
 use crate::secret::Secret;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, COOKIE, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHORIZATION};
+use crate::sesame_ids::{Binds, RunIds};
+use exchange::{Exchange, IoFuture};
+use http::header::{AUTHORIZATION, COOKIE, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHORIZATION};
 use http::{Method, Uri};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -26,10 +34,25 @@ use wasmtime_wasi_http::{
     WasiHttpHooks,
 };
 
+mod exchange;
+
 /// The Sesame API's path prefix.
 pub const API_PREFIX: &str = "/api/v1/";
 /// Upper bound on any timeout the guest asks for.
 const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+/// The largest body the gate sends to Sesame (the spec's bodies are a few hundred bytes;
+/// a health summary of many siblings a few KiB).
+const MAX_SESAME_BODY: u64 = 256 * 1024;
+/// The largest answer to `POST /vault/vaults` the gate reads for the vault's id.
+const MAX_VAULT_ANSWER: usize = 64 * 1024;
+/// The only loopback host a gateway is asked on. The proof that a port is a sibling
+/// gateway's (an install is refused on a port that already listens; `ports.taken`) binds
+/// and connects on 127.0.0.1, the sibling's config binds its gateway to loopback, and the
+/// guest's health probes use 127.0.0.1. `localhost` resolves to `::1` first on macOS and
+/// Debian's defaults, where another process may hold the same port number unproven (and
+/// `localhost.`, `[::1]`, `127.1` name other lookups), so the gate takes 127.0.0.1 only
+/// instead of widening the proof to every address a name may resolve to.
+pub const GATEWAY_HOST: &str = "127.0.0.1";
 
 /// One Sesame endpoint the gate lets through: a method and a path template under
 /// [`API_PREFIX`], where `{name}` stands for one id segment ([`is_id_segment`]).
@@ -37,6 +60,8 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Endpoint {
     pub method: Method,
     pub template: &'static str,
+    /// Which of the run's ids its path names.
+    pub binds: Binds,
 }
 
 /// The Sesame endpoints of the spec (`provisioning.md`, steps 3 and 6, rollback,
@@ -44,15 +69,15 @@ pub struct Endpoint {
 /// `sesame::Call::request`; nothing else on the Sesame origin is reachable.
 pub const SESAME_ENDPOINTS: [Endpoint; 6] = [
     // Step 3: create the sibling's vault, then add its members.
-    Endpoint { method: Method::POST, template: "vault/vaults" },
-    Endpoint { method: Method::POST, template: "vault/vaults/{vault}/members" },
+    Endpoint { method: Method::POST, template: "vault/vaults", binds: Binds::NewVault },
+    Endpoint { method: Method::POST, template: "vault/vaults/{vault}/members", binds: Binds::Vault },
     // Step 6, rollback, deprovision, health reports: a family member's status.
-    Endpoint { method: Method::PATCH, template: "families/{family}/members/{principal}" },
+    Endpoint { method: Method::PATCH, template: "families/{family}/members/{principal}", binds: Binds::Member },
     // Step 6 and rollback: the task's activity and status.
-    Endpoint { method: Method::POST, template: "tasks/{task}/activity" },
-    Endpoint { method: Method::PATCH, template: "tasks/{task}" },
+    Endpoint { method: Method::POST, template: "tasks/{task}/activity", binds: Binds::Task },
+    Endpoint { method: Method::PATCH, template: "tasks/{task}", binds: Binds::Task },
     // Step 6, rollback, health reports: a message to a channel.
-    Endpoint { method: Method::POST, template: "channels/{channel}/messages" },
+    Endpoint { method: Method::POST, template: "channels/{channel}/messages", binds: Binds::Channel },
 ];
 
 /// The paths a sibling gateway may be asked for (with `GET`): its health and readiness
@@ -118,8 +143,9 @@ fn endpoint_list() -> String {
     SESAME_ENDPOINTS.iter().map(Endpoint::describe).collect::<Vec<_>>().join(", ")
 }
 
-/// The endpoint a Sesame request is, or why it is none of them.
-fn sesame_endpoint(method: &Method, uri: &Uri) -> Result<&'static Endpoint, String> {
+/// The endpoint a Sesame request is, with its path's segments under [`API_PREFIX`], or
+/// why it is none of them.
+fn sesame_endpoint<'u>(method: &Method, uri: &'u Uri) -> Result<(&'static Endpoint, Vec<&'u str>), String> {
     let path = uri.path();
     let target = format!("{method} {path}");
     let not_one = || format!("{target} is not one of the spec's Sesame endpoints ({})", endpoint_list());
@@ -134,7 +160,7 @@ fn sesame_endpoint(method: &Method, uri: &Uri) -> Result<&'static Endpoint, Stri
         None => not_one(),
     })?;
     endpoint.check_ids(&segments).map_err(|why| format!("{target}: {why}"))?;
-    Ok(endpoint)
+    Ok((endpoint, segments))
 }
 
 /// Scheme, host and port of an origin, normalised for comparison.
@@ -178,7 +204,7 @@ impl Origin {
 
 /// Where an allowed request goes.
 #[derive(Debug, PartialEq, Eq)]
-enum Destination {
+pub(crate) enum Destination {
     Sesame(&'static Endpoint),
     Gateway(u16),
 }
@@ -200,6 +226,9 @@ pub struct HttpGate {
     /// Ports of sibling gateways the service capability proved (definitions the host
     /// wrote, services installed in this run); shared with it.
     gateway_ports: Arc<Mutex<BTreeSet<u16>>>,
+    /// The ids this run's Sesame calls may name (none until [`HttpGate::bind_run`]); the
+    /// vault is added when Sesame answers the run's create.
+    run: Arc<Mutex<RunIds>>,
     audit: Arc<Audit>,
 }
 
@@ -210,7 +239,12 @@ impl HttpGate {
         gateway_ports: Arc<Mutex<BTreeSet<u16>>>,
         audit: Arc<Audit>,
     ) -> Self {
-        Self { sesame, lead_key, gateway_ports, audit }
+        Self { sesame, lead_key, gateway_ports, run: Arc::default(), audit }
+    }
+
+    /// Binds the gate to the ids of this run, read by the host before the component runs.
+    pub fn bind_run(&self, ids: RunIds) {
+        *self.run.lock().expect("run ids lock") = ids;
     }
 
     /// One line per HTTP grant, for the operator.
@@ -223,13 +257,13 @@ impl HttpGate {
         };
         vec![
             format!(
-                "http: {}{API_PREFIX}* only the spec's Sesame endpoints: {} (ids of A-Z a-z 0-9 . _ ~ -, no query; bodies with Content-Length; the lead's key is added by the host{})",
+                "http: {}{API_PREFIX}* only the spec's Sesame endpoints: {} (only this run's ids: the vault it creates, the task, family, principals and channels the host read; no query; bodies one JSON object with Content-Length, never holding a key the host holds; no method-override, hop-by-hop or forwarding headers; the lead's key is added by the host{})",
                 self.sesame.url(),
                 endpoint_list(),
                 if self.lead_key.is_some() { "" } else { ": none configured" }
             ),
             format!(
-                "http: GET http://127.0.0.1|localhost {} on sibling gateway {ports}; never a port that was listening before its service was installed",
+                "http: GET http://{GATEWAY_HOST} {} on sibling gateway {ports} (not localhost or [::1]: the port proof binds {GATEWAY_HOST}); never a port that was listening before its service was installed",
                 GATEWAY_PATHS.join(" or ")
             ),
         ]
@@ -242,18 +276,25 @@ impl HttpGate {
             return Err("the guest may not set Authorization, Proxy-Authorization or Cookie".into());
         }
         if origin == self.sesame {
-            let endpoint = sesame_endpoint(method, uri)?;
+            let (endpoint, segments) = sesame_endpoint(method, uri)?;
             if self.lead_key.is_none() {
                 return Err("no lead Sesame key: set channels.sesame.apiKey in the lead's openclaw.json or SESAME_API_KEY".into());
             }
+            let run = self.run.lock().expect("run ids lock");
+            run.check_path(endpoint.binds, &segments).map_err(|why| format!("{method} {}: {why}", uri.path()))?;
             return Ok(Destination::Sesame(endpoint));
         }
-        let loopback = origin.host == "127.0.0.1" || origin.host == "localhost";
-        if loopback && origin.scheme == "http" {
+        if uri.host() == Some(GATEWAY_HOST) && origin.scheme == "http" {
             return self.check_gateway(method, uri, origin.port).map(|()| Destination::Gateway(origin.port));
         }
+        if matches!(origin.host.as_str(), "localhost" | "[::1]" | "127.0.0.1") {
+            return Err(format!(
+                "{}: sibling gateways are asked on http://{GATEWAY_HOST} only, the address the port proof binds (localhost may be ::1, where another process can hold the port)",
+                origin.url()
+            ));
+        }
         Err(format!(
-            "{} is not an allowed origin (grants: {}{API_PREFIX} spec endpoints, http://127.0.0.1 on sibling gateway ports)",
+            "{} is not an allowed origin (grants: {}{API_PREFIX} spec endpoints, http://{GATEWAY_HOST} on sibling gateway ports)",
             origin.url(),
             self.sesame.url()
         ))
@@ -264,7 +305,7 @@ impl HttpGate {
         let ports = self.gateway_ports.lock().expect("ports lock");
         if !ports.contains(&port) {
             return Err(format!(
-                "port {port} is not a sibling gateway port: no definition the host wrote and no service installed in this run uses it (grant: http://127.0.0.1 on gateway ports {})",
+                "port {port} is not a sibling gateway port: no definition the host wrote and no service installed in this run uses it (grant: http://{GATEWAY_HOST} on gateway ports {})",
                 join(&ports)
             ));
         }
@@ -289,56 +330,26 @@ fn join(ports: &BTreeSet<u16>) -> String {
     ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
 }
 
-/// The `Content-Length` the guest declared (wasmtime has checked its syntax and holds the
-/// body to it), or `None`.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// Why a body cannot go out as it is.
-enum BodyRefusal {
-    /// A rule of the gate: denied, with the reason.
-    Denied(String),
-    /// The guest's body stream failed.
-    Failed(HttpError),
-}
-
-/// The body to send for a request to `destination`, given its declared length: Sesame
-/// bodies must be declared; a gateway `GET` has none. A body stream without a declared
-/// length is read up to its first byte: empty, it goes out as no body (never chunked);
-/// with data, it is refused.
-async fn settle_body(body: WasiBody, declared: Option<u64>, destination: &Destination) -> Result<WasiBody, BodyRefusal> {
-    use http_body_util::BodyExt;
-    if let Some(length) = declared {
-        return match destination {
-            Destination::Gateway(_) if length > 0 => {
-                Err(BodyRefusal::Denied(format!("a GET to a sibling gateway carries no body (Content-Length {length})")))
-            }
-            _ => Ok(body),
-        };
-    }
-    let mut body = body;
-    loop {
-        match body.frame().await {
-            None => return Ok(http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync()),
-            Some(Err(e)) => return Err(BodyRefusal::Failed(e)),
-            Some(Ok(frame)) if frame.data_ref().is_some_and(|d| d.is_empty()) => continue,
-            Some(Ok(_)) => {
-                return Err(BodyRefusal::Denied(match destination {
-                    Destination::Sesame(_) => "the request has a body but no Content-Length: Sesame requests declare their body length (no chunked bodies)".into(),
-                    Destination::Gateway(_) => "a GET to a sibling gateway carries no body".into(),
-                }));
-            }
-        }
-    }
-}
-
-/// Headers the guest may never set: the WASI defaults plus credentials.
+/// Headers the guest may never set, refused as it sets them: the WASI defaults and
+/// credentials (the host adds the lead's key).
 fn is_forbidden(name: &HeaderName) -> bool {
-    *name == AUTHORIZATION
-        || *name == PROXY_AUTHORIZATION
-        || *name == COOKIE
-        || DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    *name == AUTHORIZATION || *name == PROXY_AUTHORIZATION || *name == COOKIE || DEFAULT_FORBIDDEN_HEADERS.contains(name)
+}
+
+/// Headers a request may not carry, refused when it is sent (not as the guest sets them:
+/// answers may carry some, such as `Via`, and are not the guest's doing): method overrides
+/// (a `POST` the gate allowed must not become a `DELETE` behind it), and hop-by-hop and
+/// forwarding headers (they steer proxies and servers about the connection and the
+/// client, which are the host's).
+const REFUSED_HEADERS: [&str; 7] = ["x-http-method-override", "x-http-method", "x-method-override", "te", "trailer", "forwarded", "via"];
+
+/// The first header of `headers` a request may not carry ([`REFUSED_HEADERS`], the
+/// `proxy-` and `x-forwarded-` families), if any.
+fn refused_header(headers: &HeaderMap) -> Option<String> {
+    let refused = |name: &str| REFUSED_HEADERS.contains(&name) || name.starts_with("proxy-") || name.starts_with("x-forwarded-");
+    headers.keys().find(|name| refused(name.as_str())).map(|name| {
+        format!("the guest may not set the {name} header (method overrides, hop-by-hop and forwarding headers are the host's)")
+    })
 }
 
 /// `uri` without its query, for logs (queries may carry secrets).
@@ -357,14 +368,7 @@ fn clamp(options: Option<RequestOptions>) -> RequestOptions {
     }
 }
 
-type SendFuture = Box<
-    dyn Future<
-            Output = Result<
-                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
-                HttpError,
-            >,
-        > + Send,
->;
+type SendFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
 
 impl WasiHttpHooks for HttpGate {
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
@@ -389,15 +393,14 @@ impl WasiHttpHooks for HttpGate {
         let target = display_target(&method, request.uri());
         let headers = request.headers();
         let has_credentials = [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE].iter().any(|h| headers.contains_key(h));
-        let destination = match self.check(&method, request.uri(), has_credentials) {
+        let decided = self.check(&method, request.uri(), has_credentials).and_then(|d| refused_header(headers).map_or(Ok(d), Err));
+        let destination = match decided {
             Ok(destination) => destination,
             Err(why) => {
                 self.audit.record("http", method.as_str(), &target, Decision::Denied, &why);
                 return Box::new(async { Err(HttpError::HttpRequestDenied) });
             }
         };
-        let rule = destination.rule(&self.sesame);
-        let declared = declared_length(request.headers());
         let authorization = match destination {
             Destination::Sesame(_) => {
                 let key = self.lead_key.as_ref().expect("checked above");
@@ -407,30 +410,9 @@ impl WasiHttpHooks for HttpGate {
             }
             Destination::Gateway(_) => None,
         };
-        let audit = self.audit.clone();
-        let options = clamp(options);
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (mut parts, body) = request.into_parts();
-            let body = match settle_body(body, declared, &destination).await {
-                Ok(body) => body,
-                Err(BodyRefusal::Failed(e)) => return Err(e),
-                Err(BodyRefusal::Denied(why)) => {
-                    audit.record("http", method.as_str(), &target, Decision::Denied, &why);
-                    return Err(HttpError::HttpRequestDenied);
-                }
-            };
-            if let Some(value) = authorization {
-                parts.headers.insert(AUTHORIZATION, value);
-            }
-            audit.record("http", method.as_str(), &target, Decision::Allowed, &rule);
-            let request = http::Request::from_parts(parts, body);
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-            ))
-        })
+        let rule = destination.rule(&self.sesame);
+        let exchange = Exchange { destination, rule, target, authorization, run: self.run.clone(), audit: self.audit.clone() };
+        Box::new(exchange.send(request, clamp(options)))
     }
 }
 
@@ -438,13 +420,24 @@ impl WasiHttpHooks for HttpGate {
 mod tests {
     use super::*;
 
+    /// A gate whose run may name the ids the tests below use.
     fn gate(ports: &[u16], key: bool) -> HttpGate {
-        HttpGate::new(
+        let gate = HttpGate::new(
             Origin::parse("https://api.sesame.space").unwrap(),
             key.then(|| Secret::new("lead-key").unwrap()),
             Arc::new(Mutex::new(ports.iter().copied().collect())),
             Arc::new(Audit::stderr_only()),
-        )
+        );
+        let members = [("0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d", "7d3f1c2a-5b6e-4f80-9a1b-2c3d4e5f6a7b"), ("f-1", "p-1")];
+        gate.bind_run(RunIds {
+            members: members.iter().map(|(f, p)| (f.to_string(), p.to_string())).collect(),
+            tasks: ["task-0001", "task_0001", "task-1", "t-1"].map(String::from).into(),
+            channels: ["6f7a8b9c-0d1e-4f2a-b3c4-d5e6f7a8b9c0", "c-1"].map(String::from).into(),
+            vaults: ["vault-0001", "v-1"].map(String::from).into(),
+            creates_vault: true,
+            ..RunIds::default()
+        });
+        gate
     }
 
     fn check(gate: &HttpGate, method: Method, url: &str) -> Result<Destination, String> {
@@ -548,7 +541,8 @@ mod tests {
         }
         let long = "a".repeat(MAX_ID_LEN + 1);
         assert!(check(&g, Method::PATCH, &format!("{api}/tasks/{long}")).unwrap_err().contains("is not an id"));
-        assert!(check(&g, Method::PATCH, &format!("{api}/tasks/{}", &long[1..])).is_ok());
+        let err = check(&g, Method::PATCH, &format!("{api}/tasks/{}", &long[1..])).unwrap_err();
+        assert!(err.contains("is not this run's"), "the longest id has the shape of one: {err}");
     }
 
     #[test]
@@ -562,6 +556,27 @@ mod tests {
     }
 
     #[test]
+    fn sesame_calls_name_only_the_runs_ids() {
+        let g = gate(&[], true);
+        let api = "https://api.sesame.space/api/v1";
+        for (method, path, says) in [
+            (Method::POST, "/vault/vaults/vault-9999/members", "the vault id \"vault-9999\" is not this run's"),
+            (Method::PATCH, "/tasks/task-9999", "the task id \"task-9999\" is not this run's"),
+            (Method::POST, "/tasks/task-9999/activity", "the task id"),
+            (Method::POST, "/channels/c-9/messages", "the channel id \"c-9\" is not this run's"),
+            (Method::PATCH, "/families/f-9/members/p-1", "the family id \"f-9\""),
+            (Method::PATCH, "/families/f-1/members/7d3f1c2a-5b6e-4f80-9a1b-2c3d4e5f6a7b", "the principal id"),
+        ] {
+            let err = check(&g, method.clone(), &format!("{api}{path}")).unwrap_err();
+            assert!(err.contains(says) && err.contains(path), "{method} {path}: {err}");
+        }
+        g.bind_run(RunIds::default());
+        let err = check(&g, Method::POST, &format!("{api}/vault/vaults")).unwrap_err();
+        assert!(err.contains("only a provision creates a vault"), "{err}");
+        assert!(check(&g, Method::PATCH, &format!("{api}/tasks/task-0001")).unwrap_err().contains("it has none"));
+    }
+
+    #[test]
     fn sesame_needs_a_lead_key() {
         let err = check(&gate(&[], false), Method::POST, "https://api.sesame.space/api/v1/vault/vaults").unwrap_err();
         assert!(err.contains("SESAME_API_KEY"), "{err}");
@@ -571,14 +586,20 @@ mod tests {
     fn gateways_only_on_proven_ports_over_loopback_http_get_of_the_health_paths() {
         let g = gate(&[18790], true);
         assert_eq!(check(&g, Method::GET, "http://127.0.0.1:18790/healthz"), Ok(Destination::Gateway(18790)));
-        assert_eq!(check(&g, Method::GET, "http://localhost:18790/"), Ok(Destination::Gateway(18790)));
+        assert_eq!(check(&g, Method::GET, "http://127.0.0.1:18790/"), Ok(Destination::Gateway(18790)));
+        for host in ["localhost", "LOCALHOST", "[::1]", "127.0.0.1.", "localhost."] {
+            let err = check(&g, Method::GET, &format!("http://{host}:18790/healthz")).unwrap_err();
+            assert!(err.contains("sibling gateways are asked on http://127.0.0.1 only"), "{host}: {err}");
+        }
+        for host in ["127.1", "2130706433", "0x7f000001", "127.0.0.2", "[::ffff:127.0.0.1]", "0.0.0.0"] {
+            assert!(check(&g, Method::GET, &format!("http://{host}:18790/healthz")).is_err(), "{host}");
+        }
         assert_eq!(check(&g, Method::GET, "http://127.0.0.1:18790/readyz"), Ok(Destination::Gateway(18790)));
         let err = check(&g, Method::GET, "http://127.0.0.1:18791/healthz").unwrap_err();
         assert!(err.contains("port 18791 is not a sibling gateway port") && err.contains("18790"), "{err}");
         assert!(check(&g, Method::GET, "http://127.0.0.1:22/").unwrap_err().contains("port 22 is not a sibling gateway port"));
         assert!(check(&g, Method::GET, "https://127.0.0.1:18790/healthz").is_err());
         assert!(check(&g, Method::GET, "http://127.0.0.2:18790/healthz").is_err());
-        assert!(check(&g, Method::GET, "http://[::1]:18790/healthz").is_err());
         for method in [Method::POST, Method::HEAD, Method::PUT, Method::DELETE] {
             assert!(check(&g, method.clone(), "http://127.0.0.1:18790/healthz").unwrap_err().contains("only GET"), "{method}");
         }
@@ -603,57 +624,19 @@ mod tests {
     fn the_banner_lists_the_endpoints_and_the_gateway_rule() {
         let lines = gate(&[18790], true).describe();
         assert!(lines[0].starts_with("http: https://api.sesame.space:443/api/v1/* only the spec's Sesame endpoints: POST /vault/vaults, "), "{}", lines[0]);
-        assert!(lines[0].contains("bodies with Content-Length"), "{}", lines[0]);
-        assert!(lines[1].contains("GET http://127.0.0.1|localhost /healthz or /readyz or / on sibling gateway ports 18790"), "{}", lines[1]);
+        assert!(lines[0].contains("bodies one JSON object with Content-Length"), "{}", lines[0]);
+        assert!(lines[0].contains("only this run's ids") && lines[0].contains("no method-override, hop-by-hop or forwarding headers"), "{}", lines[0]);
+        assert!(lines[1].contains("GET http://127.0.0.1 /healthz or /readyz or / on sibling gateway ports 18790"), "{}", lines[1]);
+        assert!(lines[1].contains("not localhost or [::1]"), "{}", lines[1]);
         assert!(lines[1].contains("never a port that was listening before its service was installed"), "{}", lines[1]);
-    }
-
-    /// A body holding `data` (none at all when `None`).
-    fn body(data: Option<&[u8]>) -> WasiBody {
-        use http_body_util::BodyExt;
-        match data {
-            None => http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync(),
-            Some(data) => http_body_util::Full::from(data.to_vec()).map_err(|never| match never {}).boxed_unsync(),
-        }
-    }
-
-    /// [`settle_body`], run to completion: the bytes that would go out, or the denial.
-    fn settle(data: Option<&[u8]>, declared: Option<u64>, destination: Destination) -> Result<Vec<u8>, String> {
-        use http_body_util::BodyExt;
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        runtime.block_on(async {
-            match settle_body(body(data), declared, &destination).await {
-                Ok(body) => Ok(body.collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec()),
-                Err(BodyRefusal::Denied(why)) => Err(why),
-                Err(BodyRefusal::Failed(e)) => Err(format!("failed: {e}")),
-            }
-        })
-    }
-
-    #[test]
-    fn sesame_bodies_need_a_content_length_and_empty_ones_go_out_as_none() {
-        let activity = || endpoint(Method::POST, "tasks/{task}/activity");
-        assert_eq!(settle(Some(b"{}"), Some(2), activity()), Ok(b"{}".to_vec()), "declared: sent as is");
-        let err = settle(Some(b"{}"), None, activity()).unwrap_err();
-        assert!(err.contains("has a body but no Content-Length"), "{err}");
-        assert_eq!(settle(Some(b""), None, activity()), Ok(vec![]), "an empty stream is no body");
-        assert_eq!(settle(None, None, activity()), Ok(vec![]));
-    }
-
-    #[test]
-    fn a_gateway_get_carries_no_body() {
-        assert_eq!(settle(None, None, Destination::Gateway(18790)), Ok(vec![]));
-        assert_eq!(settle(Some(b""), Some(0), Destination::Gateway(18790)), Ok(vec![]));
-        assert!(settle(Some(b"x"), Some(1), Destination::Gateway(18790)).unwrap_err().contains("carries no body"));
-        assert!(settle(Some(b"x"), None, Destination::Gateway(18790)).unwrap_err().contains("carries no body"));
     }
 
     #[test]
     fn content_length_is_read_from_the_headers() {
         let mut headers = HeaderMap::new();
-        assert_eq!(declared_length(&headers), None);
-        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("42"));
-        assert_eq!(declared_length(&headers), Some(42));
+        assert_eq!(exchange::declared_length(&headers), None);
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("42"));
+        assert_eq!(exchange::declared_length(&headers), Some(42));
     }
 
     #[test]
@@ -663,6 +646,27 @@ mod tests {
         assert!(g.check(&Method::POST, &uri, true).unwrap_err().contains("Authorization"));
         assert!(is_forbidden(&AUTHORIZATION) && is_forbidden(&COOKIE));
         assert!(!is_forbidden(&http::header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn method_overrides_hop_by_hop_and_forwarding_headers_are_refused() {
+        for name in [
+            "X-HTTP-Method-Override", "x-http-method", "X-Method-Override", "TE", "Trailer", "Proxy-Connection", "Proxy-Anything",
+            "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "Via",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("DELETE"));
+            let refused = refused_header(&headers).unwrap_or_else(|| panic!("{name} passed"));
+            assert!(refused.contains(&format!("may not set the {} header", name.to_ascii_lowercase())), "{refused}");
+        }
+        for name in ["connection", "keep-alive", "transfer-encoding", "upgrade", "host"] {
+            assert!(is_forbidden(&HeaderName::from_static(name)), "wasmtime refuses {name} as the guest sets it");
+        }
+        for allowed in ["content-type", "content-length", "accept", "user-agent", "x-request-id"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(HeaderName::from_static(allowed), HeaderValue::from_static("x"));
+            assert!(!is_forbidden(&HeaderName::from_static(allowed)) && refused_header(&headers).is_none(), "{allowed}");
+        }
     }
 
     #[test]

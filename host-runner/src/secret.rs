@@ -101,6 +101,14 @@ pub fn scrub_json(value: &mut serde_json::Value) {
     }
 }
 
+/// Whether `text` holds a registered secret: as it is, or once whitespace and hidden
+/// characters are taken out (`sk-\u{200b}live…` is still the key).
+pub fn held_in(text: &str) -> bool {
+    let all = REGISTERED.read().unwrap_or_else(|e| e.into_inner());
+    let squeezed: String = text.chars().filter(|&c| !c.is_whitespace() && !hidden(c)).collect();
+    all.iter().any(|s| text.contains(s.as_str()) || squeezed.contains(s.as_str()))
+}
+
 /// Whether `bytes` hold any registered secret, whole (the host refuses to hand such a
 /// file to the component, whatever its name).
 pub fn contains_registered(bytes: &[u8]) -> bool {
@@ -199,5 +207,13 @@ mod tests {
         assert!(contains_registered(b"notes\nKEY=sk-held-in-a-file-7\n"));
         assert!(!contains_registered(b"KEY=sk-held-in-a-file-"), "a part of a key is not the key");
         assert!(!contains_registered(b""));
+    }
+
+    #[test]
+    fn a_secret_is_found_also_when_split_by_invisible_characters() {
+        register(&Secret::new("sk-held-in-77").unwrap());
+        assert!(held_in("stolen: sk-held-in-77!"));
+        assert!(held_in("sk-held-\u{200b}in-77") && held_in("sk-held-\nin-77") && held_in("sk -held-in-\u{7}77"));
+        assert!(!held_in("sk-held-in-7") && !held_in("nothing here"));
     }
 }

@@ -95,6 +95,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     };
     start_deadline(cli);
     let lead = read_lead(&homes.lead_home)?;
+    sesame_reachable(cli)?;
     let audit = open_audit(g, &homes.lead_home)?;
     let run = derive_run(cli, &homes, &lead.config)?;
     let guards = guards(cli, &homes, &run, &lead.config, &audit)?;
@@ -110,6 +111,8 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     let Guards { grants, mut services, gate, mut adoption } = guards;
     adoption.recover(&mut services).map_err(|why| SetupError::Task(commands::CommandError::Refused(why)))?;
     let command = component_command(&cli.command, &homes, &audit, &adoption)?;
+    let run_scope = crate::run_scope::read(&command, &homes.lead_home);
+    gate.bind_run(run_scope.ids);
     let ctx = context(cli, &homes, &run, &lead);
     let timeout = Duration::from_secs(g.lock_timeout);
     let mut family = FamilyCap::new(&homes.lead_home, scope, cli.command.name(), timeout, lock, run.lead_handles.clone(), audit.clone());
@@ -119,7 +122,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     let caps = Capabilities {
         fs: fs.without_archive(without_archive(&cli.command)).writing_credentials(cli.command.name(), family.claimed()),
         services,
-        ports: PortsCap { audit: audit.clone() },
+        ports: PortsCap { audit: audit.clone(), scope: run_scope.ports },
         gate,
         progress: ProgressSink { quiet: g.quiet },
         family,
@@ -127,6 +130,16 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
         audit,
     };
     Ok(Some(Prepared { caps, ctx, command }))
+}
+
+/// Before anything is written: a command that needs Sesame first (a provision) is refused
+/// when its API origin cannot be reached ([`crate::sesame_reach`]).
+fn sesame_reachable(cli: &Cli) -> Result<(), SetupError> {
+    if !crate::sesame_reach::needed(&cli.command) {
+        return Ok(());
+    }
+    let api_url = &cli.global.api_url;
+    crate::sesame_reach::check(&Origin::parse(api_url)?, api_url).map_err(|why| SetupError::Task(commands::CommandError::Refused(why)))
 }
 
 /// Starts the command's deadline (`--deadline`; for a command that holds the family lock
