@@ -14,6 +14,7 @@
 //! Everything else is refused with `HttpRequestDenied`. The guest may not set
 //! `Authorization` (or other credential headers) itself. Every decision is audited.
 
+use crate::access::Access;
 use crate::audit::{Audit, Decision};
 use crate::secret::Secret;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, COOKIE, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHORIZATION};
@@ -201,6 +202,8 @@ pub struct HttpGate {
     /// wrote, services installed in this run); shared with it.
     gateway_ports: Arc<Mutex<BTreeSet<u16>>>,
     audit: Arc<Audit>,
+    /// What the command may change: a read-only one makes no Sesame call at all.
+    access: Access,
 }
 
 impl HttpGate {
@@ -210,7 +213,12 @@ impl HttpGate {
         gateway_ports: Arc<Mutex<BTreeSet<u16>>>,
         audit: Arc<Audit>,
     ) -> Self {
-        Self { sesame, lead_key, gateway_ports, audit }
+        Self { sesame, lead_key, gateway_ports, audit, access: Access::ReadWrite }
+    }
+
+    /// The gate of a command with `access`: a read-only one reaches sibling gateways only.
+    pub fn with_access(self, access: Access) -> Self {
+        Self { access, ..self }
     }
 
     /// One line per HTTP grant, for the operator.
@@ -221,13 +229,17 @@ impl HttpGate {
         } else {
             format!("ports {} (definitions this host wrote) and those of services installed in this run", join(&ports))
         };
-        vec![
-            format!(
+        let sesame = match self.access {
+            Access::ReadOnly(command) => format!("http: {}{API_PREFIX}* nothing (`{command}` changes nothing: no Sesame call)", self.sesame.url()),
+            Access::ReadWrite => format!(
                 "http: {}{API_PREFIX}* only the spec's Sesame endpoints: {} (ids of A-Z a-z 0-9 . _ ~ -, no query; bodies with Content-Length; the lead's key is added by the host{})",
                 self.sesame.url(),
                 endpoint_list(),
                 if self.lead_key.is_some() { "" } else { ": none configured" }
             ),
+        };
+        vec![
+            sesame,
             format!(
                 "http: GET http://127.0.0.1|localhost {} on sibling gateway {ports}; never a port that was listening before its service was installed",
                 GATEWAY_PATHS.join(" or ")
@@ -242,6 +254,7 @@ impl HttpGate {
             return Err("the guest may not set Authorization, Proxy-Authorization or Cookie".into());
         }
         if origin == self.sesame {
+            self.access.allows("a Sesame call")?;
             let endpoint = sesame_endpoint(method, uri)?;
             if self.lead_key.is_none() {
                 return Err("no lead Sesame key: set channels.sesame.apiKey in the lead's openclaw.json or SESAME_API_KEY".into());
@@ -597,6 +610,17 @@ mod tests {
         assert!(err.contains("(none yet)"), "{err}");
         ports.lock().unwrap().insert(18930);
         assert_eq!(check(&g, Method::GET, "http://127.0.0.1:18930/healthz"), Ok(Destination::Gateway(18930)), "once the service capability proves it");
+    }
+
+    #[test]
+    fn a_read_only_command_reaches_sibling_gateways_and_no_sesame_endpoint() {
+        let g = gate(&[18790], true).with_access(Access::ReadOnly("list"));
+        for (method, template) in SESAME_ENDPOINTS.iter().map(|e| (e.method.clone(), e.template)) {
+            let url = format!("https://api.sesame.space{API_PREFIX}{}", template.replace(['{', '}'], ""));
+            assert_eq!(check(&g, method, &url), Err("`list` changes nothing: a Sesame call is not granted to it".into()), "{template}");
+        }
+        assert_eq!(check(&g, Method::GET, "http://127.0.0.1:18790/healthz"), Ok(Destination::Gateway(18790)));
+        assert!(g.describe()[0].ends_with("nothing (`list` changes nothing: no Sesame call)"), "{}", g.describe()[0]);
     }
 
     #[test]
