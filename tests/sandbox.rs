@@ -353,7 +353,8 @@ fn the_grants_command_shows_every_grant() {
         format!("files: {home}/.openclaw/agent-provisioner (provisioner state, read-write)"),
         format!("files: {home}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; read-write, no code: extensions"),
         "code: the host copies extensions/sesame".to_string(),
-        format!("files: {home}/.openclaw-archives (archives, read-write)"),
+        format!("files: {home}/.openclaw-archives (archives, create-only: new archives and member records, never replaced or removed)"),
+        "access: read-write within the grants below; read-only for list, health (without --report), ports, grants, adopt --scan, adopt HANDLE --plan, provision --plan".to_string(),
         "http: https://api.sesame.space:443/api/v1/*".to_string(),
         "lead Sesame key: held by the host".to_string(),
         "lead provider keys: held by the host, passed on only to a sibling that inherits one (anthropic from ANTHROPIC_API_KEY from".to_string(),
@@ -497,7 +498,7 @@ fn a_command_that_changes_nothing_is_denied_every_change_and_leaves_the_disk_as_
         let run = t.run(&[&["--component", env!("HOSTILE_GUEST_WASM")][..], &args].concat());
         assert_eq!(run.code, 2, "{command}: the fixture ends with a refusal\n{}", run.stderr);
         let results = results(&run.stderr);
-        let verdict = |name: &str| results.get(name).cloned().unwrap_or_else(|| panic!("{command}: no result {name}:\n{}", run.stderr));
+        let verdict = |name: &str| results.get(name).cloned().unwrap_or_else(|| panic!("{command}: no result {name}:\n{}{}", run.stdout, run.stderr));
         for name in [
             "ro-write-atomic", "ro-write-registry", "ro-create-dir-all", "ro-remove-tree", "ro-archive-tree", "ro-restore-archive",
             "ro-write-credentials", "ro-copy-lead-plugins", "ro-service-install", "ro-service-start", "ro-service-stop",
@@ -548,7 +549,7 @@ fn the_archives_are_create_only_and_one_run_writes_within_its_budgets() {
     let run = t.run(&["--component", env!("HOSTILE_GUEST_WASM"), "rollback", "victim"]);
     assert_eq!(run.code, 2, "the fixture ends with a refusal\n{}", run.stderr);
     let results = results(&run.stderr);
-    let verdict = |name: &str| results.get(name).cloned().unwrap_or_else(|| panic!("no result {name}:\n{}", run.stderr));
+    let verdict = |name: &str| results.get(name).cloned().unwrap_or_else(|| panic!("no result {name}:\n{}{}", run.stdout, run.stderr));
     for (name, says) in [
         ("archive-remove", "create-only for the component"),
         ("archive-overwrite", "only member records"),
@@ -556,9 +557,9 @@ fn the_archives_are_create_only_and_one_run_writes_within_its_budgets() {
         ("member-record-remove", "create-only for the component"),
         ("member-record-overwrite", "exists: archives and member records are create-only"),
         ("archive-forge", "archives are made by archive-tree"),
-        ("plugins-into-archives", "\"archives\" is not a sibling handle: it is reserved"),
+        ("plugins-into-archives", "archives\\\" is not a sibling handle: it is reserved"),
         ("walk-long-names", "more than 16777216 bytes of names"),
-        ("budget-bytes", "after 64 MiB: Denied(\""),
+        ("budget-bytes", "after 64 MiB: FsError::Denied("),
         ("budget-entries", "budget of 10000 new entries per run is spent"),
     ] {
         let (allowed, detail) = verdict(name);
