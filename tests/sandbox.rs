@@ -355,6 +355,7 @@ fn the_grants_command_shows_every_grant() {
         "code: the host copies extensions/sesame".to_string(),
         format!("files: {home}/.openclaw-archives (archives, create-only: new archives and member records, never replaced or removed)"),
         "access: read-write within the grants below; read-only for list, health (without --report), ports, grants, adopt --scan, adopt HANDLE --plan, provision --plan".to_string(),
+        "limits: the component writes at most 64 MiB and 10000 new entries per run; walk-tree lists at most 100000 entries, 256 levels, 16 MiB of names".to_string(),
         "http: https://api.sesame.space:443/api/v1/*".to_string(),
         "lead Sesame key: held by the host".to_string(),
         "lead provider keys: held by the host, passed on only to a sibling that inherits one (anthropic from ANTHROPIC_API_KEY from".to_string(),

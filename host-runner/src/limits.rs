@@ -180,11 +180,11 @@ pub struct Written {
     pub entries: u64,
 }
 
-/// The write budget of one run. An honest provision writes about 30 KiB in about 30
-/// entries (measured: the README's numbers); 64 MiB and 10,000 entries leave room for a
-/// workspace with long notes and memory, and bound what a hostile component can leave
-/// on the disk each run. Copies the host makes itself (the lead's plugins, a restore) have
-/// caps of their own.
+/// The write budget of one run. An honest provision of the example lead leaves about 7 KB
+/// in 19 entries (its workspace notes, `openclaw.json`, the registry) and rewrites its
+/// journal a few times; 64 MiB and 10,000 entries leave room for a lead with long notes,
+/// and bound what a hostile component can leave on the disk in one run. Copies the host
+/// makes itself (the lead's plugins, a restore, an archive) have caps of their own.
 pub const WRITE_BUDGET: Written = Written { bytes: 64 << 20, entries: 10_000 };
 
 /// What the component has written so far in this run, against a cap.
@@ -197,11 +197,6 @@ pub struct WriteBudget {
 impl WriteBudget {
     pub fn new(cap: Written) -> Self {
         Self { cap, used: Mutex::new(Written::default()) }
-    }
-
-    /// The cap, in words, for the banner and refusals.
-    pub fn describe(&self) -> String {
-        format!("{} MiB and {} new entries written by the component per run", self.cap.bytes / MIB as u64, self.cap.entries)
     }
 
     /// Takes `wanted` from the budget, or, when it does not fit, takes nothing and says
@@ -273,7 +268,6 @@ mod tests {
         let err = budget.take(Written { bytes: 0, entries: 1 }).unwrap_err();
         assert_eq!(err, "the component's budget of 3 new entries per run is spent (3 created)");
         assert_eq!(budget.used(), Written { bytes: 2 << 20, entries: 3 }, "a refusal takes nothing");
-        assert_eq!(WriteBudget::new(WRITE_BUDGET).describe(), "64 MiB and 10000 new entries written by the component per run");
     }
 
     #[test]

@@ -249,6 +249,14 @@ fn banner(g: &Global, lead_home: &Path, run: &Run, lead: &Lead, guards: &Guards,
     banner.extend(guards.services.describe());
     banner.extend(guards.adoption.describe());
     banner.extend(guards.gate.describe());
+    banner.push(format!(
+        "limits: the component writes at most {} MiB and {} new entries per run; walk-tree lists at most {} entries, {} levels, {} MiB of names",
+        crate::limits::WRITE_BUDGET.bytes >> 20,
+        crate::limits::WRITE_BUDGET.entries,
+        crate::fs_cap::MAX_WALK_ENTRIES,
+        crate::fs_cap::MAX_WALK_DEPTH,
+        crate::fs_cap::MAX_WALK_BYTES >> 20
+    ));
     banner.push(match &lead.config.key_source {
         Some(source) => format!("lead Sesame key: held by the host, from {source}"),
         None => "lead Sesame key: none (set channels.sesame.apiKey or SESAME_API_KEY)".into(),
