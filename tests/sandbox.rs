@@ -355,7 +355,9 @@ fn the_grants_command_shows_every_grant() {
         format!("files: {home}/.openclaw/agent-provisioner (provisioner state, read-write)"),
         format!("files: {home}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; the component creates only: openclaw.json, workspace/, workspace/*.md, workspace/memory/"),
         "code: the host copies extensions/sesame".to_string(),
-        format!("files: {home}/.openclaw-archives (archives, read-write; of them only member records are read back)"),
+        format!("files: {home}/.openclaw-archives (archives, create-only: new archives and member records, never replaced or removed; of them only member records are read back)"),
+        "access: read-write within the grants below; read-only for list, health (without --report), ports, grants, adopt --scan, adopt HANDLE --plan, provision --plan".to_string(),
+        "limits: the component writes at most 64 MiB and 10000 new entries per run; walk-tree lists at most 100000 entries, 256 levels, 16 MiB of names".to_string(),
         "http: https://api.sesame.space:443/api/v1/*".to_string(),
         "lead Sesame key: held by the host".to_string(),
         "lead provider keys: held by the host, passed on only to a sibling that inherits one (anthropic from ANTHROPIC_API_KEY from".to_string(),
@@ -780,4 +782,150 @@ fn a_provision_against_an_unreachable_sesame_ends_at_once_with_one_sentence_and_
     assert_eq!(files_under(&t.home), before, "no home, archive, journal, claim or log was written");
     // The check is the host's, before the component: a plan needs no Sesame.
     t.run(&["provision", "--plan", "--task", task.to_str().unwrap()]).expect(0);
+}
+
+/// A home for the read-only and archive attacks (see `read_only.rs` of the fixture): the
+/// sibling `victim` the host made, with a workspace; a deprovisioned sibling's archive and
+/// member record; a systemd stand-in that records every call.
+fn read_only_home(sesame: &SesameStandin) -> TestHome {
+    let mut t = TestHome::new(&sesame.url);
+    std::fs::create_dir_all(t.sibling("victim").join("workspace")).unwrap();
+    std::fs::write(t.sibling("victim").join("workspace/NOTES.md"), "the victim's own\n").unwrap();
+    t.register_sibling("victim");
+    let archives = t.home.join(".openclaw-archives");
+    std::fs::create_dir_all(&archives).unwrap();
+    std::fs::write(archives.join("nova-20260101-000000.tar.gz"), b"the only copy of nova").unwrap();
+    std::fs::write(archives.join("nova-20260101-000000.member.json"), b"{\"handle\": \"nova\"}\n").unwrap();
+    std::fs::create_dir_all(t.lead().join("logs")).unwrap();
+    t.backend = "systemd";
+    let systemctl = t.recording_tool("systemctl");
+    t.extra = vec!["--systemctl".into(), systemctl.display().to_string()];
+    t
+}
+
+/// Every entry under the home (modes, contents), but the audit log the host appends to.
+fn home_state(t: &TestHome) -> BTreeMap<String, (u32, Vec<u8>)> {
+    let mut state = files_under(&t.home);
+    state.remove(".openclaw/logs/agent-provisioner-audit.jsonl");
+    state
+}
+
+#[test]
+fn a_command_that_changes_nothing_is_denied_every_change_and_leaves_the_disk_as_it_was() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = read_only_home(&sesame);
+    let task = t.task("fresh", gateway_port(), |_| {});
+    for (command, args) in [("list", vec!["list"]), ("plan", vec!["provision", "--plan", "--task", task.to_str().unwrap()])] {
+        let before = home_state(&t);
+        let audit_lines = std::fs::read_to_string(t.audit_log()).unwrap_or_default().lines().count();
+        let run = t.run(&[&["--component", env!("HOSTILE_GUEST_WASM")][..], &args].concat());
+        assert_eq!(run.code, 2, "{command}: the fixture ends with a refusal\n{}", run.stderr);
+        let results = results(&run.stderr);
+        let verdict = |name: &str| results.get(name).cloned().unwrap_or_else(|| panic!("{command}: no result {name}:\n{}{}", run.stdout, run.stderr));
+        for name in [
+            "ro-write-atomic", "ro-write-registry", "ro-create-dir-all", "ro-remove-tree", "ro-archive-tree", "ro-restore-archive",
+            "ro-write-credentials", "ro-copy-lead-plugins", "ro-service-install", "ro-service-start", "ro-service-stop",
+            "ro-service-uninstall", "ro-sesame-call", "ro-family-lock",
+        ] {
+            let (allowed, detail) = verdict(name);
+            // The gate tells the component only `HttpRequestDenied`; the audit names why (below).
+            let named = name == "ro-sesame-call" || detail.contains(&format!("`{command}` changes nothing"));
+            assert!(!allowed && named, "{command}: {name} was not refused as a change: {detail}");
+        }
+        for name in ["ro-service-status", "ro-family-claim-check"] {
+            assert!(verdict(name).0, "{command}: {name} is a look, not a change: {}", verdict(name).1);
+        }
+        assert_eq!(home_state(&t), before, "{command}: every file, directory and mode under $HOME is as it was");
+        assert!(!t.lead().join("logs/agent-provisioner-claims").exists(), "{command}: no claim file");
+        assert!(sesame.requests().is_empty(), "{command}: nothing reached Sesame: {:?}", sesame.lines());
+        let changes: Vec<String> = t.tool_calls("systemctl").into_iter().filter(|c| !c.contains("show")).collect();
+        assert!(changes.is_empty(), "{command}: only queries reach the service manager: {changes:?}");
+
+        let audit: Vec<Value> = std::fs::read_to_string(t.audit_log()).unwrap().lines().skip(audit_lines).map(|l| serde_json::from_str(l).unwrap()).collect();
+        let denied = |cap: &str, op: &str| audit.iter().any(|e| e["decision"] == "denied" && e["cap"] == cap && e["op"] == op && e["rule"].as_str().unwrap().contains(&format!("`{command}` changes nothing")));
+        for op in ["write-atomic", "create-dir-all", "remove-tree", "archive-tree", "restore-archive", "write-credentials", "copy-lead-plugins"] {
+            assert!(denied("fs", op), "{command}: no audited denial of fs {op} naming the command");
+        }
+        for op in ["install", "start", "stop", "uninstall"] {
+            assert!(denied("service", op), "{command}: no audited denial of service {op}");
+        }
+        assert!(denied("http", "POST"), "{command}: no audited denial of the Sesame call");
+    }
+}
+
+#[test]
+fn the_archives_are_create_only_and_one_run_writes_within_its_budgets() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = read_only_home(&sesame);
+    // 15 levels of 250-byte names, then 4,400 files of 200-byte names: 17.4 MB of paths
+    // in 4,415 entries, far below the entry cap.
+    let mut long = t.sibling("victim").join("long");
+    for level in 0..15 {
+        long.push(format!("{level:02}{}", "d".repeat(248)));
+    }
+    std::fs::create_dir_all(&long).unwrap();
+    for i in 0..4400 {
+        std::fs::write(long.join(format!("{i:05}{}", "f".repeat(195))), b"").unwrap();
+    }
+    let archives = t.home.join(".openclaw-archives");
+    let kept = [archives.join("nova-20260101-000000.tar.gz"), archives.join("nova-20260101-000000.member.json")];
+    let before: Vec<Vec<u8>> = kept.iter().map(|p| std::fs::read(p).unwrap()).collect();
+
+    let run = t.run(&["--component", env!("HOSTILE_GUEST_WASM"), "rollback", "victim"]);
+    assert_eq!(run.code, 2, "the fixture ends with a refusal\n{}", run.stderr);
+    let results = results(&run.stderr);
+    let verdict = |name: &str| results.get(name).cloned().unwrap_or_else(|| panic!("no result {name}:\n{}{}", run.stdout, run.stderr));
+    for (name, says) in [
+        ("archive-remove", "create-only for the component"),
+        ("archive-overwrite", "only member records"),
+        ("archive-replace", "AlreadyExists"),
+        ("member-record-remove", "create-only for the component"),
+        ("member-record-overwrite", "exists: archives and member records are create-only"),
+        ("archive-forge", "archives are made by archive-tree"),
+        ("plugins-into-archives", "archives\\\" is not a sibling handle: it is reserved"),
+        ("walk-long-names", "more than 16777216 bytes of names"),
+        ("budget-bytes", "after 64 MiB: FsError::Denied("),
+        ("budget-entries", "budget of 10000 new entries per run is spent"),
+    ] {
+        let (allowed, detail) = verdict(name);
+        assert!(!allowed && detail.contains(says), "{name}: {}: no {says:?} in {detail}", if allowed { "allowed" } else { "denied" });
+    }
+    assert!(verdict("budget-bytes").1.contains("write budget of 64 MiB per run is spent"), "{}", verdict("budget-bytes").1);
+    for name in ["archive-new", "member-record-new"] {
+        assert!(verdict(name).0, "{name}: a new archive or record is the component's to make: {}", verdict(name).1);
+    }
+    assert_eq!(kept.iter().map(|p| std::fs::read(p).unwrap()).collect::<Vec<_>>(), before, "the deprovisioned sibling's archive and record are as they were");
+    assert!(!archives.join("nova-29991231-000000.tar.gz").exists() && !archives.join("extensions").exists());
+    let memory = t.sibling("victim").join("workspace/memory");
+    let written: u64 = std::fs::read_dir(&memory).unwrap().flatten().filter(|e| e.file_type().unwrap().is_file()).map(|e| e.metadata().unwrap().len()).sum();
+    assert_eq!(written, 64 << 20, "64 MiB and not a byte more reached the disk");
+
+    let audit = std::fs::read_to_string(t.audit_log()).unwrap();
+    for rule in ["write budget of 64 MiB per run is spent", "budget of 10000 new entries per run is spent", "create-only for the component", "bytes of names"] {
+        assert!(audit.lines().any(|l| l.contains("\"denied\"") && l.contains(rule)), "no audited denial for {rule:?}");
+    }
+}
+
+#[test]
+fn honest_read_only_commands_leave_the_disk_as_it_was() {
+    let sesame = SesameStandin::start(Some(LEAD_KEY));
+    let t = TestHome::new(&sesame.url);
+    t.provision(&t.task("nova", gateway_port(), |_| {})).expect(0);
+    std::fs::create_dir_all(t.lead().join("logs")).unwrap();
+    // What the running gateway and its supervisor write meanwhile is theirs, not the run's.
+    let state = || {
+        let mut state = home_state(&t);
+        state.retain(|path, _| !path.starts_with(".local/state/agent-provisioner/logs/") && !path.ends_with(".supervisor.json"));
+        state
+    };
+    let before = state();
+    let requests = sesame.requests().len();
+    let task = t.task("vega", gateway_port(), |_| {});
+    for args in [vec!["list"], vec!["health"], vec!["ports"], vec!["adopt", "--scan"], vec!["provision", "--plan", "--task", task.to_str().unwrap()]] {
+        let run = t.run(&[&["--json"][..], &args].concat()).expect(0);
+        assert!(!run.stderr.contains("denied"), "{args:?}: the honest component asks for no change:\n{}", run.stderr);
+        assert_eq!(state(), before, "{args:?} left something on disk");
+    }
+    assert!(!t.lead().join("logs/agent-provisioner-claims/vega.lock").exists(), "the plan claimed nothing");
+    assert_eq!(sesame.requests().len(), requests, "no Sesame call");
 }

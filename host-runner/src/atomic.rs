@@ -9,6 +9,24 @@ use std::path::Path;
 /// directory is created with `mode`, written, synced and renamed over the target, and the
 /// directory is synced. Readers see the old file or the new one, never a part.
 pub fn write(dir: &Dir, relative: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_as(dir, relative, contents, mode, Replace::Yes)
+}
+
+/// As [`write`], but never over an existing entry (whatever appears meanwhile): the
+/// temporary file is linked to the target name, which fails with `AlreadyExists` when it
+/// is taken, and nothing is written then.
+pub fn create(dir: &Dir, relative: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_as(dir, relative, contents, mode, Replace::No)
+}
+
+/// Whether a write may replace what is at its target.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    Yes,
+    No,
+}
+
+fn write_as(dir: &Dir, relative: &Path, contents: &[u8], mode: u32, replace: Replace) -> io::Result<()> {
     let name = relative
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
@@ -30,7 +48,13 @@ pub fn write(dir: &Dir, relative: &Path, contents: &[u8], mode: u32) -> io::Resu
         file.set_permissions(Permissions::from_mode(mode))?;
         file.write_all(contents)?;
         file.sync_all()?;
-        dir.rename(&temp_name, dir, name)?;
+        match replace {
+            Replace::Yes => dir.rename(&temp_name, dir, name)?,
+            Replace::No => {
+                dir.hard_link(&temp_name, dir, name)?;
+                dir.remove_file(&temp_name)?;
+            }
+        }
         dir.open(".")?.sync_all()
     })();
     if result.is_err() {
@@ -56,6 +80,22 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_dir(temp.path().join("sub")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn create_never_replaces_and_leaves_no_temp() {
+        let temp = tempfile::tempdir().unwrap();
+        std::fs::write(temp.path().join("old"), "the only copy").unwrap();
+        let dir = Dir::open_ambient_dir(temp.path(), ambient_authority()).unwrap();
+        let err = create(&dir, Path::new("old"), b"new", 0o600).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(temp.path().join("old")).unwrap(), "the only copy");
+        create(&dir, Path::new("new"), b"made", 0o600).unwrap();
+        let made = temp.path().join("new");
+        assert_eq!(std::fs::read_to_string(&made).unwrap(), "made");
+        use std::os::unix::fs::MetadataExt as _;
+        assert_eq!((std::fs::metadata(&made).unwrap().mode() & 0o777, std::fs::metadata(&made).unwrap().nlink()), (0o600, 1));
+        assert_eq!(std::fs::read_dir(temp.path()).unwrap().count(), 2, "no temporary file is left");
     }
 
     #[test]

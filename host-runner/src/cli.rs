@@ -1,5 +1,6 @@
 //! Command-line arguments.
 
+use crate::access::Access;
 use crate::family::LockScope;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -89,16 +90,30 @@ impl Command {
         }
     }
 
+    /// What it may change, decided here for every capability: `list`, `ports`, `grants`,
+    /// `schema`, `health` without `--report`, `adopt --scan`, `adopt HANDLE --plan` and
+    /// `provision --plan` only look ([`Access::ReadOnly`]).
+    pub fn access(&self) -> Access {
+        let only_looks = match self {
+            Command::Provision(p) => p.plan,
+            Command::Adopt(a) => a.changes_nothing(),
+            Command::Health(h) => !h.report,
+            Command::List | Command::Ports(_) | Command::Grants | Command::Schema => true,
+            Command::Start(_) | Command::Stop(_) | Command::Restart(_) | Command::Deprovision(_) | Command::Restore(_) | Command::Rollback(_) => false,
+            Command::Skill(_) | Command::Supervise(_) => false,
+        };
+        if only_looks { Access::ReadOnly(self.name()) } else { Access::ReadWrite }
+    }
+
     /// How it holds the lead's family lock: short commands for the whole run; provision,
     /// start and restart (which wait for a gateway) only around what must be serialised;
-    /// commands that change nothing not at all.
+    /// commands that change nothing (and `health --report`, which changes only Sesame) not
+    /// at all.
     pub fn lock_scope(&self) -> LockScope {
         match self {
-            Command::Provision(p) if p.plan => LockScope::None,
-            Command::Adopt(a) if a.changes_nothing() => LockScope::None,
-            Command::Adopt(_) => LockScope::Whole,
+            _ if self.access().is_read_only() => LockScope::None,
             Command::Provision(_) | Command::Start(_) | Command::Restart(_) => LockScope::OnDemand,
-            Command::Stop(_) | Command::Deprovision(_) | Command::Rollback(_) | Command::Restore(_) => LockScope::Whole,
+            Command::Stop(_) | Command::Deprovision(_) | Command::Rollback(_) | Command::Restore(_) | Command::Adopt(_) => LockScope::Whole,
             Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => LockScope::None,
             Command::Supervise(_) => LockScope::None,
         }
@@ -108,9 +123,8 @@ impl Command {
     /// (`start` and `restart` run the program recorded when the service was installed).
     pub fn needs_openclaw(&self) -> bool {
         match self {
-            Command::Provision(p) => !p.plan,
+            Command::Provision(_) | Command::Adopt(_) => !self.access().is_read_only(),
             Command::Restore(_) => true,
-            Command::Adopt(a) => !a.changes_nothing(),
             Command::Start(_) | Command::Restart(_) | Command::Stop(_) | Command::Deprovision(_) | Command::Rollback(_) => false,
             Command::Health(_) | Command::List | Command::Ports(_) | Command::Grants | Command::Schema | Command::Skill(_) => false,
             // It runs what the host's record names, never a program of its own choosing.
@@ -421,6 +435,34 @@ mod tests {
         assert_eq!((p.task.as_slice(), p.jobs), (&["a.json".to_string(), "b.json".to_string()][..], 2));
         assert!(Cli::try_parse_from(["agent-provisioner", "provision"]).is_err(), "a task is required");
         assert!(Cli::try_parse_from(["agent-provisioner", "provision", "--task", "a", "--jobs", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_commands_that_only_look_are_read_only() {
+        for (args, read_only) in [
+            (&["list"][..], true),
+            (&["health"], true),
+            (&["health", "--report"], false),
+            (&["ports"], true),
+            (&["grants"], true),
+            (&["schema"], true),
+            (&["adopt", "--scan"], true),
+            (&["adopt", "nova", "--plan"], true),
+            (&["adopt", "nova"], false),
+            (&["provision", "--task", "t", "--plan"], true),
+            (&["provision", "--task", "t"], false),
+            (&["start", "nova"], false),
+            (&["deprovision", "nova"], false),
+            (&["restore", "nova"], false),
+            (&["skill", "install"], false),
+        ] {
+            let command = Cli::try_parse_from(["agent-provisioner"].iter().chain(args)).unwrap().command;
+            let expected = if read_only { Access::ReadOnly(command.name()) } else { Access::ReadWrite };
+            assert_eq!(command.access(), expected, "{args:?}");
+            if read_only {
+                assert!(command.lock_scope() == LockScope::None && !command.needs_openclaw(), "{args:?}");
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! - `provision`, `start` and `restart` take it on demand: the component takes it around
 //!   admission with its journal, service installs and registry updates, and waits for
 //!   health or reports to Sesame without it, so runs for one lead go on side by side.
-//! - Commands that change nothing are refused the lock; their claims only check.
+//! - Commands that change nothing are refused the lock; their claims only check, and
+//!   create nothing (a handle no run has claimed has no claim file to check).
 //!
 //! A claim (`<lead home>/logs/agent-provisioner-claims/<handle>.lock`) marks the one
 //! sibling a run works on, so a journal left by a killed run can be told from one a live
@@ -144,7 +145,10 @@ impl FamilyCap {
             None => {}
         }
         let path = self.claim_path(handle);
-        let mut file = open_claim(&path).map_err(|e| format!("{e:#}"))?;
+        let checking = self.scope == LockScope::None;
+        let Some(mut file) = open_claim(&path, checking).map_err(|e| format!("{e:#}"))? else {
+            return Ok(()); // only checked: no run has ever claimed it
+        };
         let started = Instant::now();
         while flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
             if started.elapsed() >= CLAIM_WAIT {
@@ -152,7 +156,7 @@ impl FamilyCap {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        if self.scope == LockScope::None {
+        if checking {
             return Ok(()); // only checked: released as `file` closes
         }
         let noted = file.set_len(0).and_then(|()| file.rewind()).and_then(|_| write!(file, "pid {} ({})", std::process::id(), self.command));
@@ -163,15 +167,22 @@ impl FamilyCap {
     }
 }
 
-/// Opens (creating) a claim file: not through a link, never blocking, 0600 in a 0700
-/// directory.
-fn open_claim(path: &Path) -> anyhow::Result<File> {
+/// Opens a claim file, not through a link, never blocking: creating it (0600 in a 0700
+/// directory) to claim, or, `checking` only, as it is for reading (`None` when it is not
+/// there).
+fn open_claim(path: &Path, checking: bool) -> anyhow::Result<Option<File>> {
     use anyhow::Context as _;
+    let mut options = cap_std::fs::OpenOptions::new();
+    if checking {
+        return match crate::safe_open::open_no_follow(options.read(true), path, "a handle claim") {
+            Err(e) if e.root_cause().downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => Ok(None),
+            other => other.map(Some),
+        };
+    }
     let dir = path.parent().expect("claims live in a directory");
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut options = cap_std::fs::OpenOptions::new();
     cap_std::fs::OpenOptionsExt::mode(options.read(true).write(true).create(true).truncate(false), 0o600);
-    crate::safe_open::open_no_follow(&options, path, "a handle claim")
+    crate::safe_open::open_no_follow(&options, path, "a handle claim").map(Some)
 }
 
 impl family::Host for FamilyCap {
@@ -301,10 +312,19 @@ mod tests {
     }
 
     #[test]
-    fn a_command_that_changes_nothing_only_checks_a_claim() {
+    fn a_command_that_changes_nothing_only_checks_a_claim_and_creates_nothing() {
         let temp = tempfile::tempdir().unwrap();
         let mut plan = cap(temp.path(), LockScope::None);
         plan.claim("nova".into()).unwrap();
-        cap(temp.path(), LockScope::OnDemand).claim("nova".into()).unwrap();
+        assert!(!temp.path().join("logs").exists(), "no claim directory or file");
+        let mut run = cap(temp.path(), LockScope::OnDemand);
+        run.claim("nova".into()).unwrap();
+        let err = cap(temp.path(), LockScope::None).claim("nova".into()).unwrap_err();
+        assert!(err.contains("is working on nova"), "a claim held elsewhere is still seen: {err}");
+        run.end_of_run();
+        let claim = temp.path().join("logs/agent-provisioner-claims/nova.lock");
+        let before = (std::fs::read(&claim).unwrap(), std::fs::metadata(&claim).unwrap().modified().unwrap());
+        cap(temp.path(), LockScope::None).claim("nova".into()).unwrap();
+        assert_eq!((std::fs::read(&claim).unwrap(), std::fs::metadata(&claim).unwrap().modified().unwrap()), before, "checked, not rewritten");
     }
 }

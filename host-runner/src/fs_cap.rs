@@ -17,6 +17,7 @@ use crate::bindings::openclaw::provisioner::fs;
 use crate::bindings::{CredentialLayout, EntryKind, EntryMeta, FsError, RestoredTree, TreeStats};
 use crate::credentials::{self, LeadKeys};
 use crate::family::Claimed;
+use crate::limits::{WRITE_BUDGET, WriteBudget, Written};
 use crate::restore::{self, RestoreCaps};
 use crate::grants::{Grants, Kind, Resolved, RootRefused, create_dir_exact};
 use crate::safe_open::{self, NotFollowed};
@@ -36,6 +37,11 @@ const MAX_READ: u64 = 64 << 20;
 pub const MAX_WALK_ENTRIES: usize = 100_000;
 /// The deepest directory `walk-tree` enters.
 pub const MAX_WALK_DEPTH: usize = 256;
+/// The most bytes of names one `walk-tree` listing holds: 100,000 entries of 160-byte
+/// paths, so the entry cap binds first unless the names are long.
+pub const MAX_WALK_BYTES: usize = 16 << 20;
+/// What one `walk-tree` listing may hold.
+pub const WALK_CAPS: WalkCaps = WalkCaps { entries: MAX_WALK_ENTRIES, bytes: MAX_WALK_BYTES };
 /// The most bytes one copy of the lead's plugins and skills carries.
 const MAX_COPY_BYTES: u64 = 512 << 20;
 
@@ -57,6 +63,8 @@ pub struct FsCap {
     without_archive: Option<String>,
     /// Whose credentials this run may write ([`FsCap::writing_credentials`]).
     credentials: CredentialsFor,
+    /// What the component may still write in this run.
+    budget: WriteBudget,
 }
 
 /// The run's command and the handle it claimed: `write-credentials` writes only into the
@@ -137,7 +145,7 @@ fn rel(r: &Resolved) -> &Path {
 
 impl FsCap {
     pub fn new(grants: Grants, audit: Arc<Audit>, lead_secret: Option<Secret>, plugins: LeadPlugins, lead_keys: LeadKeys) -> Self {
-        Self { grants, audit, lead_secret, plugins, lead_keys, adopting: None, removable: Mutex::default(), without_archive: None, credentials: CredentialsFor::default() }
+        Self { grants, audit, lead_secret, plugins, lead_keys, adopting: None, removable: Mutex::default(), without_archive: None, credentials: CredentialsFor::default(), budget: WriteBudget::new(WRITE_BUDGET) }
     }
 
     /// The home of `handle` may be removed without an archive: the operator said so
@@ -155,6 +163,26 @@ impl FsCap {
     /// the home of the handle the run claims through the `family` capability.
     pub fn writing_credentials(self, command: &'static str, claimed: Claimed) -> Self {
         Self { credentials: CredentialsFor { command, claimed }, ..self }
+    }
+
+    /// The same capability with a write budget of `cap` (tests use small ones).
+    #[cfg(test)]
+    pub fn with_write_budget(self, cap: Written) -> Self {
+        Self { budget: WriteBudget::new(cap), ..self }
+    }
+
+    /// Takes what a write of `path` adds from the run's budget, or refuses it naming the
+    /// budget.
+    fn spend(&self, path: &str, wanted: Written) -> Fs<()> {
+        self.budget.take(wanted).map_err(|why| FsError::Denied(format!("{path}: {why}")))
+    }
+
+    /// The home of `handle`, for the host calls that take a handle: only a sibling handle
+    /// by the naming rules (never a reserved one such as `archives`, nor the lead's).
+    fn handle_home(&self, handle: &str) -> Fs<String> {
+        naming::check_sibling(handle, self.grants.lead_handles())
+            .map_err(|why| FsError::Denied(format!("{handle:?} is not a sibling handle: it {why}")))?;
+        Ok(self.grants.sibling_home(handle).display().to_string())
     }
 
     /// Narrows the grant on the home of `handle`, which this run adopts: of it the
@@ -264,7 +292,30 @@ impl FsCap {
         sibling_files::check_mode(mode).map_err(|why| FsError::Denied(format!("{path}: {why}")))?;
         self.sibling_rules(&r, |rules| sibling_files::check_write(&r.relative, contents, rules))?;
         let dir = self.existing_root(path, &r)?;
-        atomic::write(&dir, &r.relative, contents, mode).map_err(|e| io_error(path, e))
+        let exists = dir.symlink_metadata(&r.relative).is_ok();
+        if r.kind == Kind::Archives {
+            archives_create_only(path, &r, exists)?;
+        }
+        self.spend(path, Written { bytes: contents.len() as u64, entries: u64::from(!exists) })?;
+        let write = if r.kind == Kind::Archives { atomic::create } else { atomic::write };
+        write(&dir, &r.relative, contents, mode).map_err(|e| io_error(path, e))
+    }
+
+    /// The entries a `create-dir-all` of `r` would create (its grant's root included);
+    /// none when the root cannot be opened (the creation then fails on its own).
+    fn missing_entries(&self, path: &str, r: &Resolved) -> u64 {
+        let dir = match self.root(path, r) {
+            Ok(Some(dir)) => dir,
+            Ok(None) => return 1 + r.relative.components().count() as u64,
+            Err(_) => return 0,
+        };
+        let mut current = PathBuf::new();
+        let mut missing = 0;
+        for component in r.relative.components() {
+            current.push(component);
+            missing += u64::from(dir.symlink_metadata(&current).is_err());
+        }
+        missing
     }
 
     fn create_dir_all_inner(&self, path: &str, mode: u32) -> Fs<()> {
@@ -275,6 +326,7 @@ impl FsCap {
             current.push(component);
             self.sibling_rules(&r, |_| sibling_files::check_dir(&current))?;
         }
+        self.spend(path, Written { bytes: 0, entries: self.missing_entries(path, &r) })?;
         self.claim(&r)?;
         let dir = match r.open_root(Some(mode)) {
             Ok(dir) => {
@@ -341,7 +393,10 @@ impl FsCap {
         }
         let dir = self.existing_root(path, &r)?.open_dir(rel(&r)).map_err(|e| io_error(path, e))?;
         let mut out = Vec::new();
-        walk(&dir, "", &mut out, MAX_WALK_ENTRIES).map_err(|e| io_error(path, e))?;
+        walk(&dir, &mut out, WALK_CAPS).map_err(|e| match e.get_ref().and_then(|why| why.downcast_ref::<WalkCapped>()) {
+            Some(capped) => FsError::Denied(format!("{path}: {capped} (a walk cap)")),
+            None => io_error(path, e),
+        })?;
         Ok(out)
     }
 
@@ -407,6 +462,9 @@ impl FsCap {
                 .release_home(handle)
                 .map_err(|e| FsError::Io(format!("{path} was removed, but the host's record was not updated: {e:#}")));
         }
+        if r.kind == Kind::Archives {
+            return Err(FsError::Denied(format!("{path}: {ARCHIVES_CREATE_ONLY}; nothing there is removed")));
+        }
         match self.root(path, &r)? {
             None => Ok(()),
             Some(dir) => remove(&dir, &r.relative, path),
@@ -469,7 +527,9 @@ impl FsCap {
             let stats = archive::write(&src, &root_name, &mut writer)?;
             let file = writer.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
-            dst.rename(&temp, &dst, &name)?;
+            // Never over an archive that appeared meanwhile: archives are create-only.
+            dst.hard_link(&temp, &dst, &name)?;
+            dst.remove_file(&temp)?;
             Ok(stats)
         })();
         let stats = result.map_err(|e| {
@@ -669,7 +729,7 @@ impl fs::Host for FsCap {
 
     fn restore_archive(&mut self, archive: String, handle: String) -> Fs<RestoredTree> {
         let home = self.grants.sibling_home(&handle).display().to_string();
-        let result = self.restore_archive_inner(&archive, &handle, &home);
+        let result = self.handle_home(&handle).and_then(|home| self.restore_archive_inner(&archive, &handle, &home));
         self.audited("restore-archive", &format!("{archive} -> {home}"), &archive, result)
     }
 
@@ -677,12 +737,14 @@ impl fs::Host for FsCap {
         let home = self.grants.sibling_home(&handle).display().to_string();
         let from = if key.is_some() { "the task's key" } else { "the lead's key" };
         let target = format!("{provider} credential ({from}) -> {home}");
-        self.audited("write-credentials", &target, &home, self.write_credentials_inner(&handle, &home, &provider, layout, key))
+        let result = self.handle_home(&handle).and_then(|home| self.write_credentials_inner(&handle, &home, &provider, layout, key));
+        self.audited("write-credentials", &target, &home, result)
     }
 
     fn copy_lead_plugins(&mut self, handle: String) -> Fs<Vec<String>> {
         let home = self.grants.sibling_home(&handle).display().to_string();
-        self.audited("copy-lead-plugins", &format!("{} -> {home}", self.plugins.paths.join(", ")), &home, self.copy_lead_plugins_inner(&home))
+        let result = self.handle_home(&handle).and_then(|home| self.copy_lead_plugins_inner(&home));
+        self.audited("copy-lead-plugins", &format!("{} -> {home}", self.plugins.paths.join(", ")), &home, result)
     }
 }
 
@@ -698,6 +760,22 @@ fn only_sibling_source(path: &str, r: &Resolved) -> Fs<()> {
         Kind::SiblingHome(_) => Ok(()),
         _ => Err(FsError::Denied(format!("{path}: only a sibling home can be walked or archived, not the {}", r.describe()))),
     }
+}
+
+/// Why the archives grant takes no change of what is there.
+const ARCHIVES_CREATE_ONLY: &str =
+    "archives and member records are create-only for the component (each may be the only copy of a deprovisioned sibling)";
+
+/// A `write-atomic` in the archives grant: only a new member record (`*.member.json`,
+/// which deprovision keeps beside its archive); archives come from `archive-tree`.
+fn archives_create_only(path: &str, r: &Resolved, exists: bool) -> Fs<()> {
+    if !r.relative.to_string_lossy().ends_with(".member.json") {
+        return Err(FsError::Denied(format!("{path}: the component writes only member records (*.member.json) in the archives grant; archives are made by archive-tree")));
+    }
+    if exists {
+        return Err(FsError::Denied(format!("{path} exists: {ARCHIVES_CREATE_ONLY}")));
+    }
+    Ok(())
 }
 
 fn is_symlink_error(e: &io::Error) -> bool {
@@ -716,11 +794,34 @@ pub(crate) fn remove(dir: &Dir, relative: &Path, path: &str) -> Fs<()> {
     }
 }
 
-/// Lists `dir` into `out`, depth first and sorted, at most `limit` entries and
-/// [`MAX_WALK_DEPTH`] levels; directories are entered without following links.
-pub(crate) fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>, limit: usize) -> io::Result<()> {
+/// What one listing may hold: entries, and bytes of their names together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkCaps {
+    pub entries: usize,
+    pub bytes: usize,
+}
+
+/// A listing stopped at one of its caps (the message says which).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WalkCapped(String);
+
+fn capped(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, WalkCapped(why))
+}
+
+/// Lists `dir` into `out` (paths relative to it, directories ending with `/`), depth first
+/// and sorted, within `caps` and [`MAX_WALK_DEPTH`] levels; directories are entered without
+/// following links. A cap reached is a [`WalkCapped`] error, with what was listed so far
+/// in `out`.
+pub(crate) fn walk(dir: &Dir, out: &mut Vec<String>, caps: WalkCaps) -> io::Result<()> {
+    walk_below(dir, "", out, &mut 0, caps)
+}
+
+/// [`walk`] of the directory `prefix`, with `bytes` the length of the names listed so far.
+fn walk_below(dir: &Dir, prefix: &str, out: &mut Vec<String>, bytes: &mut usize, caps: WalkCaps) -> io::Result<()> {
     if prefix.matches('/').count() >= MAX_WALK_DEPTH {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{prefix}: nested more than {MAX_WALK_DEPTH} directories deep")));
+        return Err(capped(format!("{prefix}: nested more than {MAX_WALK_DEPTH} directories deep")));
     }
     let mut entries: Vec<(String, FileType)> = dir
         .entries()?
@@ -728,14 +829,17 @@ pub(crate) fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>, limit: usize)
         .collect::<io::Result<_>>()?;
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, kind) in entries {
-        if out.len() >= limit {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("more than {limit} entries; not listing further")));
+        if out.len() >= caps.entries {
+            return Err(capped(format!("more than {} entries; not listing further", caps.entries)));
         }
+        let listed = if kind.is_dir() { format!("{prefix}{name}/") } else { format!("{prefix}{name}") };
+        *bytes += listed.len();
+        if *bytes > caps.bytes {
+            return Err(capped(format!("more than {} bytes of names; not listing further", caps.bytes)));
+        }
+        out.push(listed.clone());
         if kind.is_dir() {
-            out.push(format!("{prefix}{name}/"));
-            walk(&dir.open_dir_nofollow(&name)?, &format!("{prefix}{name}/"), out, limit)?;
-        } else {
-            out.push(format!("{prefix}{name}"));
+            walk_below(&dir.open_dir_nofollow(&name)?, &listed, out, bytes, caps)?;
         }
     }
     Ok(())

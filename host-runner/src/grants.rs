@@ -11,10 +11,14 @@
 //!    it created for this lead, or that do not exist yet (creating one records it); any
 //!    other existing `~/.openclaw-*` (another OpenClaw profile) is refused, as is a home
 //!    that turns out to be the lead's own directory;
-//! 4. `<home>/.openclaw-archives`: read-write (of it the component reads only member
-//!    records, [`crate::key_files`]);
+//! 4. `<home>/.openclaw-archives`: create-only (new archives and member records; the
+//!    `fs` capability refuses replacing or removing what is there); of it the component
+//!    reads only member records ([`crate::key_files`]);
 //! 5. the gateways' logs, `<home>/.local/state/agent-provisioner/logs/`: read-only.
+//!
+//! A command that changes nothing ([`Access::ReadOnly`]) gets every grant read-only.
 
+use crate::access::Access;
 use crate::host_state::HostState;
 use cap_fs_ext::DirExt as _;
 use cap_std::ambient_authority;
@@ -98,6 +102,8 @@ pub struct Resolved {
     pub unclaimed: bool,
     /// The lead home's device and inode, which no sibling home may be.
     lead_identity: Option<(u64, u64)>,
+    /// What the command may change (a read-only one makes every grant read-only).
+    access: Access,
 }
 
 impl Resolved {
@@ -110,7 +116,12 @@ impl Resolved {
             Kind::Archives => "archives",
             Kind::ServiceLogs => "gateway logs",
         };
-        let access = if self.writable { "read-write" } else { "read-only" };
+        let access = match (self.writable, self.access) {
+            (true, _) if self.kind == Kind::Archives => "create-only".to_string(),
+            (true, _) => "read-write".to_string(),
+            (false, Access::ReadOnly(command)) => format!("read-only: `{command}` changes nothing"),
+            (false, Access::ReadWrite) => "read-only".to_string(),
+        };
         format!("{what} {} ({access})", self.root.display())
     }
 
@@ -176,6 +187,7 @@ pub struct Grants {
     archives: PathBuf,
     logs: PathBuf,
     state: Arc<HostState>,
+    access: Access,
 }
 
 impl Grants {
@@ -195,7 +207,27 @@ impl Grants {
             lead_handles: config.lead_handles,
             lead_identity,
             state: config.state,
+            access: Access::ReadWrite,
         })
+    }
+
+    /// The grants of a command with `access`: every one read-only for a read-only command.
+    pub fn with_access(self, access: Access) -> Self {
+        Self { access, ..self }
+    }
+
+    /// What the command may change.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// How a grant that the component may change is shown: `usual`, or read-only for a
+    /// read-only command.
+    fn shown(&self, usual: &str) -> String {
+        match self.access {
+            Access::ReadOnly(command) => format!("read-only: `{command}` changes nothing"),
+            Access::ReadWrite => usual.to_string(),
+        }
     }
 
     /// The host's record of sibling homes.
@@ -205,6 +237,11 @@ impl Grants {
 
     pub fn lead_home(&self) -> &Path {
         &self.lead_home
+    }
+
+    /// Every handle the lead goes by.
+    pub fn lead_handles(&self) -> &[String] {
+        &self.lead_handles
     }
 
     /// The lead's home as a directory capability, for the host's own copy of allowlisted
@@ -222,13 +259,18 @@ impl Grants {
     pub fn describe(&self) -> Vec<String> {
         vec![
             format!("files: {}/{{{}}} (the lead's workspace notes, read-only)", self.lead_home.display(), LEAD_READABLE.join(",")),
-            format!("files: {} (provisioner state, read-write)", self.provisioner.display()),
+            format!("files: {} (provisioner state, {})", self.provisioner.display(), self.shown("read-write")),
             format!(
-                "files: {}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; the component creates only: {}; credential files, archives and hard-linked files are never read)",
+                "files: {}/.openclaw-<handle> (sibling homes this host created for this lead, or new ones; {}; the component creates only: {}; credential files, archives and hard-linked files are never read)",
                 self.home.display(),
+                self.shown("read-write"),
                 crate::sibling_files::described()
             ),
-            format!("files: {} (archives, read-write; of them only member records are read back)", self.archives.display()),
+            format!(
+                "files: {} (archives, {})",
+                self.archives.display(),
+                self.shown("create-only: new archives and member records, never replaced or removed; of them only member records are read back")
+            ),
             format!("files: {} (gateway logs, read-only)", self.logs.display()),
         ]
     }
@@ -257,9 +299,10 @@ impl Grants {
             kind,
             root: root.to_path_buf(),
             relative,
-            writable,
+            writable: writable && !self.access.is_read_only(),
             unclaimed: false,
             lead_identity: self.lead_identity,
+            access: self.access,
         });
         if let Some(relative) = under(&self.provisioner) {
             return grant(Kind::ProvisionerState, &self.provisioner, relative, true);
@@ -307,9 +350,10 @@ impl Grants {
             kind: Kind::SiblingHome(handle.to_string()),
             root: root.to_path_buf(),
             relative: PathBuf::new(),
-            writable: true,
+            writable: !self.access.is_read_only(),
             unclaimed,
             lead_identity: self.lead_identity,
+            access: self.access,
         })
     }
 }
@@ -382,6 +426,20 @@ mod tests {
             assert!(err.contains(needle), "{path}: {err}");
         }
         assert!(grants().resolve(&format!("/home/u/.openclaw-nova/{}", "a".repeat(5000))).unwrap_err().to_string().contains("longer"));
+    }
+
+    #[test]
+    fn a_read_only_command_gets_every_grant_read_only() {
+        let g = grants().with_access(Access::ReadOnly("list"));
+        for path in ["/home/u/.openclaw/agent-provisioner/family.json", "/home/u/.openclaw-nova/x", "/home/u/.openclaw-archives/n.tar.gz"] {
+            let r = g.resolve(path).unwrap();
+            assert!(!r.writable, "{path}");
+            assert!(r.describe().ends_with("(read-only: `list` changes nothing)"), "{}", r.describe());
+        }
+        let lines = g.describe();
+        assert!(lines.iter().filter(|l| l.contains("read-only: `list` changes nothing")).count() == 3, "{lines:#?}");
+        assert!(!lines.iter().any(|l| l.contains("read-write") || l.contains("create-only")), "{lines:#?}");
+        assert!(grants().describe().iter().any(|l| l.contains("archives, create-only")));
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! `Authorization` (or other credential headers), a method override or a hop-by-hop or
 //! forwarding header itself. Every decision is audited.
 
+use crate::access::Access;
 use crate::audit::{Audit, Decision};
 use crate::secret::Secret;
 use crate::sesame_ids::{Binds, RunIds};
@@ -230,6 +231,8 @@ pub struct HttpGate {
     /// vault is added when Sesame answers the run's create.
     run: Arc<Mutex<RunIds>>,
     audit: Arc<Audit>,
+    /// What the command may change: a read-only one makes no Sesame call at all.
+    access: Access,
 }
 
 impl HttpGate {
@@ -239,12 +242,17 @@ impl HttpGate {
         gateway_ports: Arc<Mutex<BTreeSet<u16>>>,
         audit: Arc<Audit>,
     ) -> Self {
-        Self { sesame, lead_key, gateway_ports, run: Arc::default(), audit }
+        Self { sesame, lead_key, gateway_ports, run: Arc::default(), audit, access: Access::ReadWrite }
     }
 
     /// Binds the gate to the ids of this run, read by the host before the component runs.
     pub fn bind_run(&self, ids: RunIds) {
         *self.run.lock().expect("run ids lock") = ids;
+    }
+
+    /// The gate of a command with `access`: a read-only one reaches sibling gateways only.
+    pub fn with_access(self, access: Access) -> Self {
+        Self { access, ..self }
     }
 
     /// One line per HTTP grant, for the operator.
@@ -255,13 +263,17 @@ impl HttpGate {
         } else {
             format!("ports {} (definitions this host wrote) and those of services installed in this run", join(&ports))
         };
-        vec![
-            format!(
+        let sesame = match self.access {
+            Access::ReadOnly(command) => format!("http: {}{API_PREFIX}* nothing (`{command}` changes nothing: no Sesame call)", self.sesame.url()),
+            Access::ReadWrite => format!(
                 "http: {}{API_PREFIX}* only the spec's Sesame endpoints: {} (only this run's ids: the vault it creates, the task, family, principals and channels the host read; no query; bodies one JSON object with Content-Length, never holding a key the host holds; no method-override, hop-by-hop or forwarding headers; the lead's key is added by the host{})",
                 self.sesame.url(),
                 endpoint_list(),
                 if self.lead_key.is_some() { "" } else { ": none configured" }
             ),
+        };
+        vec![
+            sesame,
             format!(
                 "http: GET http://{GATEWAY_HOST} {} on sibling gateway {ports} (not localhost or [::1]: the port proof binds {GATEWAY_HOST}); never a port that was listening before its service was installed",
                 GATEWAY_PATHS.join(" or ")
@@ -276,6 +288,7 @@ impl HttpGate {
             return Err("the guest may not set Authorization, Proxy-Authorization or Cookie".into());
         }
         if origin == self.sesame {
+            self.access.allows("a Sesame call")?;
             let (endpoint, segments) = sesame_endpoint(method, uri)?;
             if self.lead_key.is_none() {
                 return Err("no lead Sesame key: set channels.sesame.apiKey in the lead's openclaw.json or SESAME_API_KEY".into());
@@ -618,6 +631,17 @@ mod tests {
         assert!(err.contains("(none yet)"), "{err}");
         ports.lock().unwrap().insert(18930);
         assert_eq!(check(&g, Method::GET, "http://127.0.0.1:18930/healthz"), Ok(Destination::Gateway(18930)), "once the service capability proves it");
+    }
+
+    #[test]
+    fn a_read_only_command_reaches_sibling_gateways_and_no_sesame_endpoint() {
+        let g = gate(&[18790], true).with_access(Access::ReadOnly("list"));
+        for (method, template) in SESAME_ENDPOINTS.iter().map(|e| (e.method.clone(), e.template)) {
+            let url = format!("https://api.sesame.space{API_PREFIX}{}", template.replace(['{', '}'], ""));
+            assert_eq!(check(&g, method, &url), Err("`list` changes nothing: a Sesame call is not granted to it".into()), "{template}");
+        }
+        assert_eq!(check(&g, Method::GET, "http://127.0.0.1:18790/healthz"), Ok(Destination::Gateway(18790)));
+        assert!(g.describe()[0].ends_with("nothing (`list` changes nothing: no Sesame call)"), "{}", g.describe()[0]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! grants only scoped files, service control for sibling gateways, and HTTP to the Sesame
 //! API and sibling gateway ports. See `wit/provisioner.wit` for the contract.
 
+pub mod access;
 pub mod adopt;
 pub mod app;
 pub mod archive;

@@ -13,8 +13,13 @@
 //! A refusal traps the guest (a Rust guest aborts on a failed allocation anyway; a trap at
 //! the growth names the reason) and is kept as a [`Denial`], so the host can say which
 //! limit the component ran into rather than only that it trapped.
+//!
+//! What the component may write to disk in one run is a [`WriteBudget`]: bytes through
+//! `fs.write-atomic`, entries created through it and `fs.create-dir-all`. A call past it is
+//! refused (the component sees `denied`, naming the budget), not trapped.
 
 use std::fmt;
+use std::sync::Mutex;
 use wasmtime::ResourceLimiter;
 
 /// Core instances a store may create. The provisioner component and the hostile test
@@ -168,6 +173,59 @@ impl ResourceLimiter for StoreBudget {
     }
 }
 
+/// Bytes and entries the component writes (or may write) in one run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+/// The write budget of one run. An honest provision of the example lead leaves about 7 KB
+/// in 19 entries (its workspace notes, `openclaw.json`, the registry) and rewrites its
+/// journal a few times; 64 MiB and 10,000 entries leave room for a lead with long notes,
+/// and bound what a hostile component can leave on the disk in one run. Copies the host
+/// makes itself (the lead's plugins, a restore, an archive) have caps of their own.
+pub const WRITE_BUDGET: Written = Written { bytes: 64 << 20, entries: 10_000 };
+
+/// What the component has written so far in this run, against a cap.
+#[derive(Debug)]
+pub struct WriteBudget {
+    cap: Written,
+    used: Mutex<Written>,
+}
+
+impl WriteBudget {
+    pub fn new(cap: Written) -> Self {
+        Self { cap, used: Mutex::new(Written::default()) }
+    }
+
+    /// Takes `wanted` from the budget, or, when it does not fit, takes nothing and says
+    /// which budget it would exceed.
+    pub fn take(&self, wanted: Written) -> Result<(), String> {
+        let mut used = self.used.lock().expect("budget lock");
+        let bytes = used.bytes.saturating_add(wanted.bytes);
+        let entries = used.entries.saturating_add(wanted.entries);
+        if bytes > self.cap.bytes {
+            return Err(format!(
+                "the component's write budget of {} MiB per run is spent ({} bytes written, {} more asked)",
+                self.cap.bytes / MIB as u64,
+                used.bytes,
+                wanted.bytes
+            ));
+        }
+        if entries > self.cap.entries {
+            return Err(format!("the component's budget of {} new entries per run is spent ({} created)", self.cap.entries, used.entries));
+        }
+        *used = Written { bytes, entries };
+        Ok(())
+    }
+
+    /// What was taken so far.
+    pub fn used(&self) -> Written {
+        *self.used.lock().expect("budget lock")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +256,19 @@ mod tests {
         (memory $b 1)
         (func (export "grow_a") (param i32) (result i32) (memory.grow $a (local.get 0)))
         (func (export "grow_b") (param i32) (result i32) (memory.grow $b (local.get 0))))"#;
+
+    #[test]
+    fn the_write_budget_refuses_what_does_not_fit_and_takes_nothing_then() {
+        let budget = WriteBudget::new(Written { bytes: 2 << 20, entries: 3 });
+        budget.take(Written { bytes: 1 << 20, entries: 1 }).unwrap();
+        let err = budget.take(Written { bytes: (1 << 20) + 1, entries: 1 }).unwrap_err();
+        assert_eq!(err, "the component's write budget of 2 MiB per run is spent (1048576 bytes written, 1048577 more asked)");
+        budget.take(Written { bytes: 1 << 20, entries: 2 }).unwrap();
+        assert_eq!(budget.used(), Written { bytes: 2 << 20, entries: 3 }, "up to the cap is fine");
+        let err = budget.take(Written { bytes: 0, entries: 1 }).unwrap_err();
+        assert_eq!(err, "the component's budget of 3 new entries per run is spent (3 created)");
+        assert_eq!(budget.used(), Written { bytes: 2 << 20, entries: 3 }, "a refusal takes nothing");
+    }
 
     #[test]
     fn two_memories_each_under_the_budget_cannot_exceed_it_together() {

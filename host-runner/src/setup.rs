@@ -2,6 +2,7 @@
 //! family lock (for the short commands that hold it throughout), the grants and capabilities, the banner that shows them, the component's
 //! command and its context. Every grant derives from `--home` and `--lead-home`.
 
+use crate::access::Access;
 use crate::audit::{Audit, Decision};
 use crate::adopt::{Adoption, LegacyServices};
 use crate::bindings::commands::{self, AdoptRequest, Context, DeprovisionRequest, HealthRequest, ProvisionRequest, RestoreRequest, Timing};
@@ -224,21 +225,34 @@ fn guards(cli: &Cli, homes: &Homes, run: &Run, lead: &LeadConfig, audit: &Arc<Au
         uid: rustix::process::getuid().as_raw(),
     };
     let adoption = Adoption::new(adopting(&cli.command), &homes.lead_home, run.lead_handles.clone(), state.clone(), legacy, audit.clone());
-    let services = ServiceCap::new(config, audit.clone(), state.clone(), Arc::clone(&gateway_ports))?;
+    let access = shown_access(&cli.command);
+    let services = ServiceCap::new(config, audit.clone(), state.clone(), Arc::clone(&gateway_ports))?.with_access(access);
     let grants = Grants::new(GrantConfig {
         home: homes.home.clone(),
         lead_home: homes.lead_home.clone(),
         lead_handles: run.lead_handles.clone(),
         state,
-    })?;
+    })?
+    .with_access(access);
     let origin = Origin::parse(&g.api_url)?;
-    let gate = HttpGate::new(origin, lead.sesame_key.clone(), gateway_ports, audit.clone());
+    let gate = HttpGate::new(origin, lead.sesame_key.clone(), gateway_ports, audit.clone()).with_access(access);
     Ok(Guards { grants, services, gate, adoption })
+}
+
+/// What the capabilities of `command` may change: its own [`Command::access`]; `grants`,
+/// which runs no component, shows what a command that changes the family gets (and the
+/// banner's access line names the commands that get read-only grants instead).
+fn shown_access(command: &Command) -> Access {
+    match command {
+        Command::Grants => Access::ReadWrite,
+        _ => command.access(),
+    }
 }
 
 /// One line per grant and per key the host holds, for the operator.
 fn banner(g: &Global, lead_home: &Path, run: &Run, lead: &Lead, guards: &Guards, audit: &Audit) -> Vec<String> {
-    let mut banner: Vec<String> = guards.grants.describe();
+    let mut banner = vec![guards.grants.access().describe()];
+    banner.extend(guards.grants.describe());
     banner.push(format!(
         "code: the host copies {} from {} into new siblings (allowlist: --copy-plugin {}, --copy-skill {})",
         if run.plugins.paths.is_empty() { "nothing".to_string() } else { run.plugins.paths.join(", ") },
@@ -249,6 +263,14 @@ fn banner(g: &Global, lead_home: &Path, run: &Run, lead: &Lead, guards: &Guards,
     banner.extend(guards.services.describe());
     banner.extend(guards.adoption.describe());
     banner.extend(guards.gate.describe());
+    banner.push(format!(
+        "limits: the component writes at most {} MiB and {} new entries per run; walk-tree lists at most {} entries, {} levels, {} MiB of names",
+        crate::limits::WRITE_BUDGET.bytes >> 20,
+        crate::limits::WRITE_BUDGET.entries,
+        crate::fs_cap::MAX_WALK_ENTRIES,
+        crate::fs_cap::MAX_WALK_DEPTH,
+        crate::fs_cap::MAX_WALK_BYTES >> 20
+    ));
     banner.push(match &lead.config.key_source {
         Some(source) => format!("lead Sesame key: held by the host, from {source}"),
         None => "lead Sesame key: none (set channels.sesame.apiKey or SESAME_API_KEY)".into(),
@@ -284,7 +306,7 @@ fn claim_handle(command: &Command, lead_handles: &[String], family: &mut FamilyC
         Command::Start(h) | Command::Stop(h) | Command::Restart(h) | Command::Rollback(h) => &h.handle,
         Command::Deprovision(d) => &d.handle,
         Command::Restore(r) => &r.handle,
-        Command::Adopt(a) if !a.changes_nothing() => a.handle.as_ref().expect("clap requires it without --scan"),
+        Command::Adopt(a) if !command.access().is_read_only() => a.handle.as_ref().expect("clap requires it without --scan"),
         _ => return Ok(()),
     };
     if naming::check_sibling(handle, lead_handles).is_err() {
@@ -322,7 +344,7 @@ fn component_command(command: &Command, homes: &Homes, audit: &Audit, adoption: 
         Command::Restart(h) => runtime::Command::Restart(h.handle.clone()),
         Command::Deprovision(d) => runtime::Command::Deprovision(DeprovisionRequest { handle: d.handle.clone(), without_archive: d.without_archive }),
         Command::Restore(r) => runtime::Command::Restore(restore_request(r, homes, audit)?),
-        Command::Adopt(a) if a.changes_nothing() => runtime::Command::AdoptPlan(adopt_request(a, adoption)),
+        Command::Adopt(a) if command.access().is_read_only() => runtime::Command::AdoptPlan(adopt_request(a, adoption)),
         Command::Adopt(a) => runtime::Command::Adopt(adopt_request(a, adoption)),
         Command::Rollback(h) => runtime::Command::Rollback(h.handle.clone()),
         Command::Health(h) => runtime::Command::Health(HealthRequest { report: h.report, channel: h.channel.clone() }),
@@ -347,7 +369,7 @@ fn restore_request(args: &crate::cli::RestoreArgs, homes: &Homes, audit: &Audit)
 /// The sibling an `adopt` run takes over (none for `--scan`, `--plan` and other commands).
 fn adopting(command: &Command) -> Option<String> {
     match command {
-        Command::Adopt(a) if !a.changes_nothing() => a.handle.clone(),
+        Command::Adopt(a) if !command.access().is_read_only() => a.handle.clone(),
         _ => None,
     }
 }

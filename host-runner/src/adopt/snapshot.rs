@@ -190,7 +190,7 @@ impl Snapshot {
 /// walk's caps; entered without following links.
 fn entries(home: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    crate::fs_cap::walk(&open_root(home)?, "", &mut out, crate::fs_cap::MAX_WALK_ENTRIES)?;
+    crate::fs_cap::walk(&open_root(home)?, &mut out, crate::fs_cap::WALK_CAPS)?;
     Ok(out)
 }
 

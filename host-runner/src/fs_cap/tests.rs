@@ -336,7 +336,7 @@ fn special_files_and_deep_trees_are_refused_without_blocking() {
         deep.push("d");
     }
     std::fs::create_dir_all(&deep).unwrap();
-    assert!(matches!(f.fs.walk_tree(f.p(".openclaw-victim/deep")), Err(FsError::Io(why)) if why.contains("deep")));
+    assert!(matches!(f.fs.walk_tree(f.p(".openclaw-victim/deep")), Err(FsError::Denied(why)) if why.contains("deep") && why.contains("(a walk cap)")));
     denied(f.fs.list_archive(f.p(".openclaw-victim/logs")), "only archives");
     // A listing stops at its entry cap (here 5 of the 6 entries).
     let wide = f.home.join(".openclaw-victim/wide");
@@ -345,7 +345,7 @@ fn special_files_and_deep_trees_are_refused_without_blocking() {
     }
     let dir = Dir::open_ambient_dir(&wide, cap_std::ambient_authority()).unwrap();
     let mut out = Vec::new();
-    let err = walk(&dir, "", &mut out, 5).unwrap_err();
+    let err = walk(&dir, &mut out, WalkCaps { entries: 5, bytes: MAX_WALK_BYTES }).unwrap_err();
     assert!(err.to_string().contains("more than 5 entries"), "{err}");
     assert_eq!(out.len(), 5);
 }
@@ -465,4 +465,66 @@ fn credentials_go_only_into_the_home_of_the_sibling_the_run_claimed() {
         denied(f.fs.write_credentials("victim".into(), "anthropic".into(), CredentialLayout::EnvFile, None), "only in provision and restore");
         assert!(!f.home.join(".openclaw-victim/.env").exists(), "{command}");
     }
+}
+
+#[test]
+fn a_run_writes_within_its_byte_and_entry_budget() {
+    let f = Fixture::new();
+    let p = |rel: &str| format!("{}/{rel}", f.home.display());
+    let (file, more, dirs, over) = (p(".openclaw-victim/a"), p(".openclaw-victim/b"), p(".openclaw-victim/x/y"), p(".openclaw-victim/z"));
+    let mut fs = f.fs.with_write_budget(Written { bytes: 10, entries: 3 });
+    fs.write_atomic(file.clone(), b"123456".to_vec(), 0o600).unwrap();
+    fs.write_atomic(file.clone(), b"7890".to_vec(), 0o600).unwrap();
+    denied(fs.write_atomic(more.clone(), b"1".to_vec(), 0o600), "write budget of 0 MiB per run is spent (10 bytes written, 1 more asked)");
+    fs.create_dir_all(dirs.clone(), 0o700).unwrap();
+    fs.create_dir_all(dirs.clone(), 0o700).unwrap();
+    denied(fs.create_dir_all(over.clone(), 0o700), "budget of 3 new entries per run is spent (3 created)");
+    denied(fs.write_atomic(more.clone(), Vec::new(), 0o600), "budget of 3 new entries");
+    assert!(!Path::new(&more).exists() && !Path::new(&over).exists());
+    assert_eq!(std::fs::read(&file).unwrap(), b"7890", "a file written over is not a new entry");
+}
+
+#[test]
+fn archives_and_member_records_are_create_only() {
+    let mut f = Fixture::new();
+    std::fs::create_dir_all(f.home.join(".openclaw-archives")).unwrap();
+    let old = f.p(".openclaw-archives/nova-1");
+    std::fs::write(format!("{old}.tar.gz"), "the only copy").unwrap();
+    std::fs::write(format!("{old}.member.json"), "{}").unwrap();
+    let before = f.snapshot();
+    denied(f.fs.remove_tree(format!("{old}.tar.gz")), "create-only for the component");
+    denied(f.fs.remove_tree(format!("{old}.member.json")), "create-only for the component");
+    denied(f.fs.write_atomic(format!("{old}.member.json"), b"{\"handle\":\"evil\"}".to_vec(), 0o600), "exists: archives and member records are create-only");
+    denied(f.fs.write_atomic(format!("{old}.tar.gz"), b"x".to_vec(), 0o600), "only member records");
+    denied(f.fs.write_atomic(f.p(".openclaw-archives/nova-2.tar.gz"), b"forged".to_vec(), 0o600), "archives are made by archive-tree");
+    assert!(matches!(f.fs.archive_tree(f.p(".openclaw-victim"), format!("{old}.tar.gz")), Err(FsError::AlreadyExists(_))));
+    assert_eq!(f.snapshot(), before, "nothing in the archives changed");
+    f.fs.write_atomic(f.p(".openclaw-archives/nova-2.member.json"), b"{}".to_vec(), 0o600).unwrap();
+    f.fs.archive_tree(f.p(".openclaw-victim"), f.p(".openclaw-archives/nova-2.tar.gz")).unwrap();
+}
+
+#[test]
+fn a_host_call_that_takes_a_handle_takes_only_a_sibling_handle() {
+    let mut f = Fixture::new();
+    let before = f.snapshot();
+    for handle in ["archives", "chief", "../x", "dev"] {
+        denied(f.fs.copy_lead_plugins(handle.into()), "is not a sibling handle");
+        denied(f.fs.write_credentials(handle.into(), "anthropic".into(), CredentialLayout::EnvFile, Some("sk-ant-x-0001".into())), "is not a sibling handle");
+        denied(f.fs.restore_archive(f.p(".openclaw-archives/x.tar.gz"), handle.into()), "is not a sibling handle");
+    }
+    denied(f.fs.copy_lead_plugins("archives".into()), "\"archives\" is not a sibling handle: it is reserved");
+    assert_eq!(f.snapshot(), before);
+}
+
+#[test]
+fn a_listing_stops_at_its_byte_cap() {
+    let temp = tempfile::tempdir().unwrap();
+    for name in ["aaaa", "bbbb", "cccc"] {
+        std::fs::write(temp.path().join(name), "").unwrap();
+    }
+    let dir = Dir::open_ambient_dir(temp.path(), cap_std::ambient_authority()).unwrap();
+    let mut out = Vec::new();
+    let err = walk(&dir, &mut out, WalkCaps { entries: 100, bytes: 10 }).unwrap_err();
+    assert!(err.to_string().contains("more than 10 bytes of names"), "{err}");
+    assert_eq!(out, ["aaaa", "bbbb"]);
 }

@@ -26,6 +26,7 @@ pub use direct::process;
 pub use direct::supervisor::{close_inherited_descriptors, main as supervise};
 pub use policy::{Definition, Policy};
 
+use crate::access::Access;
 use crate::audit::{Audit, Decision};
 use crate::bindings::openclaw::provisioner::service;
 use crate::bindings::{Installed, RunState, ServiceBackend, ServiceError, ServiceSpec, ServiceStatus};
@@ -118,6 +119,8 @@ pub struct ServiceCap {
     repoint: Option<String>,
     /// Gateway ports proven the host's (see the module doc); shared with the HTTP gate.
     gateway_ports: Arc<Mutex<BTreeSet<u16>>>,
+    /// What the command may change: a read-only one may only query `status`.
+    access: Access,
 }
 
 impl ServiceCap {
@@ -144,10 +147,21 @@ impl ServiceCap {
             lead_home: config.lead_home,
             repoint: config.repoint,
             gateway_ports,
+            access: Access::ReadWrite,
         };
         let proven = cap.proven_ports();
         cap.gateway_ports.lock().expect("ports lock").extend(proven);
         Ok(cap)
+    }
+
+    /// The capability of a command with `access`: a read-only one may only query `status`.
+    pub fn with_access(self, access: Access) -> Self {
+        Self { access, ..self }
+    }
+
+    /// Refuses a change of the service manager (`op` on `label`) in a read-only command.
+    fn may_change(&self, op: &str, label: &str) -> Result<(), ServiceError> {
+        self.access.allows(&format!("service {op}")).map_err(|why| self.deny(op, label, why))
     }
 
     /// The gateway ports of every definition the host wrote and can still prove.
@@ -320,6 +334,7 @@ impl ServiceCap {
 /// The WIT `service` interface: every call checked against the policy and audited.
 impl service::Host for ServiceCap {
     fn install(&mut self, spec: ServiceSpec) -> Result<Installed, ServiceError> {
+        self.may_change("install", &spec.label)?;
         let def = self.policy.check(&spec).map_err(|why| self.deny("install", &spec.label, why))?;
         self.ours(&def.handle, &def.label).map_err(|why| self.deny("install", &spec.label, why))?;
         self.home_is_ours(&def).map_err(|why| self.deny("install", &spec.label, why))?;
@@ -332,17 +347,20 @@ impl service::Host for ServiceCap {
     }
 
     fn start(&mut self, label: String) -> Result<(), ServiceError> {
+        self.may_change("start", &label)?;
         let handle = self.label("start", &label)?;
         self.program_ready(&handle, &label)?;
         self.backend.start(&label)
     }
 
     fn stop(&mut self, label: String) -> Result<(), ServiceError> {
+        self.may_change("stop", &label)?;
         self.label("stop", &label)?;
         self.backend.stop(&label)
     }
 
     fn uninstall(&mut self, label: String) -> Result<(), ServiceError> {
+        self.may_change("uninstall", &label)?;
         let handle = self.label("uninstall", &label)?;
         self.backend.uninstall(&label)?;
         self.state
@@ -480,6 +498,27 @@ mod tests {
             assert!(matches!(services.status(label.to_string()), Err(ServiceError::Denied(_))), "{label}");
         }
         assert!(!definition_dir(ServiceBackend::Direct, &policy.home).exists());
+    }
+
+    #[test]
+    fn a_read_only_command_may_only_query_status() {
+        let (_t, policy) = fixture();
+        let recorder = Recorder::new();
+        let state = Arc::new(HostState::in_memory());
+        cap(&policy, ServiceBackend::Systemd, state.clone(), &recorder, Default::default()).install(spec("nova")).unwrap();
+        let unit = definition_dir(ServiceBackend::Systemd, &policy.home).join("openclaw-sibling-nova.service");
+        let (written, calls) = (std::fs::read(&unit).unwrap(), recorder.calls().len());
+        let mut services = cap(&policy, ServiceBackend::Systemd, state.clone(), &recorder, Default::default()).with_access(Access::ReadOnly("list"));
+        let label = || "com.openclaw.nova".to_string();
+        let denials = [services.install(spec("nova")).err(), services.start(label()).err(), services.stop(label()).err(), services.uninstall(label()).err()];
+        for (op, denial) in ["install", "start", "stop", "uninstall"].into_iter().zip(denials) {
+            let expected = format!("`list` changes nothing: service {op} is not granted to it");
+            assert!(matches!(&denial, Some(ServiceError::Denied(why)) if *why == expected), "{op}: {denial:?}");
+        }
+        assert_eq!(recorder.calls().len(), calls, "no service manager call: {:?}", &recorder.calls()[calls..]);
+        assert_eq!(std::fs::read(&unit).unwrap(), written);
+        assert!(state.definition("nova").is_some());
+        services.status(label()).unwrap();
     }
 
     #[test]
