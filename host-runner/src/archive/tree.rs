@@ -10,7 +10,7 @@
 use super::{ListCaps, MAX_ENTRY_NAME_BYTES, header};
 use crate::bindings::TreeStats;
 use crate::safe_open::HardLinked;
-use crate::fs_cap::{MAX_WALK_DEPTH, MAX_WALK_ENTRIES};
+use crate::fs_cap::{MAX_WALK_BYTES, MAX_WALK_DEPTH, MAX_WALK_ENTRIES};
 use cap_fs_ext::{DirExt as _, FileTypeExt as _};
 use cap_std::fs::{Dir, FileType, MetadataExt as _};
 use std::io::{self, Read, Write};
@@ -123,6 +123,11 @@ fn walk<W: Write>(source: &Dir, name: &str, out: W, contents: bool) -> io::Resul
     Ok((walk.stats, walk.builder.into_inner()?))
 }
 
+/// The most bytes of names an archived home may list: what both the verifying `walk-tree`
+/// of the home and the listing of the archive read back (its names are the longer, each
+/// with the home's own name in front).
+const MAX_LISTED: usize = if MAX_WALK_BYTES < ListCaps::DEFAULT.listed_bytes { MAX_WALK_BYTES } else { ListCaps::DEFAULT.listed_bytes };
+
 struct Walk<W: Write> {
     builder: tar::Builder<Measured<W>>,
     /// Whether file contents are written (an archive) or only counted (a check).
@@ -168,8 +173,8 @@ impl<W: Write> Walk<W> {
             return Err(over(format!("{}: a name longer than {MAX_ENTRY_NAME_BYTES} bytes", shown(path))));
         }
         self.listed += String::from_utf8_lossy(bytes).len() + extra;
-        if self.listed > ListCaps::DEFAULT.listed_bytes {
-            return Err(over(format!("the names of the home come to more than {} MiB", ListCaps::DEFAULT.listed_bytes >> 20)));
+        if self.listed > MAX_LISTED {
+            return Err(over(format!("the names of the home come to more than {} MiB", MAX_LISTED >> 20)));
         }
         Ok(())
     }
