@@ -552,7 +552,7 @@ mod native {
     impl Ports for World {
         /// The host's own probe (bind test), without an audit file.
         fn taken(&self, ports: &[u16]) -> Vec<u16> {
-            host_runner::ports::taken(ports, &host_runner::audit::Audit::stderr_only())
+            host_runner::caps::ports::taken(ports, &host_runner::record::audit::Audit::stderr_only())
         }
     }
 
