@@ -555,8 +555,8 @@ mod native {
     impl Ports for World {
         /// The host's own probe (bind test), in a search window from 1024, without an audit file.
         fn taken(&self, ports: &[u16]) -> Vec<u16> {
-            let mut scope = host_runner::ports::PortScope::new([], Some(1024));
-            host_runner::ports::taken(ports, &host_runner::audit::Audit::stderr_only(), &mut scope)
+            let mut scope = host_runner::caps::ports::PortScope::new([], Some(1024));
+            host_runner::caps::ports::taken(ports, &host_runner::record::audit::Audit::stderr_only(), &mut scope)
         }
     }
 

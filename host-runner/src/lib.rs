@@ -2,54 +2,26 @@
 //! grants only scoped files, service control for sibling gateways, and HTTP to the Sesame
 //! API and sibling gateway ports. See `wit/provisioner.wit` for the contract.
 
-pub mod access;
-pub mod adopt;
-pub mod app;
-pub mod archive;
-pub mod atomic;
-pub mod audit;
-pub mod batch;
-pub mod bindings;
+/// The capabilities the component imports: one folder per WIT import, and `wasi:http`.
+pub mod caps;
+/// The command line: arguments, dispatch, sandbox setup, batches, skill install.
 pub mod cli;
-pub mod component_cache;
-pub mod contract;
-pub mod credentials;
-pub mod deadline;
-pub mod engine;
-pub mod family;
-pub mod fs_cap;
 #[cfg(test)]
 mod function_length;
 /// Gzip bombs for the unit tests, shared with the end-to-end tests.
 #[cfg(test)]
 #[path = "../../tests/support/gzip_bomb.rs"]
 mod gzip_bomb;
-pub mod grants;
-pub mod host_state;
-pub mod http_gate;
-pub mod key_files;
-pub mod lead_config;
-pub mod lead_env;
-pub mod limits;
-pub mod lock;
+/// The lead's keys: its environment, its config, the provider credential passed on.
+pub mod lead;
+/// What a command prints (text or the `--json` contract), and its exit code.
 pub mod output;
-pub mod paths;
-pub mod private_dir;
-pub mod ports;
-pub mod program;
-pub mod progress;
-pub mod restore;
-pub mod run_scope;
+/// The host's own record: what it made, the programs services run, the audit log.
+pub mod record;
+/// Running the component: the engine, one limited store per command, the deadline.
 pub mod runtime;
-pub mod safe_open;
-pub mod secret;
-pub mod service;
-pub mod sesame_ids;
-pub mod sesame_reach;
-pub mod setup;
-pub mod sibling_files;
-pub mod skill;
-pub mod task_input;
+/// System helpers: safe opening, atomic writes, secret scrubbing.
+pub mod sys;
 
 /// When the process started (set first thing in `main`), for `--timings`.
 pub static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();

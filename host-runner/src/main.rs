@@ -4,8 +4,8 @@ use clap::Parser;
 
 fn main() {
     host_runner::PROCESS_START.get_or_init(std::time::Instant::now);
-    let cli = host_runner::cli::Cli::parse();
-    let rendered = host_runner::app::run(cli);
+    let cli = host_runner::cli::args::Cli::parse();
+    let rendered = host_runner::cli::app::run(cli);
     host_runner::output::write_stdout(&rendered);
     std::process::exit(rendered.exit_code);
 }

@@ -43,8 +43,8 @@
 //! pid and the recorded start time exists and is not a zombie, so a reused pid is never
 //! signalled.
 
-use host_runner::service::close_inherited_descriptors;
-use host_runner::service::process::{Proc, terminate_group};
+use host_runner::caps::service::close_inherited_descriptors;
+use host_runner::caps::service::process::{Proc, terminate_group};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
