@@ -471,7 +471,9 @@ fn credentials_go_only_into_the_home_of_the_sibling_the_run_claimed() {
 fn a_run_writes_within_its_byte_and_entry_budget() {
     let f = Fixture::new();
     let p = |rel: &str| format!("{}/{rel}", f.home.display());
-    let (file, more, dirs, over) = (p(".openclaw-victim/a"), p(".openclaw-victim/b"), p(".openclaw-victim/x/y"), p(".openclaw-victim/z"));
+    std::fs::create_dir_all(f.home.join(".openclaw-victim/workspace/memory")).unwrap();
+    let at = |rel: &str| p(&format!(".openclaw-victim/workspace/memory/{rel}"));
+    let (file, more, dirs, over) = (at("a.md"), at("b.md"), at("x/y"), at("z"));
     let mut fs = f.fs.with_write_budget(Written { bytes: 10, entries: 3 });
     fs.write_atomic(file.clone(), b"123456".to_vec(), 0o600).unwrap();
     fs.write_atomic(file.clone(), b"7890".to_vec(), 0o600).unwrap();

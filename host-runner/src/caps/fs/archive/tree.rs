@@ -224,7 +224,7 @@ impl<W: Write> Walk<W> {
         let file = match crate::sys::safe_open::open_sole(dir, Path::new(name)) {
             Err(e) if e.get_ref().is_some_and(|r| r.is::<HardLinked>()) => {
                 let links = e.into_inner().and_then(|r| r.downcast::<HardLinked>().ok()).map_or(2, |h| h.links);
-                return Err(io::Error::new(io::ErrorKind::PermissionDenied, HardLinked { name: shown(path), links }));
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, HardLinked { name: path.display().to_string(), links }));
             }
             Err(e) if matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput) => {
                 return Err(refused(path, &format!("a file that cannot be opened for reading ({e})")));
