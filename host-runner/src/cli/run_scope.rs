@@ -8,6 +8,7 @@
 //! what they say binds a later run only to the siblings a provision of this lead recorded.
 
 use crate::runtime::bindings::commands::{AdoptRequest, HealthRequest, ProvisionRequest, RestoreRequest};
+use crate::caps::family::Claimable;
 use crate::caps::ports::PortScope;
 use crate::runtime::Command;
 use crate::sys::safe_open::read_path;
@@ -25,6 +26,8 @@ const MAX_JOURNALS: usize = 1000;
 pub struct RunScope {
     pub ids: RunIds,
     pub ports: PortScope,
+    /// The sibling handle the component may claim.
+    pub claimable: Claimable,
 }
 
 /// The scope of `command`, for a lead whose home is `lead_home`.
@@ -32,7 +35,15 @@ pub fn read(command: &Command, lead_home: &Path) -> RunScope {
     let family = Family::read(lead_home);
     let (ids, bases, window) = for_command(command, &family, lead_home);
     let known = family.members.iter().chain(&family.journals).filter_map(|r| r.port);
-    RunScope { ids, ports: PortScope::new(known.chain(bases), window) }
+    RunScope { ids, ports: PortScope::new(known.chain(bases), window), claimable: claimable(command) }
+}
+
+/// A provision may claim only its task's handle; the other commands' host claims first.
+fn claimable(command: &Command) -> Claimable {
+    match command {
+        Command::Provision(r) => task_ids(&r.task_json).handle.map_or(Claimable::Nothing, Claimable::Only),
+        _ => Claimable::Any,
+    }
 }
 
 /// The ids, the bases of its own sibling and the search window of `command`.

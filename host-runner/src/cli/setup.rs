@@ -116,7 +116,8 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     gate.bind_run(run_scope.ids);
     let ctx = context(cli, &homes, &run, &lead);
     let timeout = Duration::from_secs(g.lock_timeout);
-    let mut family = FamilyCap::new(&homes.lead_home, scope, cli.command.name(), timeout, lock, run.lead_handles.clone(), audit.clone());
+    let mut family = FamilyCap::new(&homes.lead_home, scope, cli.command.name(), timeout, lock, run.lead_handles.clone(), audit.clone())
+        .claiming(run_scope.claimable);
     claim_handle(&cli.command, &run.lead_handles, &mut family)?;
     program_ready(&cli.command, &mut services)?;
     let fs = FsCap::new(grants, audit.clone(), lead.config.sesame_key, run.plugins, lead.keys).adopting(adopting(&cli.command));

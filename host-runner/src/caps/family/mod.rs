@@ -81,15 +81,36 @@ pub struct FamilyCap {
     claim: Option<(String, File)>,
     /// The claimed handle, as the other capabilities see it.
     claimed: Claimed,
+    /// Which handle the component may claim, as the host decided before it ran.
+    claimable: Claimable,
     lead_handles: Vec<String>,
     audit: Arc<Audit>,
+}
+
+/// Which handle a run's component may claim; the host decides it before the run, from what
+/// it read itself. A claim is what the other capabilities follow (credentials go only into
+/// the claimed sibling's home), so a provision must not claim another sibling than its task's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claimable {
+    /// Any one sibling handle: the host claims first for the commands on one sibling, and a
+    /// run claims one handle.
+    Any,
+    /// Only this one: a provision claims its task's handle, as the host read the task.
+    Only(String),
+    /// None: a provision whose task names no handle the host could read.
+    Nothing,
 }
 
 impl FamilyCap {
     /// The capability of `command` for the lead at `lead_home`; `held` is the lock a
     /// `Whole` command took before the run.
     pub fn new(lead_home: &Path, scope: LockScope, command: &'static str, timeout: Duration, held: Option<HostLock>, lead_handles: Vec<String>, audit: Arc<Audit>) -> Self {
-        Self { lead_home: lead_home.to_path_buf(), scope, command, timeout, held, depth: 0, claim: None, claimed: Claimed::default(), lead_handles, audit }
+        Self { lead_home: lead_home.to_path_buf(), scope, command, timeout, held, depth: 0, claim: None, claimed: Claimed::default(), claimable: Claimable::Any, lead_handles, audit }
+    }
+
+    /// The capability whose component may claim only what `claimable` says.
+    pub fn claiming(self, claimable: Claimable) -> Self {
+        Self { claimable, ..self }
     }
 
     /// Releases the lock and the claim: the component's run is over. Audited when the
@@ -142,6 +163,11 @@ impl FamilyCap {
     /// Claims `handle` for this run (in a command that changes nothing, only checks it).
     fn claim_inner(&mut self, handle: &str) -> Result<(), String> {
         naming::check_sibling(handle, &self.lead_handles).map_err(|why| format!("{handle:?} {why}"))?;
+        match &self.claimable {
+            Claimable::Only(task) if task != handle => return Err(format!("this run provisions {task} (its task's handle, as the host read it) and may claim no other")),
+            Claimable::Nothing => return Err("this run's task names no handle the host could read, so it may claim none".into()),
+            _ => {}
+        }
         match &self.claim {
             Some((held, _)) if held == handle => return Ok(()),
             Some((held, _)) => return Err(format!("this run already works on {held}; a run may claim one handle")),
@@ -312,6 +338,20 @@ mod tests {
         assert_eq!(files, ["nova.lock"], "nothing created for a refused handle");
         first.end_of_run();
         second.claim("nova".into()).unwrap();
+    }
+
+    #[test]
+    fn a_provision_claims_only_its_tasks_handle_as_the_host_read_it() {
+        let temp = tempfile::tempdir().unwrap();
+        let mut family = cap(temp.path(), LockScope::OnDemand).claiming(Claimable::Only("nova".into()));
+        let err = family.claim("lyra".into()).unwrap_err();
+        assert!(err.contains("this run provisions nova (its task's handle"), "{err}");
+        assert_eq!(family.claimed().get(), None, "nothing claimed by the refusal");
+        family.claim("nova".into()).unwrap();
+        assert_eq!(family.claimed().get().as_deref(), Some("nova"));
+        let mut family = cap(temp.path(), LockScope::OnDemand).claiming(Claimable::Nothing);
+        assert!(family.claim("lyra".into()).unwrap_err().contains("names no handle the host could read"));
+        assert!(!temp.path().join("logs/agent-provisioner-claims/lyra.lock").exists());
     }
 
     #[test]
