@@ -583,6 +583,7 @@ impl FsCap {
     /// The home `write-credentials` may write into: that of a sibling handle (the
     /// archives, reserved and lead handles are not), in a command that writes credentials.
     fn credentials_target(&self, handle: &str, home: &str) -> Fs<Resolved> {
+        let r = self.check("write-credentials", home, true)?;
         let command = self.credentials.command;
         if !WRITES_CREDENTIALS.contains(&command) {
             return Err(FsError::Denied(format!(
@@ -590,7 +591,6 @@ impl FsCap {
                 WRITES_CREDENTIALS.join(" and ")
             )));
         }
-        let r = self.check("write-credentials", home, true)?;
         if r.kind != Kind::SiblingHome(handle.to_string()) || !r.relative.as_os_str().is_empty() {
             return Err(FsError::Denied(format!("{handle:?} is not a sibling handle: credentials go only into a sibling's own home, not the {}", r.describe())));
         }
