@@ -405,8 +405,14 @@ impl TestHome {
             self.launchctl_state().display(),
             env!("CARGO_BIN_EXE_launchctl-standin")
         );
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Written once: rewriting a script that is run meanwhile (this test's own `print`
+        // while another thread forks holding the write descriptor) fails with ETXTBSY.
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(script.as_str()) {
+            let temp = dir.join("bin/.launchctl.tmp");
+            std::fs::write(&temp, script).unwrap();
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&temp, &path).unwrap();
+        }
         path
     }
 
