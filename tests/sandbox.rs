@@ -34,6 +34,9 @@ fn a_hostile_component_is_denied_every_escape() {
     t.register_sibling("victim");
     t.register_sibling("squat");
     std::fs::create_dir_all(t.sibling("squat")).unwrap();
+    // The home of the task's handle, which the fixture writes into (made by an earlier run).
+    t.register_sibling("any");
+    std::fs::create_dir_all(t.sibling("any")).unwrap();
     std::fs::create_dir_all(t.sibling("work")).unwrap();
     std::fs::write(t.sibling("work").join("openclaw.json"), "{}\n").unwrap();
     // What the lead holds besides its notes, a bomb among the archives, a tree deeper than
@@ -150,6 +153,8 @@ fn a_hostile_component_is_denied_every_escape() {
         "adoption-abort-victim",
         "home-remove-unarchived",
         "home-check-lead",
+        "sibling-write-other",
+        "service-stop-other-sibling",
     ];
     for name in hostile {
         let (allowed, detail) = results.get(name).unwrap_or_else(|| panic!("{name} did not run:\n{}", run.stderr));
@@ -175,7 +180,12 @@ fn a_hostile_component_is_denied_every_escape() {
         assert!(!t.sibling("victim").join(gone).exists(), "{gone} was written");
     }
     assert!(!t.sibling("dev").exists() && !t.home.join(".openclaw-archives/lead.tar.gz").exists());
-    assert_eq!(std::fs::read_to_string(t.sibling("victim").join("workspace/memory/notes.md")).unwrap(), "hello");
+    assert_eq!(std::fs::read_to_string(t.sibling("any").join("workspace/memory/notes.md")).unwrap(), "hello");
+    // A run changes the home and the service of the sibling it claimed, and no other's.
+    assert!(!t.sibling("victim").join("workspace/AGENTS.md").exists());
+    for name in ["sibling-write-other", "service-stop-other-sibling"] {
+        assert!(results[name].1.contains("this run works on any"), "{name}: {}", results[name].1);
+    }
 
     // Every denial is audited and shown, naming a grant or rule.
     let audit: Vec<Value> = std::fs::read_to_string(t.audit_log()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();

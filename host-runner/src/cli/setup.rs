@@ -119,6 +119,7 @@ pub fn prepare(cli: &Cli) -> Result<Option<Prepared>, SetupError> {
     let mut family = FamilyCap::new(&homes.lead_home, scope, cli.command.name(), timeout, lock, run.lead_handles.clone(), audit.clone())
         .claiming(run_scope.claimable);
     claim_handle(&cli.command, &run.lead_handles, &mut family)?;
+    let mut services = services.for_claim(family.claimed());
     program_ready(&cli.command, &mut services)?;
     let fs = FsCap::new(grants, audit.clone(), lead.config.sesame_key, run.plugins, lead.keys).adopting(adopting(&cli.command));
     let caps = Capabilities {

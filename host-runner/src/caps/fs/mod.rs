@@ -307,6 +307,7 @@ impl FsCap {
             archives_create_only(path, &r, exists)?;
         }
         self.spend(path, Written { bytes: contents.len() as u64, entries: u64::from(!exists) })?;
+        self.in_claimed_home(path, &r)?;
         let write = if r.kind == Kind::Archives { atomic::create } else { atomic::write };
         write(&dir, &r.relative, contents, mode).map_err(|e| io_error(path, e))
     }
@@ -337,6 +338,7 @@ impl FsCap {
             self.sibling_rules(&r, |_| sibling_files::check_dir(&current))?;
         }
         self.spend(path, Written { bytes: 0, entries: self.missing_entries(path, &r) })?;
+        self.in_claimed_home(path, &r)?;
         self.claim(&r)?;
         let dir = match r.open_root(Some(mode)) {
             Ok(dir) => {
@@ -464,6 +466,7 @@ impl FsCap {
                 return Err(FsError::Denied(format!("{path}: the root of the {} grant cannot be removed", r.describe())));
             };
             self.may_remove_home(path, handle)?;
+            self.in_claimed_home(path, &r)?;
             let parent = r.open_root_parent().map_err(|e| io_error(path, e))?;
             remove(&parent, Path::new(r.root.file_name().expect("named")), path)?;
             return self
@@ -475,6 +478,7 @@ impl FsCap {
         if r.kind == Kind::Archives {
             return Err(FsError::Denied(format!("{path}: {ARCHIVES_CREATE_ONLY}; nothing there is removed")));
         }
+        self.in_claimed_home(path, &r)?;
         match self.root(path, &r)? {
             None => Ok(()),
             Some(dir) => remove(&dir, &r.relative, path),
@@ -597,6 +601,18 @@ impl FsCap {
         Ok(r)
     }
 
+    /// Refuses a change in a sibling home other than the one of the sibling this run
+    /// claimed (`family.claim`): a run writes into, copies into and removes from only the
+    /// home of the sibling it works on. Checked last, after the rules of the write itself.
+    fn in_claimed_home(&self, path: &str, r: &Resolved) -> Fs<()> {
+        let Kind::SiblingHome(handle) = &r.kind else { return Ok(()) };
+        match self.credentials.claimed.get() {
+            Some(claimed) if claimed == *handle => Ok(()),
+            Some(claimed) => Err(FsError::Denied(format!("{path}: this run works on {claimed}; it changes only the home of the sibling it claimed"))),
+            None => Err(FsError::Denied(format!("{path}: this run has claimed no sibling (family.claim); it changes only the home of the sibling it works on"))),
+        }
+    }
+
     /// Refuses a handle other than the one this run claimed (`family.claim`).
     fn claimed_by_this_run(&self, handle: &str, home: &str) -> Fs<()> {
         match self.credentials.claimed.get() {
@@ -610,6 +626,7 @@ impl FsCap {
     /// earlier copy. The sibling home must be granted (it is the one being provisioned).
     fn copy_lead_plugins_inner(&self, home: &str) -> Fs<Vec<String>> {
         let to_home = self.check("copy-lead-plugins", home, true)?;
+        self.in_claimed_home(home, &to_home)?;
         let lead = self.grants.open_lead_home().map_err(|e| io_error(&self.grants.lead_home().display().to_string(), e))?;
         let sibling = self.existing_root(home, &to_home)?;
         let mut stats = TreeStats { files: 0, directories: 0, bytes: 0 };

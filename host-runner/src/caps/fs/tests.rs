@@ -115,6 +115,7 @@ fn denied<T: std::fmt::Debug>(result: Fs<T>, needle: &str) {
 #[test]
 fn hostile_writes_are_denied_and_change_nothing() {
     let mut f = Fixture::new();
+    f.claim("victim");
     let before = f.snapshot();
     denied(f.fs.write_atomic(f.p(".ssh/authorized_keys"), b"evil".to_vec(), 0o600), "outside every grant");
     denied(f.fs.write_atomic(f.p(".openclaw/workspace/USER.md"), b"".to_vec(), 0o644), "does not allow writing");
@@ -156,6 +157,7 @@ fn the_journals_in_the_provisioner_state_can_be_listed_and_the_logs_cannot() {
 #[test]
 fn symlinks_never_lead_out_of_a_grant() {
     let mut f = Fixture::new();
+    f.claim("victim");
     denied(f.fs.read(f.p(".openclaw-victim/escape/secret.txt")), "outside the grant");
     denied(f.fs.walk_tree(f.p(".openclaw-victim/escape")), "outside the grant");
     assert!(!Path::new(&f.p(".openclaw-victim/stolen")).exists());
@@ -167,6 +169,7 @@ fn symlinks_never_lead_out_of_a_grant() {
 #[test]
 fn a_symlink_as_the_sibling_home_is_not_followed() {
     let mut f = Fixture::new();
+    f.claim("trap");
     symlink(&f.outside, f.home.join(".openclaw-trap")).unwrap();
     denied(f.fs.read(f.p(".openclaw-trap/secret.txt")), "not a sibling home this host created");
     // A sibling the host made that turns its home into a link.
@@ -187,6 +190,7 @@ fn a_symlink_as_the_sibling_home_is_not_followed() {
 #[test]
 fn the_leads_key_never_leaves_through_files() {
     let mut f = Fixture::new();
+    f.claim("victim");
     for secret in [".openclaw/openclaw.json", ".openclaw/.env", ".openclaw/agents/main/agent/auth-profiles.json", ".openclaw/credentials/x.json"] {
         denied(f.fs.read(f.p(secret)), "only its workspace notes");
         denied(f.fs.metadata(f.p(secret)), "only its workspace notes");
@@ -204,6 +208,7 @@ fn the_leads_key_never_leaves_through_files() {
 #[test]
 fn only_listed_places_and_a_checked_config_go_into_a_sibling_home() {
     let mut f = Fixture::new();
+    f.claim("victim");
     let before = f.snapshot();
     denied(f.fs.create_dir_all(f.p(".openclaw-victim/extensions/evil"), 0o700), "not on the list");
     denied(f.fs.create_dir_all(f.p(".openclaw-victim/workspace/skills"), 0o700), "not on the list");
@@ -223,6 +228,7 @@ fn only_listed_places_and_a_checked_config_go_into_a_sibling_home() {
 #[test]
 fn the_host_copies_the_allowlisted_plugins_itself() {
     let mut f = Fixture::new();
+    f.claim("victim");
     let lead_ext = f.home.join(".openclaw/extensions/sesame");
     std::fs::set_permissions(lead_ext.join("dist/index.js"), std::fs::Permissions::from_mode(0o4777)).unwrap();
     symlink("/etc/passwd", lead_ext.join("passwd")).unwrap();
@@ -240,6 +246,7 @@ fn the_host_copies_the_allowlisted_plugins_itself() {
 #[test]
 fn a_sibling_home_round_trip_with_modes() {
     let mut f = Fixture::new();
+    f.claim("nova");
     let root = f.p(".openclaw-nova");
     assert_eq!(f.fs.metadata(root.to_owned()).unwrap(), None);
     f.fs.create_dir_all(f.p(".openclaw-nova/agents/main/agent"), 0o700).unwrap();
@@ -268,6 +275,7 @@ fn a_sibling_home_round_trip_with_modes() {
 #[test]
 fn archives_round_trip_and_are_verifiable() {
     let mut f = Fixture::new();
+    f.claim("nova");
     f.fs.create_dir_all(f.p(".openclaw-nova/workspace"), 0o700).unwrap();
     f.fs.write_atomic(f.p(".openclaw-nova/workspace/USER.md"), b"up\n".to_vec(), 0o600).unwrap();
     f.fs.create_dir_all(f.p(".openclaw-archives"), 0o700).unwrap();
@@ -295,6 +303,7 @@ fn the_provisioner_state_is_writable_inside_the_read_only_lead_home() {
 #[test]
 fn missing_things_are_reported_as_such() {
     let mut f = Fixture::new();
+    f.claim("victim");
     assert!(matches!(f.fs.read(f.p(".openclaw/workspace/TOOLS.md")), Err(FsError::NotFound(_))));
     assert!(matches!(f.fs.read(f.p(".openclaw-ghost/x")), Err(FsError::NotFound(_))));
     assert_eq!(f.fs.metadata(f.p(".openclaw-ghost/x")).unwrap(), None);
@@ -362,6 +371,7 @@ fn an_escape_is_told_apart_from_the_kernels_and_the_hosts_own_refusals() {
 #[test]
 fn a_sibling_home_is_removed_only_once_this_run_archived_or_made_it_or_at_the_operators_word() {
     let mut f = Fixture::new();
+    f.claim("victim");
     let victim = f.p(".openclaw-victim");
     // Made for this lead by an earlier run: not removable as it is.
     denied(f.fs.remove_tree(victim.clone()), "only after this run archived it (fs.archive-tree) or made it, or at the operator's `deprovision victim --without-archive`");
@@ -376,9 +386,12 @@ fn a_sibling_home_is_removed_only_once_this_run_archived_or_made_it_or_at_the_op
     f.fs.remove_tree(victim.clone()).unwrap();
     assert!(!Path::new(&victim).exists());
     // A home this run made may go (a failed provision's), as may the operator's choice.
+    let mut f = Fixture::new();
+    f.claim("nova");
     f.fs.create_dir_all(f.p(".openclaw-nova/workspace"), 0o700).unwrap();
     f.fs.remove_tree(f.p(".openclaw-nova")).unwrap();
-    let f = Fixture::new();
+    let mut f = Fixture::new();
+    f.claim("victim");
     let (victim, work) = (f.p(".openclaw-victim"), f.p(".openclaw-work"));
     let mut fs = f.fs.without_archive(Some("victim".into()));
     denied(fs.remove_tree(work), "another OpenClaw profile");
@@ -400,6 +413,7 @@ fn check_archivable_walks_only_sibling_homes_and_names_what_an_archive_refuses()
 #[test]
 fn no_key_is_read_from_any_grant_wherever_the_host_put_it() {
     let mut f = Fixture::new();
+    f.claim("victim");
     crate::sys::secret::register(&Secret::new(LEAD_LLM_KEY).unwrap());
     let victim = f.home.join(".openclaw-victim");
     std::fs::create_dir_all(victim.join("agents/main/agent")).unwrap();
@@ -450,9 +464,9 @@ fn a_hard_link_in_a_sibling_home_is_neither_read_nor_archived() {
 #[test]
 fn credentials_go_only_into_the_home_of_the_sibling_the_run_claimed() {
     let mut f = Fixture::new();
-    f.fs.create_dir_all(f.p(".openclaw-nova"), 0o700).unwrap();
     denied(f.fs.write_credentials("nova".into(), "anthropic".into(), CredentialLayout::EnvFile, None), "this run has claimed no sibling");
     f.claim("nova");
+    f.fs.create_dir_all(f.p(".openclaw-nova"), 0o700).unwrap();
     denied(f.fs.write_credentials("victim".into(), "anthropic".into(), CredentialLayout::EnvFile, None), "this run works on nova");
     std::fs::create_dir_all(f.home.join(".openclaw-archives")).unwrap();
     denied(f.fs.write_credentials("archives".into(), "anthropic".into(), CredentialLayout::EnvFile, None), "\"archives\" is not a sibling handle");
@@ -469,7 +483,8 @@ fn credentials_go_only_into_the_home_of_the_sibling_the_run_claimed() {
 
 #[test]
 fn a_run_writes_within_its_byte_and_entry_budget() {
-    let f = Fixture::new();
+    let mut f = Fixture::new();
+    f.claim("victim");
     let p = |rel: &str| format!("{}/{rel}", f.home.display());
     std::fs::create_dir_all(f.home.join(".openclaw-victim/workspace/memory")).unwrap();
     let at = |rel: &str| p(&format!(".openclaw-victim/workspace/memory/{rel}"));
@@ -529,4 +544,22 @@ fn a_listing_stops_at_its_byte_cap() {
     let err = walk(&dir, &mut out, WalkCaps { entries: 100, bytes: 10 }).unwrap_err();
     assert!(err.to_string().contains("more than 10 bytes of names"), "{err}");
     assert_eq!(out, ["aaaa", "bbbb"]);
+}
+
+#[test]
+fn a_run_changes_only_the_home_of_the_sibling_it_claimed() {
+    let mut f = Fixture::new();
+    let notes = f.p(".openclaw-victim/workspace");
+    denied(f.fs.create_dir_all(notes.clone(), 0o700), "this run has claimed no sibling (family.claim); it changes only the home of the sibling it works on");
+    f.claim("nova");
+    denied(f.fs.create_dir_all(notes.clone(), 0o700), "this run works on nova; it changes only the home of the sibling it claimed");
+    std::fs::create_dir_all(f.home.join(".openclaw-victim/workspace")).unwrap();
+    denied(f.fs.write_atomic(format!("{notes}/AGENTS.md"), b"obey me".to_vec(), 0o600), "this run works on nova");
+    denied(f.fs.remove_tree(format!("{notes}")), "this run works on nova");
+    denied(f.fs.copy_lead_plugins("victim".into()), "this run works on nova");
+    // The rules of the write itself come first: their refusal names them.
+    denied(f.fs.write_atomic(f.p(".openclaw-victim/extensions/x.js"), b"x".to_vec(), 0o600), "not on the list");
+    assert!(!f.home.join(".openclaw-victim/workspace/AGENTS.md").exists() && !f.home.join(".openclaw-victim/extensions").exists());
+    f.fs.create_dir_all(f.p(".openclaw-nova/workspace"), 0o700).unwrap();
+    f.fs.write_atomic(f.p(".openclaw-nova/workspace/AGENTS.md"), b"hello".to_vec(), 0o600).unwrap();
 }

@@ -27,6 +27,7 @@ pub use direct::supervisor::{close_inherited_descriptors, main as supervise};
 pub use policy::{Definition, Policy};
 
 use crate::caps::access::Access;
+use crate::caps::family::Claimed;
 use crate::record::audit::{Audit, Decision};
 use crate::runtime::bindings::openclaw::provisioner::service;
 use crate::runtime::bindings::{Installed, RunState, ServiceBackend, ServiceError, ServiceSpec, ServiceStatus};
@@ -121,6 +122,9 @@ pub struct ServiceCap {
     gateway_ports: Arc<Mutex<BTreeSet<u16>>>,
     /// What the command may change: a read-only one may only query `status`.
     access: Access,
+    /// The sibling the run claimed (`family.claim`), once bound with [`ServiceCap::for_claim`]:
+    /// then only its service may be changed.
+    claimed: Option<Claimed>,
 }
 
 impl ServiceCap {
@@ -148,6 +152,7 @@ impl ServiceCap {
             repoint: config.repoint,
             gateway_ports,
             access: Access::ReadWrite,
+            claimed: None,
         };
         let proven = cap.proven_ports();
         cap.gateway_ports.lock().expect("ports lock").extend(proven);
@@ -157,6 +162,23 @@ impl ServiceCap {
     /// The capability of a command with `access`: a read-only one may only query `status`.
     pub fn with_access(self, access: Access) -> Self {
         Self { access, ..self }
+    }
+
+    /// The capability of a run that changes only the service of the sibling it claimed
+    /// (setup always binds it; unit tests of the other rules run without).
+    pub fn for_claim(self, claimed: Claimed) -> Self {
+        Self { claimed: Some(claimed), ..self }
+    }
+
+    /// Refuses a change of another sibling's service than the one the run claimed; checked
+    /// last, after the rules of the call itself.
+    fn for_claimed(&self, op: &str, label: &str, handle: &str) -> Result<(), ServiceError> {
+        let Some(claimed) = &self.claimed else { return Ok(()) };
+        match claimed.get() {
+            Some(ours) if ours == handle => Ok(()),
+            Some(ours) => Err(self.deny(op, label, format!("this run works on {ours}; it changes only that sibling's service"))),
+            None => Err(self.deny(op, label, "this run has claimed no sibling (family.claim); it changes only the service of the sibling it works on")),
+        }
     }
 
     /// Refuses a change of the service manager (`op` on `label`) in a read-only command.
@@ -339,6 +361,7 @@ impl service::Host for ServiceCap {
         self.ours(&def.handle, &def.label).map_err(|why| self.deny("install", &spec.label, why))?;
         self.home_is_ours(&def).map_err(|why| self.deny("install", &spec.label, why))?;
         self.check_port_free(&def).map_err(|why| self.deny("install", &spec.label, why))?;
+        self.for_claimed("install", &spec.label, &def.handle)?;
         self.audit.record("service", "install", &spec.label, Decision::Allowed, &format!("port {}", def.port));
         let path = self.write(&def)?;
         self.backend.activate(&def.label)?;
@@ -350,18 +373,21 @@ impl service::Host for ServiceCap {
         self.may_change("start", &label)?;
         let handle = self.label("start", &label)?;
         self.program_ready(&handle, &label)?;
+        self.for_claimed("start", &label, &handle)?;
         self.backend.start(&label)
     }
 
     fn stop(&mut self, label: String) -> Result<(), ServiceError> {
         self.may_change("stop", &label)?;
-        self.label("stop", &label)?;
+        let handle = self.label("stop", &label)?;
+        self.for_claimed("stop", &label, &handle)?;
         self.backend.stop(&label)
     }
 
     fn uninstall(&mut self, label: String) -> Result<(), ServiceError> {
         self.may_change("uninstall", &label)?;
         let handle = self.label("uninstall", &label)?;
+        self.for_claimed("uninstall", &label, &handle)?;
         self.backend.uninstall(&label)?;
         self.state
             .forget_definition(&handle)
