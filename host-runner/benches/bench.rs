@@ -4,7 +4,7 @@
 //!     cargo bench -p host-runner --bench bench            # full run (about 10 minutes)
 //!     cargo bench -p host-runner --bench bench -- --quick # fewer runs and siblings
 //!     cargo bench -p host-runner --bench bench -- --only health  # one section: start,
-//!                                  # provision, overhead, health, growth, concurrency, openclaw
+//!                                  # unreachable, provision, overhead, health, growth, concurrency, openclaw
 //!
 //! Sections: component start (cold vs warm), plan and provision (with a per-step
 //! breakdown), sandbox overhead (the same guest logic native vs in the component), family
@@ -141,8 +141,9 @@ fn main() {
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1));
     let runs = if quick { 5 } else { 20 };
     println!("# agent-provisioner benchmarks\n\nMachine: {}\n\nRuns per figure: {runs}; figures are median (min–max).\n", machine());
-    let sections: [(&str, &dyn Fn()); 7] = [
+    let sections: [(&str, &dyn Fn()); 8] = [
         ("start", &|| start_and_plan(runs)),
+        ("unreachable", &|| unreachable(runs.min(5))),
         ("provision", &|| provision(runs)),
         ("overhead", &|| overhead(runs)),
         ("health", &|| health(quick)),
@@ -155,6 +156,32 @@ fn main() {
             run();
         }
     }
+}
+
+/// A provision against a Sesame that cannot be reached (a closed loopback port): the exit
+/// code, the time to fail, and what it wrote (nothing, or the check does not hold).
+fn unreachable(runs: usize) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (mut wall, mut codes, mut written) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        let mut t = TestHome::new(&url);
+        t.extra = ["--quiet", "--audit", "none"].map(String::from).to_vec();
+        let task = t.task(&format!("u{i}"), 20000, |_| {});
+        let before = support::files_under(&t.home);
+        let m = measure(&mut t.command(&["provision", "--task", task.to_str().unwrap()]));
+        let after = support::files_under(&t.home);
+        wall.push(m.wall_ms);
+        codes.push(m.code);
+        written.push(after.keys().filter(|k| !before.contains_key(*k)).count() as f64);
+    }
+    println!("## Sesame unreachable (a closed loopback port)\n");
+    println!("| measure | median (min–max) |\n|---|---|");
+    println!("| exit codes | {codes:?} |");
+    println!("| time to fail, process wall | {} |", fmt(&wall, "ms"));
+    println!("| new paths under $HOME | {} |", fmt(&written, ""));
+    println!();
 }
 
 /// Component start, cold vs warm, and the plan.
