@@ -4,7 +4,7 @@
 //!
 //! How launchd runs the gateway follows OpenClaw 2026.9.6's own LaunchAgent
 //! ([`LAUNCHD_POLICY`]); where the environment comes from and where the logs go do not
-//! (README, "The LaunchAgent and OpenClaw's own"): the environment is pinned in the plist,
+//! (docs/launchagent.md): the environment is pinned in the plist,
 //! which lives outside every sibling home, never in a file a sibling could rewrite.
 
 use super::exec;

@@ -2,7 +2,7 @@
 //! real: `tests/fixtures/openclaw-launchagent.mjs` under the pinned Node and OpenClaw that
 //! `scripts/install-openclaw.sh` installs, with a launchctl stand-in that keeps launchd's
 //! state for both. The keys the host shares with OpenClaw must have OpenClaw's values; the
-//! differences README names ("The LaunchAgent and OpenClaw's own") must still be there; and
+//! differences docs/launchagent.md names must still be there; and
 //! so must the launchctl sequences. A pinned upgrade that changes any of it fails here.
 //!
 //! In CI (`CI` set) a failed OpenClaw install fails these tests; a local run without it
