@@ -578,7 +578,7 @@ impl FsCap {
             },
         };
         let (relative, contents) = credentials::render(provider, &key, layout).map_err(|e| denied(&e))?;
-        self.claimed_by_this_run(handle, home)?;
+        self.in_claimed_home(home, &r)?;
         let dir = self.existing_root(home, &r)?;
         atomic::write(&dir, Path::new(relative), &contents, 0o600).map_err(|e| io_error(&format!("{home}/{relative}"), e))?;
         Ok(format!("{home}/{relative}"))
@@ -610,15 +610,6 @@ impl FsCap {
             Some(claimed) if claimed == *handle => Ok(()),
             Some(claimed) => Err(FsError::Denied(format!("{path}: this run works on {claimed}; it changes only the home of the sibling it claimed"))),
             None => Err(FsError::Denied(format!("{path}: this run has claimed no sibling (family.claim); it changes only the home of the sibling it works on"))),
-        }
-    }
-
-    /// Refuses a handle other than the one this run claimed (`family.claim`).
-    fn claimed_by_this_run(&self, handle: &str, home: &str) -> Fs<()> {
-        match self.credentials.claimed.get() {
-            Some(claimed) if claimed == handle => Ok(()),
-            Some(claimed) => Err(FsError::Denied(format!("{home}: this run works on {claimed}; credentials go only into the home of the sibling it claimed"))),
-            None => Err(FsError::Denied(format!("{home}: this run has claimed no sibling (family.claim); credentials go only into the home of the sibling it works on"))),
         }
     }
 
