@@ -555,7 +555,7 @@ fn a_run_changes_only_the_home_of_the_sibling_it_claimed() {
     denied(f.fs.create_dir_all(notes.clone(), 0o700), "this run works on nova; it changes only the home of the sibling it claimed");
     std::fs::create_dir_all(f.home.join(".openclaw-victim/workspace")).unwrap();
     denied(f.fs.write_atomic(format!("{notes}/AGENTS.md"), b"obey me".to_vec(), 0o600), "this run works on nova");
-    denied(f.fs.remove_tree(format!("{notes}")), "this run works on nova");
+    denied(f.fs.remove_tree(notes.clone()), "this run works on nova");
     denied(f.fs.copy_lead_plugins("victim".into()), "this run works on nova");
     // The rules of the write itself come first: their refusal names them.
     denied(f.fs.write_atomic(f.p(".openclaw-victim/extensions/x.js"), b"x".to_vec(), 0o600), "not on the list");
